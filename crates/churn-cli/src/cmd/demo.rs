@@ -1,0 +1,55 @@
+//! `churn demo`: build the bundled demo store end to end from the committed files and say
+//! where to look.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+
+use crate::exit::UsageError;
+
+/// Logical date of the demo run: the day after the bundled store's last day.
+pub const DEMO_AS_OF: &str = "2026-11-01";
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The demo pipeline file.
+    #[arg(long, default_value = "pipelines/demo.toml")]
+    pipeline: PathBuf,
+    /// Where to build the demo lake; an existing demo lake there is rebuilt from scratch.
+    #[arg(long, default_value = "demo-lake")]
+    lake: PathBuf,
+}
+
+pub async fn run(args: Args, json: bool) -> anyhow::Result<()> {
+    if !args.pipeline.exists() {
+        return Err(UsageError(format!(
+            "{} not found: run `churn demo` from the repository root, or pass --pipeline",
+            args.pipeline.display()
+        ))
+        .into());
+    }
+    if args.lake.exists() {
+        if !args.lake.join(churn_core::lake::SETTINGS_FILE).exists() {
+            return Err(UsageError(format!(
+                "{} exists and is not a churn lake; choose another --lake",
+                args.lake.display()
+            ))
+            .into());
+        }
+        std::fs::remove_dir_all(&args.lake)
+            .with_context(|| format!("removing the previous demo lake {}", args.lake.display()))?;
+    }
+    let as_of = super::parse_date(DEMO_AS_OF).map_err(UsageError)?;
+    let lake = args.lake.display().to_string();
+    let summary = super::run::run_pipeline(&args.pipeline, Some(&lake), as_of).await?;
+    crate::output::emit(json, &summary, || {
+        let mut text = super::run::human(&summary);
+        text.push_str(&format!(
+            "\nThe demo lake is in {lake}/. Look at it with:\n  \
+             churn sql --lake {lake} \"SELECT date_trunc('month', ts) AS month, count(*) AS transactions, sum(amount) AS revenue FROM transactions GROUP BY 1 ORDER BY 1\"\n  \
+             churn sql --lake {lake} \"SELECT tier, count(*) AS customers FROM customers GROUP BY 1\"\n  \
+             duckdb -c \"SELECT count(*) FROM read_parquet('{lake}/transactions/*/*.parquet', hive_partitioning = true)\"\n"
+        ));
+        text
+    })
+}

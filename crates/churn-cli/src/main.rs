@@ -1,0 +1,98 @@
+//! `churn`: the command-line entry point. It only parses arguments, sets up logging and
+//! dispatches to one file per subcommand; the work happens in the library crates.
+
+mod cmd;
+mod exit;
+mod output;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Predicts which retail customers are drifting away and hands marketing a ranked list of
+/// whom to win back. Start with `churn demo`.
+#[derive(Debug, Parser)]
+#[command(name = "churn", version, about, max_term_width = 100)]
+struct Cli {
+    /// Print one JSON object on stdout summarising what was done (counts, paths, timings).
+    #[arg(long, global = true)]
+    json: bool,
+    /// Log format on stderr: `text` for people, `json` for schedulers.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// More log output (-v: info, -vv: debug). RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Build the bundled demo store end to end and print where to look.
+    Demo(cmd::demo::Args),
+    /// Generate a realistic synthetic store (demo, tests, benchmarks).
+    Generate(cmd::generate::Args),
+    /// Load a source (CSV, NDJSON, Parquet; local or object store) into the lake.
+    Ingest(Box<cmd::ingest::Args>),
+    /// Run a pipeline file's steps for one logical date.
+    Run(cmd::run::Args),
+    /// Query the lake with SQL (every lake table is registered).
+    Sql(cmd::sql::Args),
+    /// Benchmarks that print figures (never assertions).
+    Bench(cmd::bench::Args),
+}
+
+fn init_logging(cli: &Cli) {
+    use tracing_subscriber::EnvFilter;
+    let default = match cli.verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn main() {
+    let cli = Cli::parse();
+    init_logging(&cli);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            std::process::exit(exit::INTERNAL);
+        }
+    };
+    let json = cli.json;
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Demo(args) => cmd::demo::run(args, json).await,
+            Command::Generate(args) => cmd::generate::run(args, json),
+            Command::Ingest(args) => cmd::ingest::run(*args, json).await,
+            Command::Run(args) => cmd::run::run(args, json).await,
+            Command::Sql(args) => cmd::sql::run(args, json).await,
+            Command::Bench(args) => cmd::bench::run(args, json).await,
+        }
+    });
+    if let Err(err) = result {
+        eprintln!("error: {err}");
+        for cause in err.chain().skip(1) {
+            eprintln!("  caused by: {cause}");
+        }
+        std::process::exit(exit::code_for(&err));
+    }
+}

@@ -1,0 +1,224 @@
+//! The `churn` binary as users run it: subcommands, JSON summaries, exit codes, the demo.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn churn(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_churn"))
+        .args(args)
+        .output()
+        .expect("churn runs")
+}
+
+fn json_of(out: &Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not one JSON object ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn help_documents_every_subcommand() {
+    let out = churn(&["--help"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    for cmd in ["demo", "generate", "ingest", "run", "sql", "bench"] {
+        assert!(text.contains(cmd), "{cmd} missing from --help");
+    }
+}
+
+#[test]
+fn generate_then_ingest_reports_counts_that_add_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let generated = json_of(&churn(&[
+        "generate",
+        "--customers",
+        "150",
+        "--seed",
+        "2",
+        "--days",
+        "200",
+        "--mess",
+        "--json",
+        "--out",
+        s(&store),
+    ]));
+    let mess = &generated["mess"];
+    let lake = dir.path().join("lake");
+    let csv = store.join("transactions.csv");
+    let summary = json_of(&churn(&[
+        "ingest",
+        "--json",
+        "--lake",
+        s(&lake),
+        "--table",
+        "transactions",
+        "--source",
+        s(&csv),
+        "--max-reject-ratio",
+        "0.2",
+    ]));
+    assert_eq!(summary["rows_read"], mess["data_lines"]);
+    assert_eq!(summary["accepted"], mess["expected_accepted"]);
+    assert_eq!(summary["rejected"], mess["expected_rejected"]);
+    assert_eq!(summary["duplicates"], mess["expected_duplicates"]);
+    let manifest = lake.join(summary["manifest"].as_str().unwrap());
+    let recorded: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(manifest).unwrap()).unwrap();
+    assert_eq!(recorded["accepted"], summary["accepted"]);
+
+    let out = churn(&[
+        "sql",
+        "--lake",
+        s(&lake),
+        "--format",
+        "csv",
+        "SELECT count(*) AS n FROM transactions",
+    ]);
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("n\n{}\n", summary["accepted"])
+    );
+}
+
+#[test]
+fn configuration_errors_exit_with_code_2_and_name_every_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let out = churn(&[
+        "ingest",
+        "--lake",
+        s(&lake),
+        "--table",
+        "orders",
+        "--source",
+        "x.csv",
+        "--timezone",
+        "Mars/Base",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("orders") && err.contains("Mars/Base"), "{err}");
+
+    let out = churn(&[
+        "ingest",
+        "--lake",
+        s(&lake),
+        "--table",
+        "transactions",
+        "--source",
+        s(&dir.path().join("none/*.csv")),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[lake]\npath = 'x'\n[sources.a]\ntable = 'transactions'\npath = 'a.csv'\ncolour = 'red'\n",
+    )
+    .unwrap();
+    let out = churn(&["run", s(&bad), "--as-of", "2024-01-01"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("colour"));
+}
+
+#[test]
+fn too_many_rejected_rows_exit_with_code_3() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("t.csv");
+    std::fs::write(
+        &csv,
+        "transaction_id,customer_id,ts,amount\nT1,C1,2024-01-01,abc\nT2,C1,2024-01-02,5\n",
+    )
+    .unwrap();
+    let out = churn(&[
+        "ingest",
+        "--lake",
+        s(&dir.path().join("lake")),
+        "--table",
+        "transactions",
+        "--source",
+        s(&csv),
+    ]);
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("non_numeric: 1"), "{err}");
+}
+
+#[test]
+fn the_demo_builds_the_lake_from_the_committed_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("demo-lake");
+    let root = repo_root();
+    let summary = json_of(&churn(&[
+        "demo",
+        "--json",
+        "--pipeline",
+        s(&root.join("pipelines/demo.toml")),
+        "--lake",
+        s(&lake),
+    ]));
+    let steps = summary["steps"].as_array().unwrap();
+    let lines = |name: &str| {
+        std::fs::read_to_string(root.join("data/demo").join(name))
+            .unwrap()
+            .lines()
+            .count() as u64
+            - 1
+    };
+    let by_source =
+        |name: &str| steps.iter().find(|s| s["source"] == name).unwrap()["ingest"].clone();
+    assert_eq!(
+        by_source("transactions")["accepted"],
+        lines("transactions.csv")
+    );
+    assert_eq!(by_source("customers")["accepted"], lines("customers.csv"));
+    assert_eq!(
+        by_source("campaign_events")["accepted"],
+        lines("campaign_events.csv")
+    );
+    // The Chinese till export holds the same transactions: all duplicates.
+    let cn = by_source("till_export_cn");
+    assert_eq!(
+        (cn["accepted"].as_u64(), cn["duplicates"].as_u64()),
+        (Some(0), Some(lines("transactions.csv")))
+    );
+    assert!(lake.join(summary["manifest"].as_str().unwrap()).exists());
+    // Running it again rebuilds rather than failing or doubling.
+    let again = json_of(&churn(&[
+        "demo",
+        "--json",
+        "--pipeline",
+        s(&root.join("pipelines/demo.toml")),
+        "--lake",
+        s(&lake),
+    ]));
+    assert_eq!(
+        again["steps"][0]["ingest"]["accepted"],
+        lines("transactions.csv")
+    );
+}

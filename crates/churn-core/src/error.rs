@@ -1,0 +1,47 @@
+//! Errors of the core crate; each variant carries the value or path that was wrong.
+
+/// Everything that can go wrong while opening or touching the lake.
+#[derive(Debug, thiserror::Error)]
+pub enum CoreError {
+    #[error("invalid lake location {location:?}: {reason}")]
+    InvalidLocation { location: String, reason: String },
+
+    #[error("object store error at {path}: {source}")]
+    ObjectStore {
+        path: String,
+        #[source]
+        source: object_store::Error,
+    },
+
+    #[error("parquet error in {path}: {source}")]
+    Parquet {
+        path: String,
+        #[source]
+        source: parquet::errors::ParquetError,
+    },
+
+    #[error("JSON error in {path}: {source}")]
+    Json {
+        path: String,
+        #[source]
+        source: serde_json::Error,
+    },
+
+    #[error("query engine error: {0}")]
+    DataFusion(#[from] datafusion::error::DataFusionError),
+
+    #[error("unknown time zone {0:?} (expected an IANA name such as \"Asia/Shanghai\" or \"UTC\")")]
+    InvalidTimezone(String),
+
+    #[error("lake {lake} uses time zone {existing}, but {requested} was requested")]
+    TimezoneMismatch {
+        lake: String,
+        existing: String,
+        requested: String,
+    },
+
+    #[error("unknown table {0:?} (expected transactions, customers or campaign_events)")]
+    UnknownTable(String),
+}
+
+pub type Result<T, E = CoreError> = std::result::Result<T, E>;

@@ -1,0 +1,404 @@
+//! The lake: a root folder on a local path or an object store (`file://`, `memory://`,
+//! `s3://`) that holds every table, quarantine, manifest and model. All reads and writes go
+//! through `object_store`, so the same code runs on a laptop and against S3-style storage.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use arrow::record_batch::RecordBatch;
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::local::LocalFileSystem;
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload};
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use url::Url;
+
+use crate::error::{CoreError, Result};
+
+/// Rows per Parquet row group: large enough for good compression and fast scans, small
+/// enough that readers can skip by statistics.
+pub const ROW_GROUP_ROWS: usize = 256 * 1024;
+
+/// File holding lake-wide settings, written by the first ingest.
+pub const SETTINGS_FILE: &str = "_lake.json";
+
+/// Lake-wide settings that every job must agree on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LakeSettings {
+    /// Version of the lake layout.
+    pub format_version: u32,
+    /// IANA time zone of the store: partition dates and "as of D" are local dates in it.
+    pub timezone: String,
+}
+
+impl Default for LakeSettings {
+    fn default() -> Self {
+        Self {
+            format_version: 1,
+            timezone: "UTC".to_string(),
+        }
+    }
+}
+
+/// An opened lake root.
+#[derive(Clone)]
+pub struct Lake {
+    store: Arc<dyn ObjectStore>,
+    /// Root as a URL with a trailing slash, e.g. `file:///data/lake/` or `s3://bucket/lake/`.
+    root_url: Url,
+    /// Root inside the store.
+    prefix: Path,
+}
+
+impl std::fmt::Debug for Lake {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Lake({})", self.root_url)
+    }
+}
+
+/// `memory://NAME` lakes live for the whole process, so that separate calls in one test or
+/// program see the same data.
+fn memory_store(name: &str) -> Arc<InMemory> {
+    static STORES: OnceLock<Mutex<HashMap<String, Arc<InMemory>>>> = OnceLock::new();
+    let stores = STORES.get_or_init(Default::default);
+    let mut stores = stores.lock().unwrap_or_else(|e| e.into_inner());
+    stores
+        .entry(name.to_string())
+        .or_insert_with(|| Arc::new(InMemory::new()))
+        .clone()
+}
+
+/// Opens the object store behind a URL or local path; `root_url` is the normalised URL and
+/// `prefix` the root inside the store. Shared by the lake and by ingest sources.
+pub fn open_location(location: &str) -> Result<(Arc<dyn ObjectStore>, Url, Path)> {
+    let invalid = |reason: String| CoreError::InvalidLocation {
+        location: location.to_string(),
+        reason,
+    };
+    if !location.contains("://") {
+        let abs = std::path::absolute(location).map_err(|e| invalid(e.to_string()))?;
+        let url = Url::from_file_path(&abs).map_err(|_| invalid("not an absolute path".into()))?;
+        return open_location(url.as_str());
+    }
+    let url = Url::parse(location).map_err(|e| invalid(e.to_string()))?;
+    let (store, prefix): (Arc<dyn ObjectStore>, Path) = match url.scheme() {
+        "file" => {
+            let fs_path = url
+                .to_file_path()
+                .map_err(|_| invalid("file URL without a local path".into()))?;
+            let prefix = Path::from_absolute_path(&fs_path).map_err(|e| invalid(e.to_string()))?;
+            (Arc::new(LocalFileSystem::new()), prefix)
+        }
+        "memory" => {
+            let name = url.host_str().unwrap_or("").to_string();
+            let prefix = Path::from(url.path().trim_matches('/'));
+            (memory_store(&name), prefix)
+        }
+        "s3" | "s3a" => {
+            let store = object_store::aws::AmazonS3Builder::from_env()
+                .with_url(url.as_str())
+                .build()
+                .map_err(|e| invalid(e.to_string()))?;
+            (Arc::new(store), Path::from(url.path().trim_matches('/')))
+        }
+        other => {
+            return Err(invalid(format!(
+                "unsupported scheme {other:?} (expected a local path, file://, memory:// or s3://)"
+            )));
+        }
+    };
+    let mut root_url = url.clone();
+    if !root_url.path().ends_with('/') {
+        root_url.set_path(&format!("{}/", root_url.path()));
+    }
+    Ok((store, root_url, prefix))
+}
+
+impl Lake {
+    /// Opens (without creating anything) the lake at a local path or URL.
+    pub fn open(location: &str) -> Result<Lake> {
+        let (store, root_url, prefix) = open_location(location)?;
+        Ok(Lake {
+            store,
+            root_url,
+            prefix,
+        })
+    }
+
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    /// Root URL with a trailing slash.
+    pub fn root_url(&self) -> &Url {
+        &self.root_url
+    }
+
+    /// Human-readable location: a local path for `file://` lakes, the URL otherwise.
+    pub fn display(&self) -> String {
+        match self.root_url.to_file_path() {
+            Ok(p) if self.root_url.scheme() == "file" => {
+                p.display().to_string().trim_end_matches('/').to_string()
+            }
+            _ => self.root_url.to_string(),
+        }
+    }
+
+    /// `scheme://host` part under which the store is registered with DataFusion.
+    pub fn object_store_url(&self) -> Url {
+        let mut u = self.root_url.clone();
+        u.set_path("/");
+        u
+    }
+
+    /// Path of `rel` (slash-separated, relative to the lake root) inside the store.
+    pub fn path(&self, rel: &str) -> Path {
+        let mut p = self.prefix.clone();
+        for part in rel.split('/').filter(|s| !s.is_empty()) {
+            p = p.join(part);
+        }
+        p
+    }
+
+    /// Full URL of a folder under the root, with a trailing slash (DataFusion table location).
+    pub fn folder_url(&self, rel: &str) -> String {
+        let rel = rel.trim_matches('/');
+        format!("{}{}/", self.root_url, rel)
+    }
+
+    /// Path relative to the lake root of a store path (inverse of [`Lake::path`]).
+    pub fn relative(&self, path: &Path) -> String {
+        let full = path.as_ref();
+        let root = self.prefix.as_ref();
+        full.strip_prefix(root)
+            .map(|s| s.trim_start_matches('/'))
+            .unwrap_or(full)
+            .to_string()
+    }
+
+    fn store_error(&self, path: &Path, source: object_store::Error) -> CoreError {
+        CoreError::ObjectStore {
+            path: format!("{}{}", self.root_url, self.relative(path)),
+            source,
+        }
+    }
+
+    /// Every object under `rel`, recursively, sorted by path; empty when the folder is absent.
+    pub async fn list(&self, rel: &str) -> Result<Vec<ObjectMeta>> {
+        let prefix = self.path(rel);
+        let listed: std::result::Result<Vec<ObjectMeta>, _> =
+            self.store.list(Some(&prefix)).try_collect().await;
+        let mut objects = match listed {
+            Ok(v) => v,
+            Err(object_store::Error::NotFound { .. }) => Vec::new(),
+            Err(e) => return Err(self.store_error(&prefix, e)),
+        };
+        objects.sort_by(|a, b| a.location.cmp(&b.location));
+        Ok(objects)
+    }
+
+    /// Parquet files under `rel`, ignoring hidden and temporary names.
+    pub async fn list_parquet(&self, rel: &str) -> Result<Vec<ObjectMeta>> {
+        let mut files = self.list(rel).await?;
+        files.retain(|m| {
+            let name = m.location.filename().unwrap_or("");
+            name.ends_with(".parquet") && !name.starts_with('.') && !name.starts_with('_')
+        });
+        Ok(files)
+    }
+
+    pub async fn exists(&self, path: &Path) -> Result<bool> {
+        match self.store.head(path).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(self.store_error(path, e)),
+        }
+    }
+
+    pub async fn put(&self, path: &Path, bytes: Bytes) -> Result<()> {
+        self.store
+            .put(path, PutPayload::from_bytes(bytes))
+            .await
+            .map(|_| ())
+            .map_err(|e| self.store_error(path, e))
+    }
+
+    pub async fn get(&self, path: &Path) -> Result<Bytes> {
+        let result = self
+            .store
+            .get(path)
+            .await
+            .map_err(|e| self.store_error(path, e))?;
+        result.bytes().await.map_err(|e| self.store_error(path, e))
+    }
+
+    /// Moves an object; on local disks this is an atomic rename.
+    pub async fn rename(&self, from: &Path, to: &Path) -> Result<()> {
+        self.store
+            .rename(from, to)
+            .await
+            .map_err(|e| self.store_error(from, e))
+    }
+
+    /// Deletes an object; deleting one that is already gone is not an error.
+    pub async fn delete(&self, path: &Path) -> Result<()> {
+        match self.store.delete(path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.store_error(path, e)),
+        }
+    }
+
+    pub async fn write_json<T: Serialize>(&self, path: &Path, value: &T) -> Result<()> {
+        let text = serde_json::to_vec_pretty(value).map_err(|source| CoreError::Json {
+            path: path.to_string(),
+            source,
+        })?;
+        self.put(path, Bytes::from(text)).await
+    }
+
+    pub async fn read_json<T: DeserializeOwned>(&self, path: &Path) -> Result<T> {
+        let bytes = self.get(path).await?;
+        serde_json::from_slice(&bytes).map_err(|source| CoreError::Json {
+            path: path.to_string(),
+            source,
+        })
+    }
+
+    /// Settings of an existing lake, or `None` when nothing has been written yet.
+    pub async fn settings(&self) -> Result<Option<LakeSettings>> {
+        let path = self.path(SETTINGS_FILE);
+        if !self.exists(&path).await? {
+            return Ok(None);
+        }
+        self.read_json(&path).await.map(Some)
+    }
+
+    /// Settings of the lake, creating them with `timezone` when the lake is new. A request
+    /// for a different time zone than an existing lake's is an error: partition dates would
+    /// otherwise mean different things in different folders.
+    pub async fn ensure_settings(&self, timezone: Option<&str>) -> Result<LakeSettings> {
+        if let Some(tz) = timezone {
+            parse_timezone(tz)?;
+        }
+        match self.settings().await? {
+            Some(existing) => {
+                if let Some(tz) = timezone
+                    && tz != existing.timezone
+                {
+                    return Err(CoreError::TimezoneMismatch {
+                        lake: self.display(),
+                        existing: existing.timezone,
+                        requested: tz.to_string(),
+                    });
+                }
+                Ok(existing)
+            }
+            None => {
+                let settings = LakeSettings {
+                    timezone: timezone.unwrap_or("UTC").to_string(),
+                    ..LakeSettings::default()
+                };
+                self.write_json(&self.path(SETTINGS_FILE), &settings)
+                    .await?;
+                Ok(settings)
+            }
+        }
+    }
+
+    /// Writes record batches as one ZSTD-compressed Parquet object and returns its size.
+    pub async fn write_parquet(&self, path: &Path, batches: &[RecordBatch]) -> Result<u64> {
+        let Some(first) = batches.first() else {
+            return Ok(0);
+        };
+        let parquet_err = |source| CoreError::Parquet {
+            path: format!("{}{}", self.root_url, self.relative(path)),
+            source,
+        };
+        let mut writer = crate::parquet_io::object_writer(
+            self.store.clone(),
+            path.clone(),
+            first.schema(),
+            writer_properties(),
+        )
+        .map_err(parquet_err)?;
+        for batch in batches {
+            writer.write(batch).await.map_err(parquet_err)?;
+        }
+        writer.close().await.map_err(parquet_err)?;
+        let meta = self
+            .store
+            .head(path)
+            .await
+            .map_err(|e| self.store_error(path, e))?;
+        Ok(meta.size)
+    }
+}
+
+/// Parquet settings used for every file churn writes.
+pub fn writer_properties() -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(3).expect("valid zstd level"),
+        ))
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .build()
+}
+
+/// Parses an IANA time zone name.
+pub fn parse_timezone(name: &str) -> Result<chrono_tz::Tz> {
+    name.parse::<chrono_tz::Tz>()
+        .map_err(|_| CoreError::InvalidTimezone(name.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn local_paths_become_file_urls_with_a_trailing_slash() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::open(dir.path().to_str().unwrap()).unwrap();
+        assert_eq!(lake.root_url().scheme(), "file");
+        assert!(lake.root_url().as_str().ends_with('/'));
+        assert_eq!(lake.display(), dir.path().display().to_string());
+    }
+
+    #[tokio::test]
+    async fn memory_lakes_with_the_same_name_share_data() {
+        let a = Lake::open("memory://shared-test/lake").unwrap();
+        a.put(&a.path("x/y.txt"), Bytes::from_static(b"hi"))
+            .await
+            .unwrap();
+        let b = Lake::open("memory://shared-test/lake").unwrap();
+        assert_eq!(
+            b.get(&b.path("x/y.txt")).await.unwrap(),
+            Bytes::from_static(b"hi")
+        );
+        assert_eq!(b.list("x").await.unwrap().len(), 1);
+        assert!(b.list("missing").await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_second_time_zone_for_an_existing_lake_is_refused() {
+        let lake = Lake::open("memory://tz-test").unwrap();
+        lake.ensure_settings(Some("Asia/Shanghai")).await.unwrap();
+        assert_eq!(
+            lake.ensure_settings(None).await.unwrap().timezone,
+            "Asia/Shanghai"
+        );
+        let err = lake.ensure_settings(Some("UTC")).await.unwrap_err();
+        assert!(err.to_string().contains("Asia/Shanghai"), "{err}");
+        assert!(lake.ensure_settings(Some("Mars/Olympus")).await.is_err());
+    }
+
+    #[test]
+    fn unsupported_schemes_are_named_in_the_error() {
+        let err = Lake::open("ftp://host/x").unwrap_err();
+        assert!(err.to_string().contains("ftp"), "{err}");
+    }
+}

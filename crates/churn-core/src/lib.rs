@@ -1,0 +1,14 @@
+//! Shared foundation of churn: the input contract (table schemas), the lake (where and how
+//! data is stored, on a local path or an object store) and the DataFusion session that sees
+//! every lake table. Every other crate builds on these so that paths, schemas and partition
+//! rules are defined once.
+
+pub mod error;
+pub mod lake;
+pub mod parquet_io;
+pub mod session;
+pub mod table;
+
+pub use error::{CoreError, Result};
+pub use lake::{Lake, LakeSettings};
+pub use table::{ColumnKind, ColumnSpec, Table};

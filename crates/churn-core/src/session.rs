@@ -1,0 +1,120 @@
+//! A DataFusion session that sees the whole lake: every folder of Parquet files becomes a
+//! table, with its Hive partition folders (`date=…`, `as_of=…`, `batch=…`) as columns. The
+//! `sql` command, feature building and reports all query the lake through this one place.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow::datatypes::DataType;
+use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
+
+use crate::error::Result;
+use crate::lake::Lake;
+
+/// Resource limits of a lake session.
+#[derive(Debug, Clone, Default)]
+pub struct SessionOptions {
+    /// Memory budget for query operators; beyond it, sorts and aggregations spill to disk.
+    /// `None` means no limit.
+    pub memory_limit_bytes: Option<usize>,
+    /// Folder for spill files; the system temp folder when `None`.
+    pub spill_dir: Option<std::path::PathBuf>,
+}
+
+/// A table found in the lake: its SQL name, folder and partition columns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LakeTable {
+    pub name: String,
+    pub folder: String,
+    pub partition_columns: Vec<String>,
+}
+
+/// Type of a Hive partition column: dates for `date` and `as_of`, text otherwise.
+fn partition_type(column: &str) -> DataType {
+    match column {
+        "date" | "as_of" => DataType::Date32,
+        _ => DataType::Utf8,
+    }
+}
+
+/// Finds every table in the lake. A table is a folder of Parquet files, possibly below
+/// `key=value` partition folders; its SQL name is the folder path joined with `_`
+/// (`quarantine/transactions` → `quarantine_transactions`). Folders starting with `_` or `.`
+/// (staging, run manifests, models) are not tables.
+pub async fn discover_tables(lake: &Lake) -> Result<Vec<LakeTable>> {
+    let mut tables: BTreeMap<String, LakeTable> = BTreeMap::new();
+    for meta in lake.list_parquet("").await? {
+        let rel = lake.relative(&meta.location);
+        let parts: Vec<&str> = rel.split('/').collect();
+        let dirs = &parts[..parts.len().saturating_sub(1)];
+        if dirs.is_empty()
+            || dirs
+                .iter()
+                .any(|d| d.starts_with('_') || d.starts_with('.'))
+        {
+            continue;
+        }
+        let split = dirs
+            .iter()
+            .position(|d| d.contains('='))
+            .unwrap_or(dirs.len());
+        if split == 0 {
+            continue;
+        }
+        let folder = dirs[..split].join("/");
+        let partition_columns: Vec<String> = dirs[split..]
+            .iter()
+            .filter_map(|d| d.split_once('=').map(|(k, _)| k.to_string()))
+            .collect();
+        tables.entry(folder.clone()).or_insert_with(|| LakeTable {
+            name: dirs[..split].join("_"),
+            folder,
+            partition_columns,
+        });
+    }
+    Ok(tables.into_values().collect())
+}
+
+/// A session with the lake's object store registered and no tables yet.
+pub fn new_session(lake: &Lake, options: &SessionOptions) -> Result<SessionContext> {
+    let mut runtime = RuntimeEnvBuilder::new();
+    if let Some(bytes) = options.memory_limit_bytes {
+        runtime = runtime.with_memory_pool(Arc::new(FairSpillPool::new(bytes)));
+    }
+    if let Some(dir) = &options.spill_dir {
+        runtime = runtime.with_temp_file_path(dir);
+    }
+    let runtime = runtime.build_arc()?;
+    let config = SessionConfig::new().with_information_schema(true);
+    let ctx = SessionContext::new_with_config_rt(config, runtime);
+    ctx.register_object_store(&lake.object_store_url(), lake.store().clone());
+    Ok(ctx)
+}
+
+/// Registers one lake table in a session.
+pub async fn register_table(ctx: &SessionContext, lake: &Lake, table: &LakeTable) -> Result<()> {
+    let partitions = table
+        .partition_columns
+        .iter()
+        .map(|c| (c.clone(), partition_type(c)))
+        .collect();
+    let options = ParquetReadOptions::default().table_partition_cols(partitions);
+    ctx.register_parquet(&table.name, lake.folder_url(&table.folder), options)
+        .await?;
+    Ok(())
+}
+
+/// A session with every lake table registered.
+pub async fn lake_session(
+    lake: &Lake,
+    options: &SessionOptions,
+) -> Result<(SessionContext, Vec<LakeTable>)> {
+    let ctx = new_session(lake, options)?;
+    let tables = discover_tables(lake).await?;
+    for table in &tables {
+        register_table(&ctx, lake, table).await?;
+    }
+    Ok((ctx, tables))
+}

@@ -1,0 +1,104 @@
+//! Atomic commits. A batch first writes everything under `_staging/<batch>/`; then a commit
+//! plan listing every move and delete is written (the commit point); then the plan is
+//! applied. A run that dies before the plan leaves only staging, which the next ingest
+//! removes; a run that dies while applying leaves the plan, which the next ingest finishes.
+//! Either way a re-run never adds a row twice.
+
+use churn_core::Lake;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{IngestError, Result};
+
+pub const STAGING: &str = "_staging";
+const PLAN_FILE: &str = "_commit.json";
+
+/// Everything a batch changes in the lake, in order.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CommitPlan {
+    pub batch_id: String,
+    /// (staged path, final path), relative to the lake root.
+    pub moves: Vec<(String, String)>,
+    /// Files replaced by this batch (e.g. the previous customers table).
+    pub deletes: Vec<String>,
+    /// Run manifest path and contents, written once the moves are done.
+    pub manifest_path: String,
+    pub manifest: serde_json::Value,
+}
+
+pub fn staging_dir(batch_id: &str) -> String {
+    format!("{STAGING}/{batch_id}")
+}
+
+/// Writes the plan (the commit point) and applies it.
+pub async fn commit(
+    lake: &Lake,
+    plan: &CommitPlan,
+    crash_after_files: Option<usize>,
+) -> Result<()> {
+    let plan_path = lake.path(&format!("{}/{PLAN_FILE}", staging_dir(&plan.batch_id)));
+    lake.write_json(&plan_path, plan).await?;
+    apply(lake, plan, crash_after_files).await
+}
+
+async fn apply(lake: &Lake, plan: &CommitPlan, crash_after_files: Option<usize>) -> Result<()> {
+    for (i, (from, to)) in plan.moves.iter().enumerate() {
+        if crash_after_files == Some(i) {
+            return Err(IngestError::SimulatedCrash(i));
+        }
+        let from = lake.path(from);
+        // Already moved by an earlier, interrupted attempt.
+        if lake.exists(&from).await? {
+            lake.rename(&from, &lake.path(to)).await?;
+        }
+    }
+    for rel in &plan.deletes {
+        lake.delete(&lake.path(rel)).await?;
+    }
+    lake.write_json(&lake.path(&plan.manifest_path), &plan.manifest)
+        .await?;
+    remove_staging(lake, &plan.batch_id).await
+}
+
+async fn remove_staging(lake: &Lake, batch_id: &str) -> Result<()> {
+    // The plan goes last, so an interruption here still leaves a plan to finish.
+    let dir = staging_dir(batch_id);
+    let plan = lake.path(&format!("{dir}/{PLAN_FILE}"));
+    for meta in lake.list(&dir).await? {
+        if meta.location != plan {
+            lake.delete(&meta.location).await?;
+        }
+    }
+    lake.delete(&plan).await?;
+    Ok(())
+}
+
+/// Finishes interrupted commits and removes abandoned staging; returns the batch ids whose
+/// commits were finished.
+pub async fn recover(lake: &Lake) -> Result<Vec<String>> {
+    let mut batches: Vec<String> = lake
+        .list(STAGING)
+        .await?
+        .iter()
+        .filter_map(|m| {
+            lake.relative(&m.location)
+                .split('/')
+                .nth(1)
+                .map(str::to_string)
+        })
+        .collect();
+    batches.dedup();
+    let mut finished = Vec::new();
+    for batch in batches {
+        let plan_path = lake.path(&format!("{}/{PLAN_FILE}", staging_dir(&batch)));
+        if lake.exists(&plan_path).await? {
+            let plan: CommitPlan = lake.read_json(&plan_path).await?;
+            tracing::warn!(batch_id = %batch, "finishing an interrupted commit");
+            apply(lake, &plan, None).await?;
+            finished.push(batch);
+        } else {
+            tracing::warn!(batch_id = %batch, "removing staging of an ingest that did not commit");
+            remove_staging(lake, &batch).await?;
+        }
+    }
+    Ok(finished)
+}

@@ -1,0 +1,760 @@
+//! The ingest run: from a validated source to a committed batch and its summary.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Instant;
+
+use arrow::array::{Array, AsArray, BooleanArray, RecordBatch, UInt32Array};
+use arrow::compute::{cast, concat_batches, filter_record_batch, take_record_batch};
+use arrow::datatypes::DataType;
+use chrono_tz::Tz;
+use churn_core::parquet_io::ObjectStoreReader;
+use churn_core::{Lake, Table};
+use futures::{StreamExt, TryStreamExt};
+use object_store::ObjectStoreExt;
+use parquet::arrow::ParquetRecordBatchStreamBuilder;
+use serde::Serialize;
+
+use crate::commit::{CommitPlan, commit, recover, staging_dir};
+use crate::config::{Format, SourceConfig};
+use crate::error::{IngestError, Result};
+use crate::existing::{KeySet, existing_keys, read_table};
+use crate::partition::{PartitionWriter, StagedFile};
+use crate::reader::{CsvRecord, CsvSplitter, InputFile, decode_lossy, resolve_inputs};
+use crate::rows::{QuarantineBuilder, Reject, RowParser, TableBuilder, dedup_key};
+use crate::value::TimestampParser;
+
+/// Knobs of one ingest run that are not properties of the source.
+#[derive(Debug, Clone)]
+pub struct IngestOptions {
+    /// Rows held in memory before a sorted run is spilled to staging. Default 1,000,000.
+    pub buffer_rows: usize,
+    /// Batch id to use instead of a generated one.
+    pub batch_id: Option<String>,
+    /// Test hook: stop the commit after this many files were moved, as a crash would.
+    #[doc(hidden)]
+    pub crash_after_committed_files: Option<usize>,
+}
+
+impl Default for IngestOptions {
+    fn default() -> Self {
+        Self {
+            buffer_rows: crate::config::DEFAULT_BUFFER_ROWS,
+            batch_id: None,
+            crash_after_committed_files: None,
+        }
+    }
+}
+
+/// Counts for one input file.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct FileSummary {
+    pub file: String,
+    pub format: Option<Format>,
+    pub rows_read: u64,
+    pub accepted: u64,
+    pub rejected: u64,
+    pub duplicates: u64,
+    /// Whether the file started with a byte-order mark (which is dropped).
+    pub had_bom: bool,
+    /// Source columns that are not in the contract (kept in `extra` only when asked).
+    pub extra_columns: Vec<String>,
+}
+
+/// What an ingest did; printed by `churn ingest --json` and stored as the run manifest.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct IngestSummary {
+    pub kind: &'static str,
+    pub batch_id: String,
+    pub status: &'static str,
+    pub table: String,
+    pub lake: String,
+    pub source: String,
+    pub files: Vec<FileSummary>,
+    /// Data rows read (header lines and blank lines are not rows).
+    pub rows_read: u64,
+    /// Rows now in the lake from this batch.
+    pub accepted: u64,
+    /// Rows written to quarantine.
+    pub rejected: u64,
+    /// Rows dropped because their key was already in the lake or earlier in the batch
+    /// (customers: an earlier profile of the same customer in the batch).
+    pub duplicates: u64,
+    pub rejected_by_reason: BTreeMap<String, u64>,
+    /// Optional text values whose invalid bytes were replaced by U+FFFD (row kept).
+    pub repaired_invalid_text: u64,
+    /// Lake files written by this batch, relative to the lake root.
+    pub data_files: Vec<String>,
+    pub partitions: usize,
+    pub quarantine_files: Vec<String>,
+    pub manifest: String,
+    /// Interrupted earlier batches whose commits this run finished first.
+    pub recovered_batches: Vec<String>,
+    pub started_at: String,
+    pub duration_ms: u64,
+    pub rows_per_second: f64,
+}
+
+/// Quarantine rows per staged file.
+const QUARANTINE_FILE_ROWS: usize = 200_000;
+
+struct Run<'a> {
+    lake: &'a Lake,
+    cfg: &'a SourceConfig,
+    options: &'a IngestOptions,
+    batch_id: String,
+    parser: RowParser,
+    seen: KeySet,
+    accepted: TableBuilder,
+    partitions: PartitionWriter,
+    /// Customers are merged whole: all accepted batches of the run.
+    customer_batches: Vec<RecordBatch>,
+    quarantine: QuarantineBuilder,
+    quarantine_files: Vec<StagedFile>,
+    summary: IngestSummary,
+    file: FileSummary,
+}
+
+fn new_batch_id(cfg: &SourceConfig) -> String {
+    let now = chrono::Utc::now();
+    let salt = format!(
+        "{}{}{}",
+        now.timestamp_nanos_opt().unwrap_or(0),
+        std::process::id(),
+        cfg.location
+    );
+    format!(
+        "{}-{:08x}",
+        now.format("%Y%m%dT%H%M%S"),
+        xxhash_rust::xxh3::xxh3_64(salt.as_bytes()) as u32
+    )
+}
+
+/// Ingests one source into the lake.
+pub async fn ingest(
+    lake: &Lake,
+    cfg: &SourceConfig,
+    options: &IngestOptions,
+) -> Result<IngestSummary> {
+    let started = Instant::now();
+    let recovered_batches = recover(lake).await?;
+    let settings = match lake.settings().await? {
+        Some(s) => s,
+        None => lake.ensure_settings(cfg.timezone.map(|t| t.name())).await?,
+    };
+    let lake_tz: Tz = churn_core::lake::parse_timezone(&settings.timezone)?;
+    let inputs = resolve_inputs(cfg).await?;
+    let batch_id = options
+        .batch_id
+        .clone()
+        .unwrap_or_else(|| new_batch_id(cfg));
+    let staging = staging_dir(&batch_id);
+    let seen = if cfg.table.is_date_partitioned() {
+        existing_keys(lake, cfg.table).await?
+    } else {
+        KeySet::default()
+    };
+    tracing::info!(table = %cfg.table, files = inputs.len(), existing_rows = seen.len(), batch_id = %batch_id, "ingest started");
+
+    let mut timestamps = TimestampParser::new(cfg.timezone.unwrap_or(lake_tz));
+    timestamps.extra_formats = cfg.timestamp_formats.clone();
+    timestamps.extra_date_formats = cfg.date_formats.clone();
+    let mut run = Run {
+        lake,
+        cfg,
+        options,
+        parser: RowParser {
+            table: cfg.table,
+            encoding: cfg.encoding,
+            timestamps,
+            lake_tz,
+            repaired_invalid_utf8: 0,
+        },
+        seen,
+        accepted: TableBuilder::new(cfg.table),
+        partitions: PartitionWriter::new(lake.clone(), cfg.table, &batch_id, &staging),
+        customer_batches: Vec::new(),
+        quarantine: QuarantineBuilder::default(),
+        quarantine_files: Vec::new(),
+        summary: IngestSummary {
+            kind: "ingest",
+            batch_id: batch_id.clone(),
+            table: cfg.table.name().to_string(),
+            lake: lake.display(),
+            source: cfg.location.clone(),
+            recovered_batches,
+            started_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            ..Default::default()
+        },
+        file: FileSummary::default(),
+        batch_id,
+    };
+    for input in &inputs {
+        run.file = FileSummary {
+            file: input.display.clone(),
+            format: Some(input.format),
+            ..Default::default()
+        };
+        match input.format {
+            Format::Csv => run.read_csv(input).await?,
+            Format::Ndjson => run.read_ndjson(input).await?,
+            Format::Parquet => run.read_parquet(input).await?,
+        }
+        let file = std::mem::take(&mut run.file);
+        tracing::info!(file = %file.file, rows = file.rows_read, accepted = file.accepted, rejected = file.rejected, duplicates = file.duplicates, "file read");
+        run.summary.files.push(file);
+    }
+    run.finish(started).await
+}
+
+impl Run<'_> {
+    fn file_error(&self, input: &InputFile, e: impl std::fmt::Display) -> IngestError {
+        IngestError::Unreadable {
+            file: input.display.clone(),
+            reason: e.to_string(),
+        }
+    }
+
+    /// Checks one row and routes it to the lake buffer, quarantine or the duplicate count.
+    fn route(&mut self, line: u64, raw: &[u8], values: &[Option<&[u8]>], extra: Option<&str>) {
+        self.summary.rows_read += 1;
+        self.file.rows_read += 1;
+        match self.parser.parse(values) {
+            Err(reject) => self.reject(line, raw, &reject),
+            Ok(row) => {
+                if self.cfg.table.is_date_partitioned() && !self.seen.insert(row.key) {
+                    self.summary.duplicates += 1;
+                    self.file.duplicates += 1;
+                    return;
+                }
+                self.accepted.append(&row, extra);
+                self.summary.accepted += 1;
+                self.file.accepted += 1;
+            }
+        }
+    }
+
+    fn reject(&mut self, line: u64, raw: &[u8], reject: &Reject) {
+        self.summary.rejected += 1;
+        self.file.rejected += 1;
+        *self
+            .summary
+            .rejected_by_reason
+            .entry(reject.code.to_string())
+            .or_default() += 1;
+        let text = decode_lossy(raw, self.cfg.encoding);
+        let message = format!("{} line {line}: {}", self.file.file, reject.message);
+        let reject = Reject {
+            message,
+            ..reject.clone()
+        };
+        self.quarantine
+            .append(&self.batch_id, &self.file.file, line, &reject, &text, raw);
+    }
+
+    /// Spills buffers that are full.
+    async fn flush_if_full(&mut self) -> Result<()> {
+        if self.accepted.len() >= self.options.buffer_rows {
+            let (batch, _keys, days) = self.accepted.finish();
+            if self.cfg.table.is_date_partitioned() {
+                self.partitions.spill(&batch, days).await?;
+            } else {
+                self.customer_batches.push(batch);
+            }
+        }
+        if self.quarantine.len() >= QUARANTINE_FILE_ROWS {
+            self.write_quarantine().await?;
+        }
+        Ok(())
+    }
+
+    async fn write_quarantine(&mut self) -> Result<()> {
+        let batch = self.quarantine.finish();
+        let file = format!(
+            "quarantine/{}/batch={}/part-{:05}.parquet",
+            self.cfg.table,
+            self.batch_id,
+            self.quarantine_files.len()
+        );
+        let staged = format!("{}/{file}", staging_dir(&self.batch_id));
+        self.lake
+            .write_parquet(&self.lake.path(&staged), std::slice::from_ref(&batch))
+            .await?;
+        self.quarantine_files.push(StagedFile {
+            staged,
+            target: file,
+            rows: batch.num_rows() as u64,
+        });
+        Ok(())
+    }
+
+    /// Maps canonical columns to header positions; errors name the file and the header.
+    fn map_header(&mut self, file: &str, header: &[String]) -> Result<Vec<Option<usize>>> {
+        let find = |name: &str| {
+            header
+                .iter()
+                .position(|h| h.trim().eq_ignore_ascii_case(name.trim()))
+        };
+        let mut mapping = Vec::new();
+        let mut missing = Vec::new();
+        for spec in self.cfg.table.columns() {
+            let index = match self.cfg.columns.get(spec.name) {
+                Some(source) => match find(source) {
+                    Some(i) => Some(i),
+                    None => {
+                        return Err(IngestError::MappedColumnAbsent {
+                            file: file.to_string(),
+                            canonical: spec.name.to_string(),
+                            source_column: source.clone(),
+                            found: header.to_vec(),
+                        });
+                    }
+                },
+                None => find(spec.name),
+            };
+            if index.is_none() && spec.required {
+                missing.push(spec.name.to_string());
+            }
+            mapping.push(index);
+        }
+        if !missing.is_empty() {
+            return Err(IngestError::MissingColumns {
+                file: file.to_string(),
+                missing,
+                found: header.to_vec(),
+            });
+        }
+        self.file.extra_columns = header
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !mapping.contains(&Some(*i)))
+            .map(|(_, h)| h.trim().to_string())
+            .collect();
+        Ok(mapping)
+    }
+
+    async fn read_csv(&mut self, input: &InputFile) -> Result<()> {
+        let mut stream = input
+            .store
+            .get(&input.path)
+            .await
+            .map_err(|e| self.file_error(input, e))?
+            .into_stream();
+        let mut splitter = CsvSplitter::new(self.cfg.delimiter);
+        let mut header: Option<(Vec<Option<usize>>, Vec<String>, usize)> = None;
+        loop {
+            let chunk = match stream.next().await {
+                Some(c) => c.map_err(|e| self.file_error(input, e))?,
+                None => bytes::Bytes::new(),
+            };
+            let at_end = chunk.is_empty();
+            splitter.feed(&chunk, |record: CsvRecord<'_>| -> Result<()> {
+                match &header {
+                    None => {
+                        let names: Vec<String> = record
+                            .fields
+                            .iter()
+                            .map(|f| decode_lossy(f, self.cfg.encoding))
+                            .collect();
+                        let mapping = self.map_header(&input.display, &names)?;
+                        header = Some((mapping, names.clone(), names.len()));
+                    }
+                    Some((mapping, names, width)) => {
+                        self.route_csv(&record, mapping, names, *width)
+                    }
+                }
+                Ok(())
+            })?;
+            self.file.had_bom = splitter.had_bom;
+            if at_end {
+                break;
+            }
+            self.flush_if_full().await?;
+        }
+        if header.is_none() {
+            return Err(IngestError::EmptyFile {
+                file: input.display.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    fn route_csv(
+        &mut self,
+        record: &CsvRecord<'_>,
+        mapping: &[Option<usize>],
+        names: &[String],
+        width: usize,
+    ) {
+        if record.fields.len() != width {
+            let reject = Reject {
+                code: "wrong_field_count",
+                column: None,
+                message: format!(
+                    "expected {width} fields as in the header, got {}",
+                    record.fields.len()
+                ),
+            };
+            self.summary.rows_read += 1;
+            self.file.rows_read += 1;
+            self.reject(record.line, record.raw, &reject);
+            return;
+        }
+        let values: Vec<Option<&[u8]>> = mapping
+            .iter()
+            .map(|m| m.map(|i| record.fields[i]))
+            .collect();
+        let extra = self.extra_json(names, mapping, |i| {
+            decode_lossy(record.fields[i], self.cfg.encoding)
+        });
+        self.route(record.line, record.raw, &values, extra.as_deref());
+    }
+
+    /// Unmapped source columns as a JSON object, when the source keeps them.
+    fn extra_json(
+        &self,
+        names: &[String],
+        mapping: &[Option<usize>],
+        value: impl Fn(usize) -> String,
+    ) -> Option<String> {
+        if !self.cfg.keep_extra_columns {
+            return None;
+        }
+        let object: serde_json::Map<String, serde_json::Value> = (0..names.len())
+            .filter(|i| !mapping.contains(&Some(*i)))
+            .map(|i| {
+                (
+                    names[i].trim().to_string(),
+                    serde_json::Value::String(value(i)),
+                )
+            })
+            .collect();
+        (!object.is_empty()).then(|| serde_json::Value::Object(object).to_string())
+    }
+
+    async fn read_ndjson(&mut self, input: &InputFile) -> Result<()> {
+        let mut stream = input
+            .store
+            .get(&input.path)
+            .await
+            .map_err(|e| self.file_error(input, e))?
+            .into_stream();
+        let mut buffer: Vec<u8> = Vec::new();
+        let mut line_no = 0u64;
+        let mut first = true;
+        loop {
+            let chunk: Option<bytes::Bytes> = stream
+                .next()
+                .await
+                .transpose()
+                .map_err(|e| self.file_error(input, e))?;
+            let at_end = chunk.is_none();
+            if let Some(chunk) = chunk {
+                buffer.extend_from_slice(&chunk);
+            }
+            let mut consumed = 0;
+            while let Some(pos) = buffer[consumed..]
+                .iter()
+                .position(|b| *b == b'\n')
+                .map(|p| p + consumed)
+            {
+                line_no += 1;
+                let mut line = &buffer[consumed..pos];
+                if first {
+                    line = line
+                        .strip_prefix(b"\xEF\xBB\xBF".as_slice())
+                        .unwrap_or(line);
+                    first = false;
+                }
+                let line = line.strip_suffix(b"\r").unwrap_or(line).to_vec();
+                self.route_json_line(line_no, &line);
+                consumed = pos + 1;
+            }
+            buffer.drain(..consumed);
+            if at_end {
+                if !buffer.is_empty() {
+                    line_no += 1;
+                    let line = std::mem::take(&mut buffer);
+                    self.route_json_line(line_no, &line);
+                }
+                break;
+            }
+            self.flush_if_full().await?;
+        }
+        Ok(())
+    }
+
+    fn route_json_line(&mut self, line: u64, raw: &[u8]) {
+        if raw.iter().all(|b| b.is_ascii_whitespace()) {
+            return;
+        }
+        let text = decode_lossy(raw, self.cfg.encoding);
+        let object = match serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&text)
+        {
+            Ok(o) => o,
+            Err(e) => {
+                self.summary.rows_read += 1;
+                self.file.rows_read += 1;
+                let reject = Reject {
+                    code: "malformed_json",
+                    column: None,
+                    message: format!("not a JSON object: {e}"),
+                };
+                self.reject(line, raw, &reject);
+                return;
+            }
+        };
+        let names: Vec<String> = object.keys().cloned().collect();
+        let texts: Vec<Option<String>> = object.values().map(json_text).collect();
+        let mapping = self.map_names(&names);
+        let values: Vec<Option<&[u8]>> = mapping
+            .iter()
+            .map(|m| m.and_then(|i| texts[i].as_deref().map(str::as_bytes)))
+            .collect();
+        let extra = self.extra_json(&names, &mapping, |i| texts[i].clone().unwrap_or_default());
+        // Values are already UTF-8 after decoding the line.
+        let encoding = std::mem::replace(&mut self.parser.encoding, crate::config::Encoding::Utf8);
+        self.route(line, raw, &values, extra.as_deref());
+        self.parser.encoding = encoding;
+    }
+
+    /// Canonical → position among `names`, without failing on absent columns (rows without
+    /// a required value are rejected one by one).
+    fn map_names(&self, names: &[String]) -> Vec<Option<usize>> {
+        self.cfg
+            .table
+            .columns()
+            .iter()
+            .map(|spec| {
+                let wanted = self
+                    .cfg
+                    .columns
+                    .get(spec.name)
+                    .map(String::as_str)
+                    .unwrap_or(spec.name);
+                names
+                    .iter()
+                    .position(|n| n.trim().eq_ignore_ascii_case(wanted))
+            })
+            .collect()
+    }
+
+    async fn read_parquet(&mut self, input: &InputFile) -> Result<()> {
+        let reader = ObjectStoreReader::new(input.store.clone(), input.path.clone());
+        let err = |e: parquet::errors::ParquetError| IngestError::Parquet {
+            path: input.display.clone(),
+            source: e,
+        };
+        let mut stream = ParquetRecordBatchStreamBuilder::new(reader)
+            .await
+            .map_err(err)?
+            .build()
+            .map_err(err)?;
+        let mut row_no = 0u64;
+        let mut mapping: Option<Vec<Option<usize>>> = None;
+        while let Some(batch) = stream.try_next().await.map_err(err)? {
+            let names: Vec<String> = batch
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .collect();
+            if mapping.is_none() {
+                mapping = Some(self.map_header(&input.display, &names)?);
+            }
+            let mapping = mapping.clone().expect("set above");
+            let texts: Vec<_> = batch
+                .columns()
+                .iter()
+                .map(|c| cast(c, &DataType::Utf8))
+                .collect::<std::result::Result<_, _>>()?;
+            let texts: Vec<&arrow::array::StringArray> =
+                texts.iter().map(|a| a.as_string::<i32>()).collect();
+            for i in 0..batch.num_rows() {
+                row_no += 1;
+                let cell = |c: usize| (!texts[c].is_null(i)).then(|| texts[c].value(i));
+                let raw: serde_json::Map<String, serde_json::Value> = names
+                    .iter()
+                    .enumerate()
+                    .map(|(c, n)| {
+                        (
+                            n.clone(),
+                            cell(c).map_or(serde_json::Value::Null, |v| v.into()),
+                        )
+                    })
+                    .collect();
+                let raw = serde_json::Value::Object(raw).to_string();
+                let values: Vec<Option<&[u8]>> = mapping
+                    .iter()
+                    .map(|m| m.and_then(|c| cell(c).map(str::as_bytes)))
+                    .collect();
+                let extra =
+                    self.extra_json(&names, &mapping, |c| cell(c).unwrap_or("").to_string());
+                let encoding =
+                    std::mem::replace(&mut self.parser.encoding, crate::config::Encoding::Utf8);
+                self.route(row_no, raw.as_bytes(), &values, extra.as_deref());
+                self.parser.encoding = encoding;
+            }
+            self.flush_if_full().await?;
+        }
+        Ok(())
+    }
+
+    /// Writes the batch's files to staging and commits them (or only the quarantine when too
+    /// many rows were rejected).
+    async fn finish(mut self, started: Instant) -> Result<IngestSummary> {
+        self.summary.repaired_invalid_text = self.parser.repaired_invalid_utf8;
+        if !self.quarantine.is_empty() {
+            self.write_quarantine().await?;
+        }
+        let (last, _keys, last_days) = self.accepted.finish();
+        let (data, deletes) = if self.cfg.table.is_date_partitioned() {
+            (self.partitions.finish(last, last_days).await?, Vec::new())
+        } else {
+            self.customer_batches.push(last);
+            self.merge_customers().await?
+        };
+        self.summary.partitions = data.len();
+        self.summary.data_files = data.iter().map(|f| f.target.clone()).collect();
+        self.summary.quarantine_files = self
+            .quarantine_files
+            .iter()
+            .map(|f| f.target.clone())
+            .collect();
+        self.summary.manifest = format!("_runs/{}.json", self.batch_id);
+        let elapsed = started.elapsed();
+        self.summary.duration_ms = elapsed.as_millis() as u64;
+        self.summary.rows_per_second =
+            self.summary.rows_read as f64 / elapsed.as_secs_f64().max(1e-9);
+        debug_assert_eq!(
+            self.summary.rows_read,
+            self.summary.accepted + self.summary.rejected + self.summary.duplicates
+        );
+
+        let ratio = if self.summary.rows_read == 0 {
+            0.0
+        } else {
+            self.summary.rejected as f64 / self.summary.rows_read as f64
+        };
+        let over_limit = ratio > self.cfg.max_reject_ratio;
+        let mut moves: Vec<(String, String)> = self
+            .quarantine_files
+            .iter()
+            .map(|f| (f.staged.clone(), f.target.clone()))
+            .collect();
+        let deletes = if over_limit {
+            self.summary.status = "rejected";
+            self.summary.data_files.clear();
+            self.summary.partitions = 0;
+            Vec::new()
+        } else {
+            self.summary.status = "committed";
+            moves.extend(data.iter().map(|f| (f.staged.clone(), f.target.clone())));
+            deletes
+        };
+        let plan = CommitPlan {
+            batch_id: self.batch_id.clone(),
+            moves,
+            deletes,
+            manifest_path: self.summary.manifest.clone(),
+            manifest: serde_json::to_value(&self.summary).expect("summary serialises"),
+        };
+        commit(self.lake, &plan, self.options.crash_after_committed_files).await?;
+        if over_limit {
+            let reasons = self
+                .summary
+                .rejected_by_reason
+                .iter()
+                .map(|(k, v)| format!("{k}: {v}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            return Err(IngestError::RejectRatioExceeded {
+                rejected: self.summary.rejected,
+                rows_read: self.summary.rows_read,
+                ratio: ratio * 100.0,
+                limit: self.cfg.max_reject_ratio * 100.0,
+                reasons,
+                quarantine: self.lake.folder_url(&format!(
+                    "quarantine/{}/batch={}",
+                    self.cfg.table, self.batch_id
+                )),
+            });
+        }
+        tracing::info!(batch_id = %self.batch_id, accepted = self.summary.accepted, rejected = self.summary.rejected, duplicates = self.summary.duplicates, "ingest committed");
+        Ok(self.summary)
+    }
+
+    /// The new customers table: the lake's profiles not in this batch plus the batch's last
+    /// profile of each customer. Returns the staged file and the files it replaces.
+    async fn merge_customers(&mut self) -> Result<(Vec<StagedFile>, Vec<String>)> {
+        let schema = Table::Customers.file_schema();
+        let batch = concat_batches(&schema, &self.customer_batches)?;
+        let ids = batch.column(0).as_string::<i32>();
+        let mut last_of: HashMap<&str, u32> = HashMap::with_capacity(ids.len());
+        for i in 0..ids.len() {
+            last_of.insert(ids.value(i), i as u32);
+        }
+        let superseded = (ids.len() - last_of.len()) as u64;
+        self.summary.accepted -= superseded;
+        self.summary.duplicates += superseded;
+        if let Some(last) = self.summary.files.last_mut() {
+            // Superseded profiles are attributed to the last file for the per-file counts.
+            last.accepted -= superseded.min(last.accepted);
+            last.duplicates += superseded;
+        }
+        let mut winners: Vec<u32> = last_of.values().copied().collect();
+        winners.sort_unstable();
+        let incoming = take_record_batch(&batch, &UInt32Array::from(winners))?;
+        let incoming_ids: std::collections::HashSet<u128> = incoming
+            .column(0)
+            .as_string::<i32>()
+            .iter()
+            .map(|id| dedup_key(Table::Customers, id.unwrap_or(""), "", 0, ""))
+            .collect();
+
+        let old_files = self.lake.list_parquet(Table::Customers.name()).await?;
+        let mut parts = Vec::new();
+        for old in read_table(self.lake, Table::Customers, None).await? {
+            let old_ids = old.column(0).as_string::<i32>();
+            let keep: BooleanArray = old_ids
+                .iter()
+                .map(|id| {
+                    Some(!incoming_ids.contains(&dedup_key(
+                        Table::Customers,
+                        id.unwrap_or(""),
+                        "",
+                        0,
+                        "",
+                    )))
+                })
+                .collect();
+            parts.push(filter_record_batch(&old, &keep)?);
+        }
+        parts.push(incoming);
+        let file = format!("customers/part-{}.parquet", self.batch_id);
+        let staged = format!("{}/{file}", staging_dir(&self.batch_id));
+        let rows: usize = parts.iter().map(|b| b.num_rows()).sum();
+        self.lake
+            .write_parquet(&self.lake.path(&staged), &parts)
+            .await?;
+        let deletes = old_files
+            .iter()
+            .map(|m| self.lake.relative(&m.location))
+            .collect();
+        Ok((
+            vec![StagedFile {
+                staged,
+                target: file,
+                rows: rows as u64,
+            }],
+            deletes,
+        ))
+    }
+}
+
+fn json_text(v: &serde_json::Value) -> Option<String> {
+    match v {
+        serde_json::Value::Null => None,
+        serde_json::Value::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
+    }
+}

@@ -1,0 +1,95 @@
+//! Errors of ingest. Row-level problems are not errors (they go to quarantine); these are
+//! the problems that stop a run: bad configuration, unreadable sources, a lake that fails.
+
+use churn_core::CoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("invalid source configuration:\n  - {}", .problems.join("\n  - "))]
+    InvalidConfig { problems: Vec<String> },
+
+    #[error("no input files found at {location:?}")]
+    NoInputFiles { location: String },
+
+    #[error(
+        "{file}: missing required column(s) {missing:?}; the header has {found:?} (map source columns with --map canonical=source_column)"
+    )]
+    MissingColumns {
+        file: String,
+        missing: Vec<String>,
+        found: Vec<String>,
+    },
+
+    #[error(
+        "{file}: mapped source column {source_column:?} (for {canonical}) is not in the header {found:?}"
+    )]
+    MappedColumnAbsent {
+        file: String,
+        canonical: String,
+        source_column: String,
+        found: Vec<String>,
+    },
+
+    #[error("{file}: the file is empty (no header line)")]
+    EmptyFile { file: String },
+
+    #[error("{file}: cannot read: {reason}")]
+    Unreadable { file: String, reason: String },
+
+    #[error(
+        "rejected {rejected} of {rows_read} rows ({ratio:.2}%), over the limit of {limit:.2}%; nothing was added to the lake. Reasons: {reasons}. Rejected rows are in {quarantine}"
+    )]
+    RejectRatioExceeded {
+        rejected: u64,
+        rows_read: u64,
+        ratio: f64,
+        limit: f64,
+        reasons: String,
+        quarantine: String,
+    },
+
+    #[error(transparent)]
+    Core(#[from] CoreError),
+
+    #[error("arrow error: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+
+    #[error("parquet error in {path}: {source}")]
+    Parquet {
+        path: String,
+        #[source]
+        source: parquet::errors::ParquetError,
+    },
+
+    #[error("simulated crash after {0} committed files (test hook)")]
+    SimulatedCrash(usize),
+}
+
+impl IngestError {
+    /// Whether the error is caused by configuration (as opposed to the data or the system).
+    pub fn is_config_error(&self) -> bool {
+        matches!(
+            self,
+            IngestError::InvalidConfig { .. }
+                | IngestError::NoInputFiles { .. }
+                | IngestError::MissingColumns { .. }
+                | IngestError::MappedColumnAbsent { .. }
+                | IngestError::Core(CoreError::InvalidLocation { .. })
+                | IngestError::Core(CoreError::InvalidTimezone(_))
+                | IngestError::Core(CoreError::TimezoneMismatch { .. })
+                | IngestError::Core(CoreError::UnknownTable(_))
+        )
+    }
+
+    /// Whether the error is caused by the input data.
+    pub fn is_data_error(&self) -> bool {
+        matches!(
+            self,
+            IngestError::RejectRatioExceeded { .. }
+                | IngestError::EmptyFile { .. }
+                | IngestError::Unreadable { .. }
+        )
+    }
+}
+
+pub type Result<T, E = IngestError> = std::result::Result<T, E>;

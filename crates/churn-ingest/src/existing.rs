@@ -1,0 +1,107 @@
+//! What the lake already holds: dedup keys of existing rows, and the current customers table.
+
+use std::collections::HashSet;
+use std::hash::{BuildHasherDefault, Hasher};
+
+use arrow::array::{AsArray, RecordBatch};
+use arrow::datatypes::TimestampMicrosecondType;
+use churn_core::parquet_io::ObjectStoreReader;
+use churn_core::{Lake, Table};
+use futures::TryStreamExt;
+use parquet::arrow::{ParquetRecordBatchStreamBuilder, ProjectionMask};
+
+use crate::error::{IngestError, Result};
+use crate::rows::dedup_key;
+
+/// Keys are already uniform 128-bit hashes, so the set uses their low bits directly.
+#[derive(Default)]
+pub struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes.iter().take(8) {
+            self.0 = (self.0 << 8) | *b as u64;
+        }
+    }
+    fn write_u128(&mut self, v: u128) {
+        self.0 = v as u64;
+    }
+}
+
+pub type KeySet = HashSet<u128, BuildHasherDefault<KeyHasher>>;
+
+/// Reads selected columns of every Parquet file of a table.
+pub async fn read_table(
+    lake: &Lake,
+    table: Table,
+    columns: Option<&[&str]>,
+) -> Result<Vec<RecordBatch>> {
+    let mut batches = Vec::new();
+    for meta in lake.list_parquet(table.name()).await? {
+        let display = lake.relative(&meta.location);
+        let err = |source| IngestError::Parquet {
+            path: display.clone(),
+            source,
+        };
+        let reader = ObjectStoreReader::new(lake.store().clone(), meta.location.clone());
+        let mut builder = ParquetRecordBatchStreamBuilder::new(reader)
+            .await
+            .map_err(err)?;
+        if let Some(columns) = columns {
+            let mask = ProjectionMask::columns(builder.parquet_schema(), columns.iter().copied());
+            builder = builder.with_projection(mask);
+        }
+        let stream = builder.build().map_err(err)?;
+        batches.extend(stream.try_collect::<Vec<_>>().await.map_err(err)?);
+    }
+    Ok(batches)
+}
+
+/// Dedup keys of every row the lake holds for a date-partitioned table.
+pub async fn existing_keys(lake: &Lake, table: Table) -> Result<KeySet> {
+    let mut keys = KeySet::default();
+    match table {
+        Table::Transactions => {
+            for batch in read_table(lake, table, Some(&["transaction_id"])).await? {
+                let ids = batch.column(0).as_string::<i32>();
+                keys.extend(
+                    ids.iter()
+                        .map(|id| dedup_key(table, id.unwrap_or(""), "", 0, "")),
+                );
+            }
+        }
+        Table::CampaignEvents => {
+            for batch in read_table(
+                lake,
+                table,
+                Some(&["customer_id", "campaign_id", "ts", "event"]),
+            )
+            .await?
+            {
+                let col = |name: &str| {
+                    batch.column(batch.schema().index_of(name).expect("projected column"))
+                };
+                let (customers, campaigns, events) = (
+                    col("customer_id").as_string::<i32>(),
+                    col("campaign_id").as_string::<i32>(),
+                    col("event").as_string::<i32>(),
+                );
+                let ts = col("ts").as_primitive::<TimestampMicrosecondType>();
+                for i in 0..batch.num_rows() {
+                    keys.insert(dedup_key(
+                        table,
+                        customers.value(i),
+                        campaigns.value(i),
+                        ts.value(i),
+                        events.value(i),
+                    ));
+                }
+            }
+        }
+        Table::Customers => {}
+    }
+    Ok(keys)
+}

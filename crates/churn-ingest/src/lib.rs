@@ -1,0 +1,21 @@
+//! Batch ingest: reads a source (CSV, NDJSON or Parquet; UTF-8 or GB18030; a file, folder,
+//! glob or URL), validates every row against the input contract, quarantines what cannot be
+//! used with the reason, drops duplicates, and commits the rest atomically into the lake's
+//! date partitions. The counts always add up: read = accepted + rejected + duplicates.
+
+pub mod commit;
+pub mod config;
+pub mod error;
+pub mod existing;
+pub mod partition;
+pub mod reader;
+pub mod rows;
+pub mod value;
+
+mod driver;
+
+pub use config::{
+    DEFAULT_BUFFER_ROWS, DEFAULT_MAX_REJECT_RATIO, Encoding, Format, SourceConfig, SourceSpec,
+};
+pub use driver::{FileSummary, IngestOptions, IngestSummary, ingest};
+pub use error::{IngestError, Result};

@@ -1,0 +1,382 @@
+//! Reading sources: finding the input files of a location (file, folder, glob, URL) and
+//! splitting their bytes into records while keeping each record's raw bytes and line number,
+//! so that a rejected row can be quarantined exactly as it was read.
+
+use std::sync::Arc;
+
+use churn_core::lake::open_location;
+use futures::TryStreamExt;
+use globset::Glob;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
+
+use crate::config::{Encoding, Format, SourceConfig};
+use crate::error::{IngestError, Result};
+
+/// One input file of a source.
+#[derive(Clone)]
+pub struct InputFile {
+    pub store: Arc<dyn ObjectStore>,
+    pub path: Path,
+    /// Name shown in messages and stored in quarantine rows.
+    pub display: String,
+    pub format: Format,
+    pub size: u64,
+}
+
+fn has_glob(s: &str) -> bool {
+    s.contains(['*', '?', '['])
+}
+
+/// Every input file of a source, sorted by name. A folder contributes every file below it
+/// whose format is known (hidden files and names starting with `_` are skipped).
+pub async fn resolve_inputs(cfg: &SourceConfig) -> Result<Vec<InputFile>> {
+    let location = cfg.location.as_str();
+    let (base, pattern) = match location.find(['*', '?', '[']) {
+        Some(pos) if has_glob(location) => {
+            let cut = location[..pos].rfind('/').map(|i| i + 1).unwrap_or(0);
+            (&location[..cut], Some(&location[cut..]))
+        }
+        _ => (location, None),
+    };
+    let base = if base.is_empty() { "." } else { base };
+    let (store, root_url, prefix) = open_location(base)?;
+    let display_of = |p: &Path| -> String {
+        let rel = p
+            .as_ref()
+            .strip_prefix(prefix.as_ref())
+            .unwrap_or(p.as_ref())
+            .trim_start_matches('/');
+        match root_url.to_file_path() {
+            Ok(dir) if root_url.scheme() == "file" => {
+                if rel.is_empty() {
+                    dir.display().to_string()
+                } else {
+                    dir.join(rel).display().to_string()
+                }
+            }
+            _ => format!("{root_url}{rel}"),
+        }
+    };
+    let format_of = |name: &str| cfg.format.or_else(|| Format::from_file_name(name));
+
+    let mut files = Vec::new();
+    if pattern.is_none()
+        && let Ok(meta) = store.head(&prefix).await
+    {
+        let name = prefix.filename().unwrap_or("");
+        let format = format_of(name).ok_or_else(|| IngestError::InvalidConfig {
+            problems: vec![format!(
+                "format: cannot tell the format of {location:?} from its name; set --format"
+            )],
+        })?;
+        files.push(InputFile {
+            store: store.clone(),
+            path: prefix.clone(),
+            display: display_of(&prefix),
+            format,
+            size: meta.size,
+        });
+        return Ok(files);
+    }
+    let matcher = match pattern {
+        Some(p) => Some(
+            Glob::new(p.trim_end_matches('/'))
+                .map_err(|e| IngestError::InvalidConfig {
+                    problems: vec![format!("path: invalid glob {p:?}: {e}")],
+                })?
+                .compile_matcher(),
+        ),
+        None => None,
+    };
+    let listed: Vec<_> = match store.list(Some(&prefix)).try_collect().await {
+        Ok(v) => v,
+        Err(object_store::Error::NotFound { .. }) => Vec::new(),
+        Err(e) => {
+            return Err(IngestError::Unreadable {
+                file: location.to_string(),
+                reason: e.to_string(),
+            });
+        }
+    };
+    for meta in listed {
+        let rel = meta
+            .location
+            .as_ref()
+            .strip_prefix(prefix.as_ref())
+            .unwrap_or(meta.location.as_ref())
+            .trim_start_matches('/');
+        if rel
+            .split('/')
+            .any(|part| part.starts_with('.') || part.starts_with('_'))
+        {
+            continue;
+        }
+        if let Some(m) = &matcher
+            && !m.is_match(rel)
+        {
+            continue;
+        }
+        let Some(format) = format_of(rel) else {
+            continue;
+        };
+        files.push(InputFile {
+            store: store.clone(),
+            display: display_of(&meta.location),
+            path: meta.location,
+            format,
+            size: meta.size,
+        });
+    }
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    if files.is_empty() {
+        return Err(IngestError::NoInputFiles {
+            location: location.to_string(),
+        });
+    }
+    Ok(files)
+}
+
+/// One CSV record: its first line number (1-based), its raw bytes without the line
+/// terminator, and its decoded fields.
+pub struct CsvRecord<'a> {
+    pub line: u64,
+    pub raw: &'a [u8],
+    pub fields: &'a [&'a [u8]],
+}
+
+/// Incremental CSV splitter over byte chunks (quotes, embedded delimiters and newlines,
+/// CRLF), remembering each record's raw bytes. A UTF-8 or GB18030 byte-order mark at the
+/// start of the file is dropped.
+pub struct CsvSplitter {
+    reader: csv_core::Reader,
+    out: Vec<u8>,
+    out_len: usize,
+    ends: Vec<usize>,
+    ends_len: usize,
+    raw: Vec<u8>,
+    lines_before: u64,
+    at_file_start: bool,
+    pending_start: Vec<u8>,
+    pub had_bom: bool,
+}
+
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+const GB18030_BOM: &[u8] = b"\x84\x31\x95\x33";
+
+impl CsvSplitter {
+    pub fn new(delimiter: u8) -> Self {
+        let reader = csv_core::ReaderBuilder::new().delimiter(delimiter).build();
+        Self {
+            reader,
+            out: vec![0; 4096],
+            out_len: 0,
+            ends: vec![0; 64],
+            ends_len: 0,
+            raw: Vec::with_capacity(1024),
+            lines_before: 0,
+            at_file_start: true,
+            pending_start: Vec::new(),
+            had_bom: false,
+        }
+    }
+
+    /// Feeds a chunk (an empty chunk marks the end of the file) and calls `on_record` for
+    /// every complete record.
+    pub fn feed<E>(
+        &mut self,
+        chunk: &[u8],
+        mut on_record: impl FnMut(CsvRecord<'_>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let owned;
+        let mut input = chunk;
+        if self.at_file_start {
+            // A BOM may straddle the first chunks; wait for four bytes or the end.
+            self.pending_start.extend_from_slice(chunk);
+            if self.pending_start.len() < 4 && !chunk.is_empty() {
+                return Ok(());
+            }
+            self.at_file_start = false;
+            let mut start = std::mem::take(&mut self.pending_start);
+            for bom in [UTF8_BOM, GB18030_BOM] {
+                if start.starts_with(bom) {
+                    start.drain(..bom.len());
+                    self.had_bom = true;
+                }
+            }
+            owned = start;
+            input = &owned;
+        }
+        let at_end = chunk.is_empty();
+        loop {
+            let (result, nin, nout, nend) = self.reader.read_record(
+                input,
+                &mut self.out[self.out_len..],
+                &mut self.ends[self.ends_len..],
+            );
+            self.raw.extend_from_slice(&input[..nin]);
+            input = &input[nin..];
+            self.out_len += nout;
+            self.ends_len += nend;
+            match result {
+                csv_core::ReadRecordResult::InputEmpty => {
+                    if !at_end {
+                        return Ok(());
+                    }
+                }
+                csv_core::ReadRecordResult::OutputFull => {
+                    let n = self.out.len() * 2;
+                    self.out.resize(n, 0);
+                }
+                csv_core::ReadRecordResult::OutputEndsFull => {
+                    let n = self.ends.len() * 2;
+                    self.ends.resize(n, 0);
+                }
+                csv_core::ReadRecordResult::Record => {
+                    self.emit(&mut on_record)?;
+                }
+                csv_core::ReadRecordResult::End => return Ok(()),
+            }
+        }
+    }
+
+    fn emit<E>(
+        &mut self,
+        on_record: &mut impl FnMut(CsvRecord<'_>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let raw = std::mem::take(&mut self.raw);
+        // Blank lines before a record are skipped by the parser but still count as lines.
+        let leading = raw
+            .iter()
+            .take_while(|b| **b == b'\n' || **b == b'\r')
+            .collect::<Vec<_>>();
+        let leading_newlines = leading.iter().filter(|b| ***b == b'\n').count() as u64;
+        let body = &raw[leading.len()..];
+        let line = self.lines_before + leading_newlines + 1;
+        self.lines_before += raw.iter().filter(|b| **b == b'\n').count() as u64;
+        let mut end = body.len();
+        while end > 0 && (body[end - 1] == b'\n' || body[end - 1] == b'\r') {
+            end -= 1;
+        }
+        let mut fields: Vec<&[u8]> = Vec::with_capacity(self.ends_len);
+        let mut start = 0;
+        for &e in &self.ends[..self.ends_len] {
+            fields.push(&self.out[start..e]);
+            start = e;
+        }
+        let result = on_record(CsvRecord {
+            line,
+            raw: &body[..end],
+            fields: &fields,
+        });
+        self.out_len = 0;
+        self.ends_len = 0;
+        let mut raw = raw;
+        raw.clear();
+        self.raw = raw;
+        result
+    }
+}
+
+/// Decodes text in the source's encoding; `None` when the bytes are not valid in it.
+pub fn decode(bytes: &[u8], encoding: Encoding) -> Option<std::borrow::Cow<'_, str>> {
+    if bytes.is_ascii() {
+        // ASCII is the same in both encodings.
+        return Some(std::borrow::Cow::Borrowed(ascii_as_str(bytes)));
+    }
+    match encoding {
+        Encoding::Utf8 => std::str::from_utf8(bytes)
+            .ok()
+            .map(std::borrow::Cow::Borrowed),
+        Encoding::Gb18030 => {
+            encoding_rs::GB18030.decode_without_bom_handling_and_without_replacement(bytes)
+        }
+    }
+}
+
+fn ascii_as_str(bytes: &[u8]) -> &str {
+    std::str::from_utf8(bytes).unwrap_or_default()
+}
+
+/// Decodes text, replacing invalid bytes with U+FFFD.
+pub fn decode_lossy(bytes: &[u8], encoding: Encoding) -> String {
+    match encoding {
+        Encoding::Utf8 => String::from_utf8_lossy(bytes).into_owned(),
+        Encoding::Gb18030 => encoding_rs::GB18030
+            .decode_without_bom_handling(bytes)
+            .0
+            .into_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split(chunks: &[&[u8]]) -> Vec<(u64, String, Vec<String>)> {
+        let mut s = CsvSplitter::new(b',');
+        let mut out = Vec::new();
+        for c in chunks.iter().copied().chain([&b""[..]]) {
+            s.feed::<()>(c, |r| {
+                out.push((
+                    r.line,
+                    String::from_utf8_lossy(r.raw).into_owned(),
+                    r.fields
+                        .iter()
+                        .map(|f| String::from_utf8_lossy(f).into_owned())
+                        .collect(),
+                ));
+                Ok(())
+            })
+            .unwrap();
+        }
+        out
+    }
+
+    #[test]
+    fn records_keep_raw_text_and_line_numbers_across_chunks() {
+        let rows = split(&[
+            b"\xEF\xBB",
+            b"\xBFa,b\r\n1,\"x, \"\"y\"\"\"\n\n2,\"multi\nline\"\n3,12\" pizza",
+            b"\n4,last",
+        ]);
+        assert_eq!(rows[0], (1, "a,b".into(), vec!["a".into(), "b".into()]));
+        assert_eq!(
+            rows[1],
+            (
+                2,
+                "1,\"x, \"\"y\"\"\"".into(),
+                vec!["1".into(), "x, \"y\"".into()]
+            )
+        );
+        assert_eq!(
+            rows[2],
+            (
+                4,
+                "2,\"multi\nline\"".into(),
+                vec!["2".into(), "multi\nline".into()]
+            )
+        );
+        assert_eq!(
+            rows[3],
+            (
+                6,
+                "3,12\" pizza".into(),
+                vec!["3".into(), "12\" pizza".into()]
+            )
+        );
+        assert_eq!(
+            rows[4],
+            (7, "4,last".into(), vec!["4".into(), "last".into()])
+        );
+        assert_eq!(rows.len(), 5);
+    }
+
+    #[test]
+    fn gb18030_text_decodes_and_bad_bytes_are_detected() {
+        let (bytes, _, _) = encoding_rs::GB18030.encode("会员编号");
+        assert_eq!(decode(&bytes, Encoding::Gb18030).unwrap(), "会员编号");
+        assert!(decode(b"ab\xFF", Encoding::Utf8).is_none());
+        assert_eq!(decode_lossy(b"ab\xFF", Encoding::Utf8), "ab\u{FFFD}");
+    }
+}

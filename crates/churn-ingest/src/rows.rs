@@ -1,0 +1,437 @@
+//! Turning one source row (text values in canonical column order) into typed values, or
+//! into a reject reason naming the column and the bad value. Also the column builders that
+//! accumulate accepted rows and rejected rows as Arrow arrays.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, BinaryBuilder, BooleanBuilder, Date32Builder, Float64Builder, StringBuilder,
+    TimestampMicrosecondBuilder, UInt64Builder,
+};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use chrono_tz::Tz;
+use churn_core::table::CAMPAIGN_EVENT_KINDS;
+use churn_core::{ColumnKind, Table};
+
+use crate::config::Encoding;
+use crate::reader::decode;
+use crate::value::{
+    TimestampParser, days_since_epoch, is_non_finite, local_day, parse_bool, parse_number,
+};
+
+/// Why a row was rejected: a stable code for counting and a message for people.
+#[derive(Debug, Clone)]
+pub struct Reject {
+    pub code: &'static str,
+    pub column: Option<&'static str>,
+    pub message: String,
+}
+
+impl Reject {
+    fn at(code: &'static str, column: &'static str, message: String) -> Self {
+        Reject {
+            code,
+            column: Some(column),
+            message,
+        }
+    }
+}
+
+/// A typed value of one canonical column.
+#[derive(Debug, Clone)]
+pub enum Value<'a> {
+    Null,
+    Str(Cow<'a, str>),
+    Micros(i64),
+    Days(i32),
+    Number(f64),
+    Bool(bool),
+}
+
+/// Parses rows of one table.
+pub struct RowParser {
+    pub table: Table,
+    pub encoding: Encoding,
+    pub timestamps: TimestampParser,
+    pub lake_tz: Tz,
+    /// Text values whose invalid bytes were replaced with U+FFFD.
+    pub repaired_invalid_utf8: u64,
+}
+
+fn shorten(s: &str) -> String {
+    if s.chars().count() > 60 {
+        format!("{}…", s.chars().take(60).collect::<String>())
+    } else {
+        s.to_string()
+    }
+}
+
+/// A parsed row: typed values in canonical order, its dedup key and partition day.
+pub struct ParsedRow<'a> {
+    pub values: Vec<Value<'a>>,
+    pub key: u128,
+    pub day: i32,
+}
+
+impl RowParser {
+    /// Validates one row given as raw bytes per canonical column (`None` = column absent or
+    /// empty).
+    pub fn parse<'a>(&mut self, raw: &[Option<&'a [u8]>]) -> Result<ParsedRow<'a>, Reject> {
+        let columns = self.table.columns();
+        let mut values = Vec::with_capacity(columns.len());
+        for (spec, bytes) in columns.iter().zip(raw) {
+            let bytes = bytes.map(trim_bytes).filter(|b| !b.is_empty());
+            let Some(bytes) = bytes else {
+                if spec.required {
+                    return Err(Reject::at(
+                        "missing_value",
+                        spec.name,
+                        format!("column {}: required value is empty", spec.name),
+                    ));
+                }
+                values.push(
+                    if spec.kind == ColumnKind::Bool && self.table == Table::Transactions {
+                        Value::Bool(false)
+                    } else {
+                        Value::Null
+                    },
+                );
+                continue;
+            };
+            let text = match decode(bytes, self.encoding) {
+                Some(t) => t,
+                None if spec.kind == ColumnKind::Text => {
+                    self.repaired_invalid_utf8 += 1;
+                    let repaired = crate::reader::decode_lossy(bytes, self.encoding);
+                    values.push(Value::Str(Cow::Owned(repaired)));
+                    continue;
+                }
+                None => {
+                    return Err(Reject::at(
+                        "invalid_encoding",
+                        spec.name,
+                        format!(
+                            "column {}: bytes are not valid {:?} text",
+                            spec.name, self.encoding
+                        ),
+                    ));
+                }
+            };
+            values.push(self.typed(spec.name, spec.kind, text)?);
+        }
+        let (key, day) = self.key_and_day(&values);
+        Ok(ParsedRow { values, key, day })
+    }
+
+    fn typed<'a>(
+        &self,
+        name: &'static str,
+        kind: ColumnKind,
+        text: Cow<'a, str>,
+    ) -> Result<Value<'a>, Reject> {
+        Ok(match kind {
+            ColumnKind::Id => Value::Str(text),
+            ColumnKind::Text => Value::Str(if name == "channel" {
+                Cow::Owned(text.to_lowercase())
+            } else {
+                text
+            }),
+            ColumnKind::Timestamp => match self.timestamps.parse_micros(&text) {
+                Some(m) => Value::Micros(m),
+                None => {
+                    return Err(Reject::at(
+                        "malformed_timestamp",
+                        name,
+                        format!(
+                            "column {name}: expected a timestamp, got {:?}",
+                            shorten(&text)
+                        ),
+                    ));
+                }
+            },
+            ColumnKind::Date => match self.timestamps.parse_date(&text) {
+                Some(d) => Value::Days(days_since_epoch(d)),
+                None => {
+                    return Err(Reject::at(
+                        "malformed_date",
+                        name,
+                        format!("column {name}: expected a date, got {:?}", shorten(&text)),
+                    ));
+                }
+            },
+            ColumnKind::Number => match parse_number(&text) {
+                Some(v) => Value::Number(v),
+                None if is_non_finite(&text) => {
+                    return Err(Reject::at(
+                        "non_finite_number",
+                        name,
+                        format!(
+                            "column {name}: expected a finite number, got {:?}",
+                            shorten(&text)
+                        ),
+                    ));
+                }
+                None => {
+                    return Err(Reject::at(
+                        "non_numeric",
+                        name,
+                        format!("column {name}: expected a number, got {:?}", shorten(&text)),
+                    ));
+                }
+            },
+            ColumnKind::Bool => match parse_bool(&text) {
+                Some(b) => Value::Bool(b),
+                None => {
+                    return Err(Reject::at(
+                        "invalid_boolean",
+                        name,
+                        format!(
+                            "column {name}: expected true/false, got {:?}",
+                            shorten(&text)
+                        ),
+                    ));
+                }
+            },
+            ColumnKind::Event => {
+                let lower = text.trim().to_ascii_lowercase();
+                match CAMPAIGN_EVENT_KINDS.iter().find(|k| **k == lower) {
+                    Some(k) => Value::Str(Cow::Borrowed(k)),
+                    None => {
+                        return Err(Reject::at(
+                            "invalid_event",
+                            name,
+                            format!(
+                                "column {name}: expected one of {CAMPAIGN_EVENT_KINDS:?}, got {:?}",
+                                shorten(&text)
+                            ),
+                        ));
+                    }
+                }
+            }
+        })
+    }
+
+    /// Dedup key (128-bit hash of the table's key columns) and local partition day.
+    fn key_and_day(&self, values: &[Value<'_>]) -> (u128, i32) {
+        let s = |i: usize| match &values[i] {
+            Value::Str(s) => s.as_ref(),
+            _ => "",
+        };
+        let micros = |i: usize| match values[i] {
+            Value::Micros(m) => m,
+            _ => 0,
+        };
+        match self.table {
+            Table::Transactions => (
+                dedup_key(self.table, s(0), "", 0, ""),
+                local_day(micros(2), &self.lake_tz),
+            ),
+            Table::Customers => (dedup_key(self.table, s(0), "", 0, ""), 0),
+            Table::CampaignEvents => (
+                dedup_key(self.table, s(0), s(1), micros(2), s(3)),
+                local_day(micros(2), &self.lake_tz),
+            ),
+        }
+    }
+}
+
+/// 128-bit hash of a row's identity: `transaction_id` for transactions, `customer_id` for
+/// customers, and (customer, campaign, instant, event) for campaign events, which have no id
+/// of their own. At 128 bits a collision among billions of rows is vanishingly unlikely, and
+/// the dedup set costs 16 bytes per row instead of the ids themselves.
+pub fn dedup_key(table: Table, id: &str, campaign_id: &str, micros: i64, event: &str) -> u128 {
+    match table {
+        Table::Transactions | Table::Customers => xxhash_rust::xxh3::xxh3_128(id.as_bytes()),
+        Table::CampaignEvents => {
+            let key = format!("{id}\u{1f}{campaign_id}\u{1f}{micros}\u{1f}{event}");
+            xxhash_rust::xxh3::xxh3_128(key.as_bytes())
+        }
+    }
+}
+
+fn trim_bytes(b: &[u8]) -> &[u8] {
+    let start = b
+        .iter()
+        .position(|c| !c.is_ascii_whitespace())
+        .unwrap_or(b.len());
+    let end = b
+        .iter()
+        .rposition(|c| !c.is_ascii_whitespace())
+        .map_or(start, |e| e + 1);
+    &b[start..end]
+}
+
+enum ColumnBuilder {
+    Str(StringBuilder),
+    Ts(TimestampMicrosecondBuilder),
+    Num(Float64Builder),
+    Bool(BooleanBuilder),
+    Date(Date32Builder),
+}
+
+/// Accepted rows of one table, with their keys and partition days.
+pub struct TableBuilder {
+    table: Table,
+    columns: Vec<ColumnBuilder>,
+    extra: StringBuilder,
+    pub keys: Vec<u128>,
+    pub days: Vec<i32>,
+}
+
+impl TableBuilder {
+    pub fn new(table: Table) -> Self {
+        let columns = table
+            .columns()
+            .iter()
+            .map(|c| match c.kind {
+                ColumnKind::Id | ColumnKind::Text | ColumnKind::Event => {
+                    ColumnBuilder::Str(StringBuilder::new())
+                }
+                ColumnKind::Timestamp => {
+                    ColumnBuilder::Ts(TimestampMicrosecondBuilder::new().with_timezone("UTC"))
+                }
+                ColumnKind::Number => ColumnBuilder::Num(Float64Builder::new()),
+                ColumnKind::Bool => ColumnBuilder::Bool(BooleanBuilder::new()),
+                ColumnKind::Date => ColumnBuilder::Date(Date32Builder::new()),
+            })
+            .collect();
+        Self {
+            table,
+            columns,
+            extra: StringBuilder::new(),
+            keys: Vec::new(),
+            days: Vec::new(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    pub fn append(&mut self, row: &ParsedRow<'_>, extra: Option<&str>) {
+        for (builder, value) in self.columns.iter_mut().zip(&row.values) {
+            match (builder, value) {
+                (ColumnBuilder::Str(b), Value::Str(s)) => b.append_value(s),
+                (ColumnBuilder::Ts(b), Value::Micros(m)) => b.append_value(*m),
+                (ColumnBuilder::Num(b), Value::Number(v)) => b.append_value(*v),
+                (ColumnBuilder::Bool(b), Value::Bool(v)) => b.append_value(*v),
+                (ColumnBuilder::Date(b), Value::Days(d)) => b.append_value(*d),
+                (ColumnBuilder::Str(b), _) => b.append_null(),
+                (ColumnBuilder::Ts(b), _) => b.append_null(),
+                (ColumnBuilder::Num(b), _) => b.append_null(),
+                (ColumnBuilder::Bool(b), _) => b.append_null(),
+                (ColumnBuilder::Date(b), _) => b.append_null(),
+            }
+        }
+        self.extra.append_option(extra);
+        self.keys.push(row.key);
+        self.days.push(row.day);
+    }
+
+    /// Takes the rows built so far as a record batch in the table's file schema, with their
+    /// keys and days.
+    pub fn finish(&mut self) -> (RecordBatch, Vec<u128>, Vec<i32>) {
+        let mut arrays: Vec<ArrayRef> = self
+            .columns
+            .iter_mut()
+            .map(|b| -> ArrayRef {
+                match b {
+                    ColumnBuilder::Str(b) => Arc::new(b.finish()),
+                    ColumnBuilder::Ts(b) => Arc::new(b.finish()),
+                    ColumnBuilder::Num(b) => Arc::new(b.finish()),
+                    ColumnBuilder::Bool(b) => Arc::new(b.finish()),
+                    ColumnBuilder::Date(b) => Arc::new(b.finish()),
+                }
+            })
+            .collect();
+        arrays.push(Arc::new(self.extra.finish()));
+        let batch = RecordBatch::try_new(self.table.file_schema(), arrays)
+            .expect("builders follow the table schema");
+        (
+            batch,
+            std::mem::take(&mut self.keys),
+            std::mem::take(&mut self.days),
+        )
+    }
+}
+
+/// Schema of quarantine files.
+pub fn quarantine_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("batch_id", DataType::Utf8, false),
+        Field::new("source_file", DataType::Utf8, false),
+        Field::new("line_number", DataType::UInt64, false),
+        Field::new("column", DataType::Utf8, true),
+        Field::new("reason_code", DataType::Utf8, false),
+        Field::new("reason", DataType::Utf8, false),
+        Field::new("raw_line", DataType::Utf8, false),
+        Field::new("raw_bytes", DataType::Binary, false),
+    ]))
+}
+
+/// Rejected rows, exactly as read, with where they came from and why.
+#[derive(Default)]
+pub struct QuarantineBuilder {
+    batch_id: StringBuilder,
+    source_file: StringBuilder,
+    line_number: UInt64Builder,
+    column: StringBuilder,
+    reason_code: StringBuilder,
+    reason: StringBuilder,
+    raw_line: StringBuilder,
+    raw_bytes: BinaryBuilder,
+    len: usize,
+}
+
+impl QuarantineBuilder {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn append(
+        &mut self,
+        batch_id: &str,
+        file: &str,
+        line: u64,
+        reject: &Reject,
+        raw_text: &str,
+        raw: &[u8],
+    ) {
+        self.batch_id.append_value(batch_id);
+        self.source_file.append_value(file);
+        self.line_number.append_value(line);
+        self.column.append_option(reject.column);
+        self.reason_code.append_value(reject.code);
+        self.reason.append_value(&reject.message);
+        self.raw_line.append_value(raw_text);
+        self.raw_bytes.append_value(raw);
+        self.len += 1;
+    }
+
+    pub fn finish(&mut self) -> RecordBatch {
+        self.len = 0;
+        let arrays: Vec<ArrayRef> = vec![
+            Arc::new(self.batch_id.finish()),
+            Arc::new(self.source_file.finish()),
+            Arc::new(self.line_number.finish()),
+            Arc::new(self.column.finish()),
+            Arc::new(self.reason_code.finish()),
+            Arc::new(self.reason.finish()),
+            Arc::new(self.raw_line.finish()),
+            Arc::new(self.raw_bytes.finish()),
+        ];
+        RecordBatch::try_new(quarantine_schema(), arrays)
+            .expect("builders follow the quarantine schema")
+    }
+}

@@ -1,0 +1,618 @@
+//! Ingest behaviour on real files: dirt handling reconciled with the generator's manifest,
+//! idempotence, crash recovery, encodings, formats and object stores.
+
+use std::path::{Path, PathBuf};
+
+use arrow::array::{ArrayRef, AsArray};
+use arrow::datatypes::DataType;
+use arrow::datatypes::{Float64Type, Int64Type};
+use arrow::record_batch::RecordBatch;
+use churn_core::Lake;
+use churn_core::session::{SessionOptions, lake_session};
+use churn_ingest::{IngestError, IngestOptions, SourceConfig, SourceSpec, ingest};
+use churn_synth::{GenerateOptions, GenerateSummary, OutputFormat, generate};
+use tempfile::TempDir;
+
+fn store(
+    customers: u64,
+    seed: u64,
+    mess: bool,
+    chinese: bool,
+    format: OutputFormat,
+) -> (TempDir, GenerateSummary) {
+    let dir = tempfile::tempdir().unwrap();
+    let summary = generate(&GenerateOptions {
+        customers,
+        seed,
+        start: chrono::NaiveDate::from_ymd_opt(2024, 1, 1).unwrap(),
+        days: 365,
+        format,
+        mess,
+        chinese_export: chinese,
+        out: dir.path().to_path_buf(),
+    })
+    .unwrap();
+    (dir, summary)
+}
+
+fn source(table: &str, path: &Path) -> SourceSpec {
+    SourceSpec {
+        table: table.into(),
+        path: path.display().to_string(),
+        ..Default::default()
+    }
+}
+
+fn config(spec: SourceSpec) -> SourceConfig {
+    spec.validate().unwrap()
+}
+
+/// Text values of a column (string views and dictionaries included).
+fn strings(column: &ArrayRef) -> Vec<String> {
+    let text = arrow::compute::cast(column, &DataType::Utf8).unwrap();
+    text.as_string::<i32>()
+        .iter()
+        .map(|v| v.unwrap_or_default().to_string())
+        .collect()
+}
+
+fn new_lake() -> (TempDir, Lake) {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::open(dir.path().join("lake").to_str().unwrap()).unwrap();
+    (dir, lake)
+}
+
+async fn query(lake: &Lake, sql: &str) -> Vec<RecordBatch> {
+    let (ctx, _) = lake_session(lake, &SessionOptions::default())
+        .await
+        .unwrap();
+    ctx.sql(sql).await.unwrap().collect().await.unwrap()
+}
+
+async fn count(lake: &Lake, sql: &str) -> i64 {
+    let batches = query(lake, sql).await;
+    batches[0].column(0).as_primitive::<Int64Type>().value(0)
+}
+
+/// (transaction_id, text of every other column) for every lake row, sorted.
+async fn transaction_rows(lake: &Lake) -> Vec<String> {
+    let batches = query(
+        lake,
+        "SELECT concat_ws('|', transaction_id, customer_id, CAST(ts AS VARCHAR), CAST(amount AS VARCHAR), \
+         coalesce(CAST(quantity AS VARCHAR), ''), coalesce(product_category, ''), coalesce(store_id, ''), \
+         coalesce(channel, ''), coalesce(CAST(discount AS VARCHAR), ''), CAST(is_return AS VARCHAR), CAST(date AS VARCHAR)) \
+         FROM transactions ORDER BY transaction_id",
+    )
+    .await;
+    batches.iter().flat_map(|b| strings(b.column(0))).collect()
+}
+
+#[tokio::test]
+async fn every_kind_of_injected_dirt_is_handled_and_counts_reconcile_with_the_manifest() {
+    let (dir, generated) = store(400, 11, true, false, OutputFormat::Csv);
+    let m = generated.mess.clone().unwrap();
+    // The generator injected every kind at least once, or the test would prove nothing.
+    for (kind, n) in [
+        ("duplicates", m.duplicate_rows),
+        ("malformed timestamps", m.malformed_timestamps),
+        ("mixed timestamps", m.mixed_format_timestamps),
+        ("non-numeric amounts", m.non_numeric_amounts),
+        ("missing ids", m.missing_customer_ids),
+        ("quoted delimiters", m.quoted_delimiters),
+        ("stray quotes", m.stray_quotes),
+        ("invalid utf-8", m.invalid_utf8),
+    ] {
+        assert!(n > 0, "no {kind} injected");
+    }
+    let (_l, lake) = new_lake();
+    let csv = dir.path().join("transactions.csv");
+    let summary = ingest(
+        &lake,
+        &config(source("transactions", &csv)),
+        &IngestOptions::default(),
+    )
+    .await
+    .unwrap();
+
+    // Unrecoverable rows: quarantined with the right reason. Recoverable dirt: no row lost.
+    assert_eq!(summary.rows_read, m.data_lines);
+    assert_eq!(summary.rejected, m.expected_rejected);
+    assert_eq!(summary.rejected_by_reason, m.expected_rejected_by_reason);
+    assert_eq!(summary.duplicates, m.expected_duplicates);
+    assert_eq!(summary.accepted, m.expected_accepted);
+    assert_eq!(
+        summary.rows_read,
+        summary.accepted + summary.rejected + summary.duplicates
+    );
+    assert_eq!(summary.repaired_invalid_text, m.invalid_utf8);
+    assert!(summary.files[0].had_bom);
+    assert_eq!(summary.files[0].extra_columns, m.extra_columns);
+
+    assert_eq!(
+        count(&lake, "SELECT count(*) FROM transactions").await as u64,
+        m.expected_accepted
+    );
+    assert_eq!(
+        count(&lake, "SELECT count(*) FROM quarantine_transactions").await as u64,
+        m.expected_rejected
+    );
+    // Clean rows = the ones no dirt touched; with the recoverable ones they make the lake.
+    let recovered = count(
+        &lake,
+        "SELECT count(*) FROM transactions WHERE product_category LIKE '12\" %'",
+    )
+    .await as u64;
+    assert_eq!(recovered, m.stray_quotes);
+    let quoted = count(
+        &lake,
+        "SELECT count(*) FROM transactions WHERE product_category LIKE '%, assorted'",
+    )
+    .await as u64;
+    assert_eq!(quoted, m.quoted_delimiters);
+    let repaired = count(
+        &lake,
+        "SELECT count(*) FROM transactions WHERE strpos(product_category, '\u{FFFD}') > 0",
+    )
+    .await as u64;
+    assert_eq!(repaired, m.invalid_utf8);
+
+    // Each quarantined row is the file's line, byte for byte, at the line number it names.
+    let raw = std::fs::read(&csv).unwrap();
+    let lines: Vec<&[u8]> = raw.split(|b| *b == b'\n').collect();
+    let rows = query(&lake, "SELECT line_number, raw_bytes, reason_code, reason, source_file FROM quarantine_transactions").await;
+    for b in &rows {
+        let numbers = b.column(0).as_primitive::<arrow::datatypes::UInt64Type>();
+        let bytes = arrow::compute::cast(b.column(1), &DataType::Binary).unwrap();
+        let bytes = bytes.as_binary::<i32>();
+        let reasons = strings(b.column(3));
+        for (i, reason) in reasons.iter().enumerate() {
+            let line = numbers.value(i) as usize;
+            assert_eq!(bytes.value(i), lines[line - 1], "line {line}");
+            assert!(reason.contains(&format!("line {line}")), "{reason}");
+            assert!(reason.contains("column "), "{reason}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn mixed_timestamp_forms_mean_the_same_instants_as_the_clean_file() {
+    // Same seed with and without dirt: the generator writes the same transactions.
+    let (clean_dir, _) = store(150, 5, false, false, OutputFormat::Csv);
+    let (messy_dir, _) = store(150, 5, true, false, OutputFormat::Csv);
+    let (_a, clean) = new_lake();
+    let (_b, messy) = new_lake();
+    ingest(
+        &clean,
+        &config(source(
+            "transactions",
+            &clean_dir.path().join("transactions.csv"),
+        )),
+        &IngestOptions::default(),
+    )
+    .await
+    .unwrap();
+    ingest(
+        &messy,
+        &config(source(
+            "transactions",
+            &messy_dir.path().join("transactions.csv"),
+        )),
+        &IngestOptions::default(),
+    )
+    .await
+    .unwrap();
+    let sql = "SELECT transaction_id, CAST(ts AS VARCHAR) AS t FROM transactions";
+    let (ctx, _) = lake_session(&clean, &SessionOptions::default())
+        .await
+        .unwrap();
+    let clean_ts = ctx.sql(sql).await.unwrap().collect().await.unwrap();
+    let mut clean_map = std::collections::HashMap::new();
+    for b in &clean_ts {
+        clean_map.extend(strings(b.column(0)).into_iter().zip(strings(b.column(1))));
+    }
+    let mut compared = 0;
+    for b in query(&messy, sql).await {
+        for (id, ts) in strings(b.column(0)).into_iter().zip(strings(b.column(1))) {
+            assert_eq!(clean_map.get(&id), Some(&ts), "{id}");
+            compared += 1;
+        }
+    }
+    assert!(compared > 1000);
+}
+
+#[tokio::test]
+async fn ingesting_the_same_file_twice_adds_nothing() {
+    let (dir, generated) = store(120, 3, false, false, OutputFormat::Csv);
+    let (_l, lake) = new_lake();
+    let cfg = config(source("transactions", &dir.path().join("transactions.csv")));
+    let first = ingest(&lake, &cfg, &IngestOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(first.accepted, generated.transactions);
+    let second = ingest(&lake, &cfg, &IngestOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        (second.accepted, second.duplicates),
+        (0, generated.transactions)
+    );
+    assert_eq!(
+        count(&lake, "SELECT count(*) FROM transactions").await as u64,
+        generated.transactions
+    );
+}
+
+#[tokio::test]
+async fn overlapping_files_in_a_folder_are_deduplicated() {
+    let (dir, generated) = store(120, 4, false, false, OutputFormat::Csv);
+    let text = std::fs::read_to_string(dir.path().join("transactions.csv")).unwrap();
+    let mut lines = text.lines();
+    let header = lines.next().unwrap();
+    let rows: Vec<&str> = lines.collect();
+    let n = rows.len();
+    let folder = dir.path().join("exports");
+    std::fs::create_dir(&folder).unwrap();
+    let write = |name: &str, part: &[&str]| {
+        std::fs::write(
+            folder.join(name),
+            format!("{header}\n{}\n", part.join("\n")),
+        )
+        .unwrap()
+    };
+    write("day1.csv", &rows[..n * 2 / 3]);
+    write("day2.csv", &rows[n / 3..]);
+    let (_l, lake) = new_lake();
+    let summary = ingest(
+        &lake,
+        &config(source("transactions", &folder)),
+        &IngestOptions::default(),
+    )
+    .await
+    .unwrap();
+    let overlap = (n * 2 / 3 - n / 3) as u64;
+    assert_eq!(summary.files.len(), 2);
+    assert_eq!(summary.accepted, generated.transactions);
+    assert_eq!(summary.duplicates, overlap);
+    assert_eq!(
+        count(
+            &lake,
+            "SELECT count(DISTINCT transaction_id) FROM transactions"
+        )
+        .await,
+        count(&lake, "SELECT count(*) FROM transactions").await
+    );
+}
+
+#[tokio::test]
+async fn a_crash_during_commit_is_finished_by_the_next_run_without_duplicates() {
+    let (dir, generated) = store(120, 6, false, false, OutputFormat::Csv);
+    let (_l, lake) = new_lake();
+    let cfg = config(source("transactions", &dir.path().join("transactions.csv")));
+    let crash = IngestOptions {
+        crash_after_committed_files: Some(3),
+        ..Default::default()
+    };
+    let err = ingest(&lake, &cfg, &crash).await.unwrap_err();
+    assert!(matches!(err, IngestError::SimulatedCrash(3)), "{err}");
+    // Three partitions were moved before the "crash".
+    assert_eq!(lake.list_parquet("transactions").await.unwrap().len(), 3);
+
+    let rerun = ingest(&lake, &cfg, &IngestOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(rerun.recovered_batches.len(), 1);
+    assert_eq!(rerun.accepted, 0);
+    assert_eq!(
+        count(&lake, "SELECT count(*) FROM transactions").await as u64,
+        generated.transactions
+    );
+    assert!(lake.list("_staging").await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_crash_before_commit_leaves_nothing_and_the_rerun_loads_everything() {
+    let (dir, generated) = store(80, 8, false, false, OutputFormat::Csv);
+    let (_l, lake) = new_lake();
+    let cfg = config(source("transactions", &dir.path().join("transactions.csv")));
+    // A crash before the commit plan: leave staging files behind by hand.
+    lake.put(
+        &lake.path("_staging/dead-batch/transactions/date=2024-01-01/part-dead.parquet"),
+        bytes::Bytes::from_static(b"junk"),
+    )
+    .await
+    .unwrap();
+    let summary = ingest(&lake, &cfg, &IngestOptions::default())
+        .await
+        .unwrap();
+    assert!(summary.recovered_batches.is_empty());
+    assert_eq!(summary.accepted, generated.transactions);
+    assert!(lake.list("_staging").await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn the_gb18030_chinese_export_gives_exactly_the_same_lake_rows_as_the_utf8_file() {
+    let (dir, _) = store(150, 9, false, true, OutputFormat::Csv);
+    let (_a, utf8) = new_lake();
+    let (_b, gb) = new_lake();
+    ingest(
+        &utf8,
+        &config(source("transactions", &dir.path().join("transactions.csv"))),
+        &IngestOptions::default(),
+    )
+    .await
+    .unwrap();
+    let pipeline: toml::Value =
+        toml::from_str(&std::fs::read_to_string(repo_root().join("pipelines/demo.toml")).unwrap())
+            .unwrap();
+    let columns = pipeline["sources"]["till_export_cn"]["columns"]
+        .as_table()
+        .unwrap();
+    let mut spec = source("transactions", &dir.path().join("transactions_gb18030.csv"));
+    spec.encoding = Some("gb18030".into());
+    spec.columns = columns
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+        .collect();
+    let summary = ingest(&gb, &config(spec), &IngestOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(summary.rejected, 0);
+    let (a, b) = (transaction_rows(&utf8).await, transaction_rows(&gb).await);
+    assert!(a.len() > 1000);
+    assert_eq!(a, b);
+}
+
+#[tokio::test]
+async fn parquet_and_ndjson_sources_load_the_same_rows_as_csv() {
+    let (csv_dir, _) = store(100, 12, false, false, OutputFormat::Csv);
+    let (pq_dir, _) = store(100, 12, false, false, OutputFormat::Parquet);
+    let (_a, from_csv) = new_lake();
+    let (_b, from_pq) = new_lake();
+    let (_c, from_json) = new_lake();
+    ingest(
+        &from_csv,
+        &config(source(
+            "transactions",
+            &csv_dir.path().join("transactions.csv"),
+        )),
+        &IngestOptions::default(),
+    )
+    .await
+    .unwrap();
+    ingest(
+        &from_pq,
+        &config(source(
+            "transactions",
+            &pq_dir.path().join("transactions.parquet"),
+        )),
+        &IngestOptions::default(),
+    )
+    .await
+    .unwrap();
+    // NDJSON written from the CSV, numbers as JSON numbers and flags as booleans.
+    let text = std::fs::read_to_string(csv_dir.path().join("transactions.csv")).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let mut ndjson = String::new();
+    for line in lines {
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .from_reader(line.as_bytes());
+        let record = reader.records().next().unwrap().unwrap();
+        let mut object = serde_json::Map::new();
+        for (h, v) in header.iter().zip(record.iter()) {
+            let value = match *h {
+                "amount" | "discount" | "quantity" => {
+                    serde_json::Value::from(v.parse::<f64>().unwrap())
+                }
+                "is_return" => serde_json::Value::from(v == "true"),
+                _ => serde_json::Value::from(v),
+            };
+            object.insert(h.to_string(), value);
+        }
+        ndjson.push_str(&serde_json::Value::Object(object).to_string());
+        ndjson.push('\n');
+    }
+    ndjson.push_str("{not json\n");
+    let json_path = csv_dir.path().join("transactions.ndjson");
+    std::fs::write(&json_path, ndjson).unwrap();
+    let summary = ingest(
+        &from_json,
+        &config(source("transactions", &json_path)),
+        &IngestOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(summary.rejected_by_reason.get("malformed_json"), Some(&1));
+
+    let expected = transaction_rows(&from_csv).await;
+    assert!(expected.len() > 500);
+    for (name, lake) in [("parquet", &from_pq), ("ndjson", &from_json)] {
+        let rows = transaction_rows(lake).await;
+        assert_eq!(rows.len(), expected.len(), "{name}");
+        if let Some((a, b)) = rows.iter().zip(&expected).find(|(a, b)| a != b) {
+            panic!("{name} differs from csv: {a} vs {b}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_memory_lake_works_end_to_end_through_object_store() {
+    let (dir, _) = store(60, 13, false, false, OutputFormat::Csv);
+    let lake = Lake::open("memory://ingest-test/lake").unwrap();
+    let summary = ingest(
+        &lake,
+        &config(source("transactions", &dir.path().join("transactions.csv"))),
+        &IngestOptions::default(),
+    )
+    .await
+    .unwrap();
+    // Independent sums from the source file.
+    let mut reader = csv::Reader::from_path(dir.path().join("transactions.csv")).unwrap();
+    let (mut rows, mut total) = (0u64, 0f64);
+    for r in reader.records() {
+        rows += 1;
+        total += r.unwrap()[3].parse::<f64>().unwrap();
+    }
+    assert_eq!(summary.accepted, rows);
+    let batches = query(&lake, "SELECT count(*), sum(amount) FROM transactions").await;
+    assert_eq!(
+        batches[0].column(0).as_primitive::<Int64Type>().value(0) as u64,
+        rows
+    );
+    let lake_total = batches[0].column(1).as_primitive::<Float64Type>().value(0);
+    assert!(
+        (lake_total - total).abs() <= 1e-9 * total.abs(),
+        "{lake_total} vs {total}"
+    );
+    assert!(!std::path::Path::new("memory:").exists());
+}
+
+#[tokio::test]
+async fn too_many_rejects_add_nothing_but_keep_the_quarantine() {
+    let (dir, _) = store(100, 14, true, false, OutputFormat::Csv);
+    let (_l, lake) = new_lake();
+    let mut spec = source("transactions", &dir.path().join("transactions.csv"));
+    spec.max_reject_ratio = Some(0.001);
+    let err = ingest(&lake, &config(spec), &IngestOptions::default())
+        .await
+        .unwrap_err();
+    assert!(err.is_data_error());
+    assert!(err.to_string().contains("nothing was added"), "{err}");
+    assert!(lake.list_parquet("transactions").await.unwrap().is_empty());
+    assert!(count(&lake, "SELECT count(*) FROM quarantine_transactions").await > 0);
+}
+
+#[tokio::test]
+async fn a_source_without_a_required_column_is_refused_with_the_file_and_header() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.csv");
+    std::fs::write(
+        &path,
+        "transaction_id,member,ts,amount\nT1,C1,2024-01-01 10:00:00,5\n",
+    )
+    .unwrap();
+    let (_l, lake) = new_lake();
+    let err = ingest(
+        &lake,
+        &config(source("transactions", &path)),
+        &IngestOptions::default(),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.is_config_error());
+    let text = err.to_string();
+    assert!(
+        text.contains("t.csv") && text.contains("customer_id") && text.contains("member"),
+        "{text}"
+    );
+    // Mapping the column fixes it.
+    let mut spec = source("transactions", &path);
+    spec.columns.insert("customer_id".into(), "member".into());
+    assert_eq!(
+        ingest(&lake, &config(spec), &IngestOptions::default())
+            .await
+            .unwrap()
+            .accepted,
+        1
+    );
+}
+
+#[tokio::test]
+async fn customers_are_upserted_with_the_latest_profile_winning() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = dir.path().join("c1.csv");
+    let second = dir.path().join("c2.csv");
+    std::fs::write(
+        &first,
+        "customer_id,tier,birthday\nC1,silver,1990-05-01\nC2,gold,1985-01-31\n",
+    )
+    .unwrap();
+    std::fs::write(
+        &second,
+        "customer_id,tier\nC2,diamond\nC3,silver\nC3,gold\n",
+    )
+    .unwrap();
+    let (_l, lake) = new_lake();
+    ingest(
+        &lake,
+        &config(source("customers", &first)),
+        &IngestOptions::default(),
+    )
+    .await
+    .unwrap();
+    let s = ingest(
+        &lake,
+        &config(source("customers", &second)),
+        &IngestOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!((s.rows_read, s.accepted, s.duplicates), (3, 2, 1));
+    let batches = query(
+        &lake,
+        "SELECT string_agg(customer_id || ':' || tier, ',' ORDER BY customer_id) FROM customers",
+    )
+    .await;
+    assert_eq!(
+        strings(batches[0].column(0))[0],
+        "C1:silver,C2:diamond,C3:gold"
+    );
+    assert_eq!(lake.list_parquet("customers").await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn local_times_are_read_in_the_source_zone_and_partitioned_by_local_date() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.csv");
+    std::fs::write(&path, "transaction_id,customer_id,ts,amount\nT1,C1,2024-03-05 00:30:00,5\nT2,C1,2024-03-05T00:30:00Z,7\n").unwrap();
+    let (_l, lake) = new_lake();
+    let mut spec = source("transactions", &path);
+    spec.timezone = Some("Asia/Shanghai".into());
+    ingest(&lake, &config(spec), &IngestOptions::default())
+        .await
+        .unwrap();
+    let batches = query(&lake, "SELECT string_agg(transaction_id || ' ' || CAST(ts AS VARCHAR) || ' ' || CAST(date AS VARCHAR), ';' ORDER BY transaction_id) FROM transactions").await;
+    assert_eq!(
+        strings(batches[0].column(0))[0],
+        "T1 2024-03-04T16:30:00Z 2024-03-05;T2 2024-03-05T00:30:00Z 2024-03-05"
+    );
+    assert_eq!(
+        lake.settings().await.unwrap().unwrap().timezone,
+        "Asia/Shanghai"
+    );
+}
+
+#[tokio::test]
+async fn small_buffers_spill_sorted_runs_and_still_write_one_file_per_date() {
+    let (dir, generated) = store(150, 15, false, false, OutputFormat::Csv);
+    let (_l, lake) = new_lake();
+    let options = IngestOptions {
+        buffer_rows: 500,
+        ..Default::default()
+    };
+    let summary = ingest(
+        &lake,
+        &config(source("transactions", &dir.path().join("transactions.csv"))),
+        &options,
+    )
+    .await
+    .unwrap();
+    assert_eq!(summary.accepted, generated.transactions);
+    let days = count(&lake, "SELECT count(DISTINCT date) FROM transactions").await as usize;
+    assert_eq!(summary.data_files.len(), days);
+    assert_eq!(lake.list_parquet("transactions").await.unwrap().len(), days);
+    // Each row sits in the partition of its own date.
+    assert_eq!(
+        count(
+            &lake,
+            "SELECT count(*) FROM transactions WHERE CAST(ts AS DATE) <> date"
+        )
+        .await,
+        0
+    );
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}

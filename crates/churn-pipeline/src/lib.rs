@@ -1,0 +1,232 @@
+//! Pipeline files: one TOML file declares a store's lake and sources (and, as later steps
+//! land, its features, models and exports); `churn run FILE --as-of D` executes the steps
+//! for one logical date and records what it did under `<lake>/_runs/`. Re-running the same
+//! date is safe: ingest deduplicates, and every write commits atomically.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use chrono::NaiveDate;
+use churn_core::Lake;
+use churn_ingest::{IngestOptions, IngestSummary, SourceConfig, SourceSpec};
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("cannot read pipeline file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid pipeline file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid pipeline file {path}:\n  - {}", .problems.join("\n  - "))]
+    Invalid {
+        path: PathBuf,
+        problems: Vec<String>,
+    },
+    #[error("pipeline file {path} has no source named {name:?} (it has {known:?})")]
+    UnknownSource {
+        path: PathBuf,
+        name: String,
+        known: Vec<String>,
+    },
+    #[error("source {source_name:?}: {error}")]
+    Ingest {
+        source_name: String,
+        #[source]
+        error: Box<churn_ingest::IngestError>,
+    },
+    #[error(transparent)]
+    Core(#[from] churn_core::CoreError),
+}
+
+impl PipelineError {
+    pub fn is_config_error(&self) -> bool {
+        match self {
+            PipelineError::Read { .. }
+            | PipelineError::Parse { .. }
+            | PipelineError::Invalid { .. }
+            | PipelineError::UnknownSource { .. } => true,
+            PipelineError::Ingest { error, .. } => error.is_config_error(),
+            PipelineError::Core(_) => false,
+        }
+    }
+
+    pub fn is_data_error(&self) -> bool {
+        matches!(self, PipelineError::Ingest { error, .. } if error.is_data_error())
+    }
+}
+
+pub type Result<T, E = PipelineError> = std::result::Result<T, E>;
+
+/// `[lake]` section.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LakeSection {
+    /// Lake location: a path (relative to the pipeline file's folder) or a URL. Required
+    /// unless `--lake` is given.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// IANA time zone of the store, fixed when the lake is created. Default "UTC".
+    #[serde(default)]
+    pub timezone: Option<String>,
+}
+
+/// A pipeline file as written.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineFile {
+    #[serde(default)]
+    pub lake: LakeSection,
+    /// Sources in the order they are ingested: `[sources.NAME]` sections (see SourceSpec).
+    #[serde(default)]
+    pub sources: IndexMap<String, SourceSpec>,
+}
+
+/// A validated pipeline: paths resolved against the file's folder, sources checked.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    pub path: PathBuf,
+    pub lake: Option<String>,
+    pub timezone: Option<String>,
+    pub sources: Vec<(String, SourceConfig)>,
+}
+
+/// Paths in a pipeline file are relative to the file's folder, URLs are left alone.
+fn resolve(base: &Path, location: &str) -> String {
+    if location.contains("://") || Path::new(location).is_absolute() {
+        location.to_string()
+    } else {
+        base.join(location).display().to_string()
+    }
+}
+
+impl Pipeline {
+    /// Reads, parses and validates a pipeline file, reporting every problem at once.
+    pub fn load(path: &Path) -> Result<Pipeline> {
+        let text = std::fs::read_to_string(path).map_err(|source| PipelineError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let file: PipelineFile = toml::from_str(&text).map_err(|e| PipelineError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let base = if base.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            base
+        };
+        let mut problems = Vec::new();
+        let mut sources = Vec::new();
+        for (name, spec) in &file.sources {
+            let mut spec = spec.clone();
+            spec.path = resolve(&base, &spec.path);
+            match spec.validate() {
+                Ok(cfg) => sources.push((name.clone(), cfg)),
+                Err(churn_ingest::IngestError::InvalidConfig { problems: p }) => {
+                    problems.extend(p.into_iter().map(|p| format!("sources.{name}.{p}")));
+                }
+                Err(e) => problems.push(format!("sources.{name}: {e}")),
+            }
+        }
+        if let Some(tz) = &file.lake.timezone
+            && churn_core::lake::parse_timezone(tz).is_err()
+        {
+            problems.push(format!("lake.timezone: unknown IANA time zone {tz:?}"));
+        }
+        if !problems.is_empty() {
+            return Err(PipelineError::Invalid {
+                path: path.to_path_buf(),
+                problems,
+            });
+        }
+        Ok(Pipeline {
+            path: path.to_path_buf(),
+            lake: file.lake.path.as_deref().map(|p| resolve(&base, p)),
+            timezone: file.lake.timezone.clone(),
+            sources,
+        })
+    }
+
+    /// The source called `name`.
+    pub fn source(&self, name: &str) -> Result<&SourceConfig> {
+        self.sources
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, s)| s)
+            .ok_or_else(|| PipelineError::UnknownSource {
+                path: self.path.clone(),
+                name: name.to_string(),
+                known: self.sources.iter().map(|(n, _)| n.clone()).collect(),
+            })
+    }
+}
+
+/// One executed step of a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepSummary {
+    pub step: &'static str,
+    pub source: String,
+    pub ingest: IngestSummary,
+}
+
+/// What `churn run` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSummary {
+    pub kind: &'static str,
+    pub run_id: String,
+    pub pipeline: String,
+    pub as_of: String,
+    pub lake: String,
+    pub steps: Vec<StepSummary>,
+    pub manifest: String,
+    pub duration_ms: u64,
+}
+
+/// Runs every step of the pipeline for the logical date `as_of`.
+pub async fn run(
+    pipeline: &Pipeline,
+    lake: &Lake,
+    as_of: NaiveDate,
+    options: &IngestOptions,
+) -> Result<RunSummary> {
+    let started = Instant::now();
+    lake.ensure_settings(pipeline.timezone.as_deref()).await?;
+    let run_id = format!(
+        "run-{as_of}-{}",
+        chrono::Utc::now().format("%Y%m%dT%H%M%S%.3f")
+    );
+    let mut steps = Vec::new();
+    for (name, source) in &pipeline.sources {
+        tracing::info!(source = %name, table = %source.table, "ingest step");
+        let summary = churn_ingest::ingest(lake, source, options)
+            .await
+            .map_err(|error| PipelineError::Ingest {
+                source_name: name.clone(),
+                error: Box::new(error),
+            })?;
+        steps.push(StepSummary {
+            step: "ingest",
+            source: name.clone(),
+            ingest: summary,
+        });
+    }
+    let manifest = format!("_runs/{run_id}.json");
+    let summary = RunSummary {
+        kind: "run",
+        run_id,
+        pipeline: pipeline.path.display().to_string(),
+        as_of: as_of.to_string(),
+        lake: lake.display(),
+        steps,
+        manifest: manifest.clone(),
+        duration_ms: started.elapsed().as_millis() as u64,
+    };
+    lake.write_json(&lake.path(&manifest), &summary).await?;
+    Ok(summary)
+}
