@@ -39,6 +39,10 @@ enum Command {
     Generate(cmd::generate::Args),
     /// Load a source (CSV, NDJSON, Parquet; local or object store) into the lake.
     Ingest(Box<cmd::ingest::Args>),
+    /// Build point-in-time feature snapshots (or list the feature catalogue).
+    Features(cmd::features::Args),
+    /// Build churn labels for snapshots whose horizon has passed.
+    Labels(cmd::labels::Args),
     /// Run a pipeline file's steps for one logical date.
     Run(cmd::run::Args),
     /// Query the lake with SQL (every lake table is registered).
@@ -83,6 +87,8 @@ fn main() {
             Command::Demo(args) => cmd::demo::run(args, json).await,
             Command::Generate(args) => cmd::generate::run(args, json),
             Command::Ingest(args) => cmd::ingest::run(*args, json).await,
+            Command::Features(args) => cmd::features::run(args, json).await,
+            Command::Labels(args) => cmd::labels::run(args, json).await,
             Command::Run(args) => cmd::run::run(args, json).await,
             Command::Sql(args) => cmd::sql::run(args, json).await,
             Command::Bench(args) => cmd::bench::run(args, json).await,

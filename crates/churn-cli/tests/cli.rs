@@ -191,7 +191,7 @@ fn the_demo_builds_the_lake_from_the_committed_files() {
             - 1
     };
     let by_source =
-        |name: &str| steps.iter().find(|s| s["source"] == name).unwrap()["ingest"].clone();
+        |name: &str| steps.iter().find(|s| s["name"] == name).unwrap()["summary"].clone();
     assert_eq!(
         by_source("transactions")["accepted"],
         lines("transactions.csv")
@@ -208,6 +208,23 @@ fn the_demo_builds_the_lake_from_the_committed_files() {
         (Some(0), Some(lines("transactions.csv")))
     );
     assert!(lake.join(summary["manifest"].as_str().unwrap()).exists());
+    // Features of the run's date and labels of the date a horizon earlier follow the ingest.
+    let features = steps.iter().find(|s| s["step"] == "features").unwrap();
+    assert_eq!(features["name"], "2026-11-01");
+    assert!(
+        features["summary"]["snapshots"][0]["customers"]
+            .as_u64()
+            .unwrap()
+            > 1000
+    );
+    let labels = steps.iter().find(|s| s["step"] == "labels").unwrap();
+    assert_eq!(labels["name"], "2026-08-03");
+    assert!(
+        labels["summary"]["snapshots"][0]["churned"]
+            .as_u64()
+            .unwrap()
+            > 100
+    );
     // Running it again rebuilds rather than failing or doubling.
     let again = json_of(&churn(&[
         "demo",
@@ -218,7 +235,7 @@ fn the_demo_builds_the_lake_from_the_committed_files() {
         s(&lake),
     ]));
     assert_eq!(
-        again["steps"][0]["ingest"]["accepted"],
+        again["steps"][0]["summary"]["accepted"],
         lines("transactions.csv")
     );
 }

@@ -40,6 +40,9 @@ pub enum CoreError {
         requested: String,
     },
 
+    #[error("simulated crash after {0} committed files (test hook)")]
+    SimulatedCrash(usize),
+
     #[error("unknown table {0:?} (expected transactions, customers or campaign_events)")]
     UnknownTable(String),
 }

@@ -3,6 +3,7 @@
 //! every lake table. Every other crate builds on these so that paths, schemas and partition
 //! rules are defined once.
 
+pub mod commit;
 pub mod error;
 pub mod lake;
 pub mod parquet_io;

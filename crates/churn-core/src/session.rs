@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow::datatypes::DataType;
-use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
 
@@ -81,13 +81,31 @@ pub async fn discover_tables(lake: &Lake) -> Result<Vec<LakeTable>> {
 pub fn new_session(lake: &Lake, options: &SessionOptions) -> Result<SessionContext> {
     let mut runtime = RuntimeEnvBuilder::new();
     if let Some(bytes) = options.memory_limit_bytes {
-        runtime = runtime.with_memory_pool(Arc::new(FairSpillPool::new(bytes)));
+        // Tracking names the biggest consumers when the budget is exceeded.
+        let pool = TrackConsumersPool::new(
+            FairSpillPool::new(bytes),
+            std::num::NonZeroUsize::new(5).expect("non-zero"),
+        );
+        runtime = runtime.with_memory_pool(Arc::new(pool));
     }
     if let Some(dir) = &options.spill_dir {
         runtime = runtime.with_temp_file_path(dir);
     }
     let runtime = runtime.build_arc()?;
-    let config = SessionConfig::new().with_information_schema(true);
+    let mut config = SessionConfig::new().with_information_schema(true);
+    if let Some(limit) = options.memory_limit_bytes {
+        // Hash joins cannot spill; sort-merge joins can, so a memory budget needs them. Smaller
+        // batches and merge reservations lower the least memory each of the many operators
+        // must hold before it can spill (the budget is shared fairly between them).
+        config = config.with_batch_size(1024);
+        let optimizer = &mut config.options_mut().optimizer;
+        optimizer.prefer_hash_join = false;
+        let execution = &mut config.options_mut().execution;
+        execution.sort_spill_reservation_bytes =
+            execution.sort_spill_reservation_bytes.min(limit / 64);
+        // String views share whole read buffers, so a small batch can account for megabytes.
+        execution.parquet.schema_force_view_types = false;
+    }
     let ctx = SessionContext::new_with_config_rt(config, runtime);
     ctx.register_object_store(&lake.object_store_url(), lake.store().clone());
     Ok(ctx)

@@ -14,7 +14,6 @@ use object_store::ObjectStoreExt;
 use parquet::arrow::ParquetRecordBatchStreamBuilder;
 use serde::Serialize;
 
-use crate::commit::{CommitPlan, commit, recover, staging_dir};
 use crate::config::{Format, SourceConfig};
 use crate::error::{IngestError, Result};
 use crate::existing::{KeySet, existing_keys, read_table};
@@ -22,6 +21,7 @@ use crate::partition::{PartitionWriter, StagedFile};
 use crate::reader::{CsvRecord, CsvSplitter, InputFile, decode_lossy, resolve_inputs};
 use crate::rows::{QuarantineBuilder, Reject, RowParser, TableBuilder, dedup_key};
 use crate::value::TimestampParser;
+use churn_core::commit::{CommitPlan, commit, recover, staging_dir};
 
 /// Knobs of one ingest run that are not properties of the source.
 #[derive(Debug, Clone)]

@@ -60,9 +60,6 @@ pub enum IngestError {
         #[source]
         source: parquet::errors::ParquetError,
     },
-
-    #[error("simulated crash after {0} committed files (test hook)")]
-    SimulatedCrash(usize),
 }
 
 impl IngestError {

@@ -3,7 +3,6 @@
 //! used with the reason, drops duplicates, and commits the rest atomically into the lake's
 //! date partitions. The counts always add up: read = accepted + rejected + duplicates.
 
-pub mod commit;
 pub mod config;
 pub mod error;
 pub mod existing;

@@ -249,9 +249,9 @@ impl CsvSplitter {
         let leading = raw
             .iter()
             .take_while(|b| **b == b'\n' || **b == b'\r')
-            .collect::<Vec<_>>();
-        let leading_newlines = leading.iter().filter(|b| ***b == b'\n').count() as u64;
-        let body = &raw[leading.len()..];
+            .count();
+        let leading_newlines = raw[..leading].iter().filter(|b| **b == b'\n').count() as u64;
+        let body = &raw[leading..];
         let line = self.lines_before + leading_newlines + 1;
         self.lines_before += raw.iter().filter(|b| **b == b'\n').count() as u64;
         let mut end = body.len();

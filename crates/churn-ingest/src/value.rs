@@ -161,6 +161,9 @@ impl TimestampParser {
 
     fn localize(&self, local: NaiveDateTime) -> Option<DateTime<chrono::Utc>> {
         use chrono::offset::LocalResult;
+        if self.source_tz == Tz::UTC {
+            return Some(local.and_utc());
+        }
         match self.source_tz.from_local_datetime(&local) {
             LocalResult::Single(t) => Some(t.with_timezone(&chrono::Utc)),
             LocalResult::Ambiguous(early, _) => Some(early.with_timezone(&chrono::Utc)),

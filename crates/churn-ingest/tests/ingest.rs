@@ -293,7 +293,13 @@ async fn a_crash_during_commit_is_finished_by_the_next_run_without_duplicates() 
         ..Default::default()
     };
     let err = ingest(&lake, &cfg, &crash).await.unwrap_err();
-    assert!(matches!(err, IngestError::SimulatedCrash(3)), "{err}");
+    assert!(
+        matches!(
+            err,
+            IngestError::Core(churn_core::CoreError::SimulatedCrash(3))
+        ),
+        "{err}"
+    );
     // Three partitions were moved before the "crash".
     assert_eq!(lake.list_parquet("transactions").await.unwrap().len(), 3);
 

@@ -8,7 +8,9 @@ use std::time::Instant;
 
 use chrono::NaiveDate;
 use churn_core::Lake;
-use churn_ingest::{IngestOptions, IngestSummary, SourceConfig, SourceSpec};
+use churn_core::session::SessionOptions;
+use churn_features::{FeatureFile, FeatureOptions};
+use churn_ingest::{IngestOptions, SourceConfig, SourceSpec};
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
@@ -39,6 +41,12 @@ pub enum PipelineError {
         #[source]
         error: Box<churn_ingest::IngestError>,
     },
+    #[error("{step} step: {error}")]
+    Features {
+        step: &'static str,
+        #[source]
+        error: Box<churn_features::FeatureError>,
+    },
     #[error(transparent)]
     Core(#[from] churn_core::CoreError),
 }
@@ -51,12 +59,17 @@ impl PipelineError {
             | PipelineError::Invalid { .. }
             | PipelineError::UnknownSource { .. } => true,
             PipelineError::Ingest { error, .. } => error.is_config_error(),
+            PipelineError::Features { error, .. } => error.is_config_error(),
             PipelineError::Core(_) => false,
         }
     }
 
     pub fn is_data_error(&self) -> bool {
-        matches!(self, PipelineError::Ingest { error, .. } if error.is_data_error())
+        match self {
+            PipelineError::Ingest { error, .. } => error.is_data_error(),
+            PipelineError::Features { error, .. } => error.is_data_error(),
+            _ => false,
+        }
     }
 }
 
@@ -75,6 +88,34 @@ pub struct LakeSection {
     pub timezone: Option<String>,
 }
 
+/// `[features]` section: build the feature snapshot of the run's date.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeaturesSection {
+    /// Folder of feature SQL files, relative to the pipeline file. Default: the built-in files.
+    #[serde(default)]
+    pub dir: Option<String>,
+    /// Population window in days. Default 365.
+    #[serde(default)]
+    pub lookback_days: Option<u32>,
+    /// Memory budget of the query engine in MiB; beyond it, work spills to disk. Default: none.
+    #[serde(default)]
+    pub memory_limit_mib: Option<usize>,
+}
+
+/// `[labels]` section: label the snapshot whose horizon ends the day before the run's date
+/// (D - horizon_days), the newest one the data can label.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LabelsSection {
+    /// A customer churned if they make no purchase within this many days. Default 90.
+    #[serde(default)]
+    pub horizon_days: Option<u32>,
+    /// Population window in days. Default 365.
+    #[serde(default)]
+    pub lookback_days: Option<u32>,
+}
+
 /// A pipeline file as written.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -84,6 +125,10 @@ pub struct PipelineFile {
     /// Sources in the order they are ingested: `[sources.NAME]` sections (see SourceSpec).
     #[serde(default)]
     pub sources: IndexMap<String, SourceSpec>,
+    #[serde(default)]
+    pub features: Option<FeaturesSection>,
+    #[serde(default)]
+    pub labels: Option<LabelsSection>,
 }
 
 /// A validated pipeline: paths resolved against the file's folder, sources checked.
@@ -93,6 +138,10 @@ pub struct Pipeline {
     pub lake: Option<String>,
     pub timezone: Option<String>,
     pub sources: Vec<(String, SourceConfig)>,
+    /// Feature step, when the file has a `[features]` section.
+    pub features: Option<FeatureOptions>,
+    /// Label step (horizon, lookback), when the file has a `[labels]` section.
+    pub labels: Option<(u32, u32)>,
 }
 
 /// Paths in a pipeline file are relative to the file's folder, URLs are left alone.
@@ -139,6 +188,42 @@ impl Pipeline {
         {
             problems.push(format!("lake.timezone: unknown IANA time zone {tz:?}"));
         }
+        let features = match &file.features {
+            None => None,
+            Some(section) => {
+                let files = match &section.dir {
+                    Some(dir) => FeatureFile::load_dir(Path::new(&resolve(&base, dir))),
+                    None => FeatureFile::built_in(),
+                };
+                match files {
+                    Ok(files) => Some(FeatureOptions {
+                        lookback_days: section
+                            .lookback_days
+                            .unwrap_or(churn_features::DEFAULT_LOOKBACK_DAYS),
+                        session: SessionOptions {
+                            memory_limit_bytes: section.memory_limit_mib.map(|m| m << 20),
+                            spill_dir: None,
+                        },
+                        files,
+                    }),
+                    Err(e) => {
+                        problems.push(format!("features: {e}"));
+                        None
+                    }
+                }
+            }
+        };
+        let labels = file.labels.as_ref().map(|l| {
+            (
+                l.horizon_days
+                    .unwrap_or(churn_features::DEFAULT_HORIZON_DAYS),
+                l.lookback_days
+                    .unwrap_or(churn_features::DEFAULT_LOOKBACK_DAYS),
+            )
+        });
+        if labels.is_some_and(|(h, _)| h == 0) {
+            problems.push("labels.horizon_days: must be at least 1".to_string());
+        }
         if !problems.is_empty() {
             return Err(PipelineError::Invalid {
                 path: path.to_path_buf(),
@@ -150,6 +235,8 @@ impl Pipeline {
             lake: file.lake.path.as_deref().map(|p| resolve(&base, p)),
             timezone: file.lake.timezone.clone(),
             sources,
+            features,
+            labels,
         })
     }
 
@@ -170,9 +257,12 @@ impl Pipeline {
 /// One executed step of a run.
 #[derive(Debug, Clone, Serialize)]
 pub struct StepSummary {
+    /// `ingest`, `features` or `labels`.
     pub step: &'static str,
-    pub source: String,
-    pub ingest: IngestSummary,
+    /// Source name for ingest steps, the snapshot date otherwise.
+    pub name: String,
+    /// The step's own summary (as printed by the matching command with `--json`).
+    pub summary: serde_json::Value,
 }
 
 /// What `churn run` did.
@@ -188,7 +278,12 @@ pub struct RunSummary {
     pub duration_ms: u64,
 }
 
-/// Runs every step of the pipeline for the logical date `as_of`.
+fn to_value<T: Serialize>(summary: &T) -> serde_json::Value {
+    serde_json::to_value(summary).expect("summaries serialise")
+}
+
+/// Runs every step of the pipeline for the logical date `as_of`: ingest each source, then
+/// build the feature snapshot of `as_of`, then the labels of `as_of - horizon`.
 pub async fn run(
     pipeline: &Pipeline,
     lake: &Lake,
@@ -212,8 +307,58 @@ pub async fn run(
             })?;
         steps.push(StepSummary {
             step: "ingest",
-            source: name.clone(),
-            ingest: summary,
+            name: name.clone(),
+            summary: to_value(&summary),
+        });
+    }
+    if let Some(features) = &pipeline.features {
+        tracing::info!(as_of = %as_of, "features step");
+        let summary = churn_features::build_features(lake, &[as_of], features)
+            .await
+            .map_err(|error| PipelineError::Features {
+                step: "features",
+                error: Box::new(error),
+            })?;
+        steps.push(StepSummary {
+            step: "features",
+            name: as_of.to_string(),
+            summary: to_value(&summary),
+        });
+    }
+    if let Some((horizon_days, lookback_days)) = pipeline.labels {
+        let label_date = as_of - chrono::Duration::days(horizon_days as i64);
+        tracing::info!(as_of = %label_date, "labels step");
+        let session = pipeline
+            .features
+            .as_ref()
+            .map(|f| f.session.clone())
+            .unwrap_or_default();
+        let summary = match churn_features::build_labels(
+            lake,
+            &[label_date],
+            horizon_days,
+            lookback_days,
+            &session,
+        )
+        .await
+        {
+            Ok(s) => to_value(&s),
+            // Data that does not reach the horizon yet (no sales yesterday) is normal: say so.
+            Err(e @ churn_features::FeatureError::LabelsNotObservable { .. }) => {
+                tracing::warn!(error = %e, "labels skipped");
+                serde_json::json!({"kind": "labels", "skipped": e.to_string()})
+            }
+            Err(error) => {
+                return Err(PipelineError::Features {
+                    step: "labels",
+                    error: Box::new(error),
+                });
+            }
+        };
+        steps.push(StepSummary {
+            step: "labels",
+            name: label_date.to_string(),
+            summary,
         });
     }
     let manifest = format!("_runs/{run_id}.json");

@@ -21,7 +21,46 @@ enum What {
     /// CSV → lake throughput and peak memory of `churn ingest`, against DuckDB's
     /// `COPY (SELECT * FROM read_csv(...)) TO ... (FORMAT parquet)` on the same file.
     Ingest(IngestArgs),
+    /// Wall time and peak memory of one feature snapshot of the benchmark lake, against
+    /// DuckDB computing the contract's required columns from the same Parquet lake.
+    Features(FeaturesArgs),
 }
+
+#[derive(Debug, clap::Args)]
+struct FeaturesArgs {
+    /// Customers in the generated store (the ingest benchmark's store and lake are reused).
+    #[arg(long, default_value_t = 1_000_000)]
+    customers: u64,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    #[arg(long, default_value = "target/bench")]
+    work: PathBuf,
+    /// Snapshot date (the generated store spans 2024-11-01 to 2026-10-31).
+    #[arg(long, default_value = "2026-06-01")]
+    as_of: String,
+    /// Python interpreter with the `duckdb` package.
+    #[arg(long, default_value = "python3")]
+    python: String,
+    /// Memory budget for churn's query engine (e.g. 2GiB).
+    #[arg(long)]
+    memory_limit: Option<String>,
+}
+
+/// The DuckDB reference of the feature contract, shipped so the benchmark runs anywhere.
+const REFERENCE_FILES: &[(&str, &str)] = &[
+    (
+        "run_reference.py",
+        include_str!("../../../churn-features/tests/reference/run_reference.py"),
+    ),
+    (
+        "features.duckdb.sql",
+        include_str!("../../../churn-features/tests/reference/features.duckdb.sql"),
+    ),
+    (
+        "labels.duckdb.sql",
+        include_str!("../../../churn-features/tests/reference/labels.duckdb.sql"),
+    ),
+];
 
 #[derive(Debug, clap::Args)]
 struct IngestArgs {
@@ -88,22 +127,19 @@ con.execute(f"COPY (SELECT * FROM read_csv('{src}')) TO '{dst}' (FORMAT parquet)
 print(con.execute(f"SELECT count(*) FROM read_parquet('{dst}')").fetchone()[0])
 "#;
 
-fn ensure_store(args: &IngestArgs) -> anyhow::Result<PathBuf> {
-    let dir = args
-        .work
-        .join(format!("store-{}-{}", args.customers, args.seed));
+fn ensure_store(work: &Path, customers: u64, seed: u64) -> anyhow::Result<PathBuf> {
+    let dir = work.join(format!("store-{customers}-{seed}"));
     if dir.join("ground_truth.csv").exists() {
         return Ok(dir);
     }
     eprintln!(
-        "generating a {}-customer store into {} ...",
-        args.customers,
+        "generating a {customers}-customer store into {} ...",
         dir.display()
     );
     let started = Instant::now();
     let summary = churn_synth::generate(&GenerateOptions {
-        customers: args.customers,
-        seed: args.seed,
+        customers,
+        seed,
         start: chrono::NaiveDate::from_ymd_opt(2024, 11, 1).expect("valid date"),
         days: 730,
         format: OutputFormat::Csv,
@@ -129,11 +165,13 @@ fn remove(path: &Path) -> anyhow::Result<()> {
 }
 
 async fn bench_ingest(args: IngestArgs, json: bool) -> anyhow::Result<()> {
-    let store = ensure_store(&args)?;
+    let store = ensure_store(&args.work, args.customers, args.seed)?;
     let csv = store.join("transactions.csv");
     let csv_mib = std::fs::metadata(&csv)?.len() as f64 / (1024.0 * 1024.0);
 
-    let lake = args.work.join("lake");
+    let lake = args
+        .work
+        .join(format!("lake-{}-{}", args.customers, args.seed));
     remove(&lake)?;
     let exe = std::env::current_exe()?;
     let (wall, rss, out) = measure(
@@ -222,8 +260,121 @@ async fn bench_ingest(args: IngestArgs, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn has_duckdb(python: &str) -> bool {
+    Command::new(python)
+        .args(["-c", "import duckdb"])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+async fn bench_features(args: FeaturesArgs, json: bool) -> anyhow::Result<()> {
+    let lake = args
+        .work
+        .join(format!("lake-{}-{}", args.customers, args.seed));
+    let exe = std::env::current_exe()?;
+    for table in ["transactions", "customers", "campaign_events"] {
+        if lake.join(table).is_dir() {
+            continue;
+        }
+        let store = ensure_store(&args.work, args.customers, args.seed)?;
+        eprintln!("ingesting {table} into {} ...", lake.display());
+        let status = Command::new(&exe)
+            .args(["ingest", "--table", table, "--lake"])
+            .arg(&lake)
+            .arg("--source")
+            .arg(store.join(format!("{table}.csv")))
+            .stdout(Stdio::null())
+            .status()?;
+        if !status.success() {
+            bail!("ingesting {table} failed");
+        }
+    }
+    let mut cmd = Command::new(&exe);
+    cmd.args(["features", "--json", "--as-of", &args.as_of, "--lake"])
+        .arg(&lake);
+    if let Some(limit) = &args.memory_limit {
+        cmd.args(["--memory-limit", limit]);
+    }
+    let (wall, rss, out) = measure(&mut cmd)?;
+    let summary: serde_json::Value =
+        serde_json::from_str(&out).context("reading the features summary")?;
+    let rows = summary["snapshots"][0]["customers"].as_u64().unwrap_or(0);
+    let ours = Measured {
+        tool: "churn features (all built-in feature files)".into(),
+        wall_seconds: wall,
+        peak_rss_mib: rss,
+        rows,
+        rows_per_second: rows as f64 / wall,
+    };
+
+    let duck = if has_duckdb(&args.python) {
+        let dir = args.work.join("duckdb-reference");
+        std::fs::create_dir_all(&dir)?;
+        for (name, text) in REFERENCE_FILES {
+            std::fs::write(dir.join(name), text)?;
+        }
+        let out_csv = args.work.join("duckdb-features.csv");
+        let (wall, rss, _) = measure(
+            Command::new(&args.python)
+                .arg(dir.join("run_reference.py"))
+                .args([
+                    "--lake",
+                    "--what",
+                    "features",
+                    "--as-of",
+                    &args.as_of,
+                    "--input",
+                ])
+                .arg(&lake)
+                .arg("--out")
+                .arg(&out_csv),
+        )?;
+        let rows = std::fs::read_to_string(&out_csv)?
+            .lines()
+            .count()
+            .saturating_sub(1) as u64;
+        Some(Measured {
+            tool: "duckdb reference SQL (required columns, exact decimal sums, CSV out)".into(),
+            wall_seconds: wall,
+            peak_rss_mib: rss,
+            rows,
+            rows_per_second: rows as f64 / wall,
+        })
+    } else {
+        eprintln!(
+            "DuckDB is not available ({} -c 'import duckdb' failed); printing our figures only",
+            args.python
+        );
+        None
+    };
+    let ratio = duck.as_ref().map(|d| d.wall_seconds / ours.wall_seconds);
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"kind": "bench_features", "as_of": args.as_of, "churn": ours, "duckdb": duck, "speedup_churn_over_duckdb": ratio})
+        );
+        return Ok(());
+    }
+    println!(
+        "features benchmark: {} customers in the store, snapshot {}, {} customers in the population",
+        args.customers, args.as_of, rows
+    );
+    println!("{:<70} {:>9} {:>10}", "tool", "wall s", "peak MiB");
+    for m in std::iter::once(&ours).chain(duck.as_ref()) {
+        println!(
+            "{:<70} {:>9.2} {:>10.0}",
+            m.tool, m.wall_seconds, m.peak_rss_mib
+        );
+    }
+    if let Some(r) = ratio {
+        println!("speed-up churn over duckdb (wall time ratio): {r:.2}");
+    }
+    Ok(())
+}
+
 pub async fn run(args: Args, json: bool) -> anyhow::Result<()> {
     match args.what {
         What::Ingest(a) => bench_ingest(a, json).await,
+        What::Features(a) => bench_features(a, json).await,
     }
 }

@@ -47,7 +47,8 @@ pub async fn run(args: Args, json: bool) -> anyhow::Result<()> {
         text.push_str(&format!(
             "\nThe demo lake is in {lake}/. Look at it with:\n  \
              churn sql --lake {lake} \"SELECT date_trunc('month', ts) AS month, count(*) AS transactions, sum(amount) AS revenue FROM transactions GROUP BY 1 ORDER BY 1\"\n  \
-             churn sql --lake {lake} \"SELECT tier, count(*) AS customers FROM customers GROUP BY 1\"\n  \
+             churn sql --lake {lake} \"SELECT tier, count(*) AS customers, avg(recency_days) AS avg_recency FROM features GROUP BY 1\"\n  \
+             churn sql --lake {lake} \"SELECT churned, count(*) FROM labels GROUP BY 1\"\n  \
              duckdb -c \"SELECT count(*) FROM read_parquet('{lake}/transactions/*/*.parquet', hive_partitioning = true)\"\n"
         ));
         text

@@ -57,11 +57,39 @@ pub fn human(s: &RunSummary) -> String {
         s.duration_ms as f64 / 1000.0
     );
     for step in &s.steps {
-        let i = &step.ingest;
-        text.push_str(&format!(
-            "  {:<8} {:<22} {:<16} read {:>8}  accepted {:>8}  rejected {:>6}  duplicates {:>7}\n",
-            step.step, step.source, i.table, i.rows_read, i.accepted, i.rejected, i.duplicates
-        ));
+        let v = &step.summary;
+        let line = match step.step {
+            "ingest" => format!(
+                "{:<16} read {:>8}  accepted {:>8}  rejected {:>6}  duplicates {:>7}",
+                v["table"].as_str().unwrap_or(""),
+                v["rows_read"].to_string(),
+                v["accepted"].to_string(),
+                v["rejected"].to_string(),
+                v["duplicates"].to_string()
+            ),
+            "features" => {
+                let snap = &v["snapshots"][0];
+                format!(
+                    "{} customers x {} columns -> {}",
+                    snap["customers"],
+                    snap["columns"],
+                    snap["output"].as_str().unwrap_or("")
+                )
+            }
+            _ => match v["skipped"].as_str() {
+                Some(reason) => format!("skipped: {reason}"),
+                None => {
+                    let snap = &v["snapshots"][0];
+                    format!(
+                        "{} customers, {} churned -> {}",
+                        snap["customers"],
+                        snap["churned"],
+                        snap["output"].as_str().unwrap_or("")
+                    )
+                }
+            },
+        };
+        text.push_str(&format!("  {:<8} {:<16} {line}\n", step.step, step.name));
     }
     text.push_str(&format!("  manifest {}\n", s.manifest));
     text

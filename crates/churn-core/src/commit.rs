@@ -1,13 +1,13 @@
-//! Atomic commits. A batch first writes everything under `_staging/<batch>/`; then a commit
-//! plan listing every move and delete is written (the commit point); then the plan is
-//! applied. A run that dies before the plan leaves only staging, which the next ingest
-//! removes; a run that dies while applying leaves the plan, which the next ingest finishes.
-//! Either way a re-run never adds a row twice.
+//! Atomic commits for every job that writes to the lake. A job first writes everything under
+//! `_staging/<batch>/`; then a commit plan listing every move and delete is written (the
+//! commit point); then the plan is applied. A job that dies before the plan leaves only
+//! staging, which the next job removes; a job that dies while applying leaves the plan, which
+//! the next job finishes. Either way a re-run never adds a row twice.
 
-use churn_core::Lake;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{IngestError, Result};
+use crate::error::{CoreError, Result};
+use crate::lake::Lake;
 
 pub const STAGING: &str = "_staging";
 const PLAN_FILE: &str = "_commit.json";
@@ -29,7 +29,8 @@ pub fn staging_dir(batch_id: &str) -> String {
     format!("{STAGING}/{batch_id}")
 }
 
-/// Writes the plan (the commit point) and applies it.
+/// Writes the plan (the commit point) and applies it. `crash_after_files` is a test hook that
+/// stops after that many moves, as a crash would.
 pub async fn commit(
     lake: &Lake,
     plan: &CommitPlan,
@@ -43,7 +44,7 @@ pub async fn commit(
 async fn apply(lake: &Lake, plan: &CommitPlan, crash_after_files: Option<usize>) -> Result<()> {
     for (i, (from, to)) in plan.moves.iter().enumerate() {
         if crash_after_files == Some(i) {
-            return Err(IngestError::SimulatedCrash(i));
+            return Err(CoreError::SimulatedCrash(i));
         }
         let from = lake.path(from);
         // Already moved by an earlier, interrupted attempt.
@@ -73,7 +74,7 @@ async fn remove_staging(lake: &Lake, batch_id: &str) -> Result<()> {
 }
 
 /// Finishes interrupted commits and removes abandoned staging; returns the batch ids whose
-/// commits were finished.
+/// commits were finished. Jobs call this before they read the lake.
 pub async fn recover(lake: &Lake) -> Result<Vec<String>> {
     let mut batches: Vec<String> = lake
         .list(STAGING)

@@ -1,0 +1,22 @@
+//! Point-in-time behavioural features and churn labels. Feature SQL files run with DataFusion
+//! against a view of the lake as it was before the as-of date; their results are checked for
+//! one row per customer and joined into `<lake>/features/as_of=D/`. Labels record who bought
+//! again within the horizon, into `<lake>/labels/as_of=D/`.
+
+pub mod build;
+pub mod dates;
+pub mod error;
+pub mod labels;
+pub mod snapshot;
+pub mod sqlfile;
+pub mod write;
+
+pub use build::{
+    CatalogueEntry, FeatureOptions, FeaturesSummary, SnapshotSummary, build_features,
+    build_snapshot, catalogue,
+};
+pub use dates::as_of_dates;
+pub use error::{FeatureError, Result};
+pub use labels::{DEFAULT_HORIZON_DAYS, LabelsSummary, build_labels};
+pub use snapshot::DEFAULT_LOOKBACK_DAYS;
+pub use sqlfile::FeatureFile;

@@ -1,0 +1,130 @@
+//! The point-in-time view of the lake that feature SQL sees. For a snapshot at D the session
+//! exposes `transactions` and `campaign_events` holding only events before D (by local date,
+//! so partitions after D are never read), `customers`, a one-row `snapshot` table and the
+//! snapshot's `population`. Feature files cannot see anything at or after D: leakage is
+//! excluded by construction, not by each file's care.
+
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Field, Schema};
+use chrono::{Datelike, NaiveDate};
+use churn_core::session::{SessionOptions, discover_tables, new_session, register_table};
+use churn_core::{Lake, Table};
+use datafusion::datasource::MemTable;
+use datafusion::prelude::SessionContext;
+
+use crate::error::{FeatureError, Result};
+
+/// Default population window: customers with a purchase in the last 365 days.
+pub const DEFAULT_LOOKBACK_DAYS: u32 = 365;
+
+/// Days since 1970-01-01.
+pub fn day_number(d: NaiveDate) -> i32 {
+    (d - NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date")).num_days() as i32
+}
+
+/// Name under which a raw lake table is registered, beside its point-in-time view.
+pub fn raw_name(table: Table) -> String {
+    format!("lake_{}", table.name())
+}
+
+/// Registers the raw lake tables that exist and returns which ones do.
+pub async fn register_lake_tables(ctx: &SessionContext, lake: &Lake) -> Result<Vec<Table>> {
+    let mut present = Vec::new();
+    for mut found in discover_tables(lake).await? {
+        let Ok(table) = found.name.parse::<Table>() else {
+            continue;
+        };
+        found.name = raw_name(table);
+        register_table(ctx, lake, &found).await?;
+        present.push(table);
+    }
+    if !present.contains(&Table::Transactions) {
+        return Err(FeatureError::NoTransactions);
+    }
+    Ok(present)
+}
+
+/// Registers empty raw tables of every contract table (for planning without a lake).
+pub fn register_empty_tables(ctx: &SessionContext) -> Result<Vec<Table>> {
+    for table in Table::ALL {
+        let mut fields: Vec<Arc<Field>> = table.file_schema().fields().iter().cloned().collect();
+        if table.is_date_partitioned() {
+            fields.push(Arc::new(Field::new(
+                Table::DATE_PARTITION,
+                DataType::Date32,
+                false,
+            )));
+        }
+        let schema = Arc::new(Schema::new(fields));
+        ctx.register_table(
+            raw_name(table),
+            Arc::new(MemTable::try_new(schema, vec![vec![]])?),
+        )?;
+    }
+    Ok(Table::ALL.to_vec())
+}
+
+/// Creates the point-in-time views for snapshot `as_of`.
+pub async fn register_snapshot_views(
+    ctx: &SessionContext,
+    as_of: NaiveDate,
+    lookback_days: u32,
+    present: &[Table],
+) -> Result<()> {
+    let d = as_of.format("%Y-%m-%d");
+    let views = [
+        format!(
+            "CREATE VIEW transactions AS SELECT transaction_id, customer_id, ts, amount, quantity, product_category, \
+             store_id, channel, discount, is_return, date, CAST(date AS INT) AS day, \
+             (NOT is_return AND amount > 0) AS is_purchase, (is_return OR amount < 0) AS is_refund \
+             FROM {} WHERE date < DATE '{d}'",
+            raw_name(Table::Transactions)
+        ),
+        format!(
+            "CREATE VIEW snapshot AS SELECT DATE '{d}' AS as_of, CAST({} AS INT) AS as_of_day, CAST({} AS INT) AS as_of_year, \
+             CAST({} AS INT) AS as_of_month, CAST({} AS INT) AS as_of_day_of_month, CAST({lookback_days} AS INT) AS lookback_days",
+            day_number(as_of),
+            as_of.year(),
+            as_of.month(),
+            as_of.day()
+        ),
+        format!(
+            "CREATE VIEW population AS SELECT DISTINCT customer_id FROM transactions \
+             WHERE is_purchase AND day >= {}",
+            day_number(as_of) - lookback_days as i32
+        ),
+    ];
+    for view in views {
+        ctx.sql(&view).await?;
+    }
+    if present.contains(&Table::CampaignEvents) {
+        ctx.sql(&format!(
+            "CREATE VIEW campaign_events AS SELECT customer_id, campaign_id, ts, event, date, CAST(date AS INT) AS day \
+             FROM {} WHERE date < DATE '{d}'",
+            raw_name(Table::CampaignEvents)
+        ))
+        .await?;
+    }
+    if present.contains(&Table::Customers) {
+        ctx.sql(&format!(
+            "CREATE VIEW customers AS SELECT customer_id, signup_date, birthday, tier, referrer_id, email, phone, marketing_opt_in FROM {}",
+            raw_name(Table::Customers)
+        ))
+        .await?;
+    }
+    Ok(())
+}
+
+/// A session over the lake, seen as of `as_of`.
+pub async fn snapshot_session(
+    lake: &Lake,
+    as_of: NaiveDate,
+    lookback_days: u32,
+    options: &SessionOptions,
+) -> Result<(SessionContext, Vec<Table>)> {
+    let ctx = new_session(lake, options)?;
+    let present = register_lake_tables(&ctx, lake).await?;
+    register_snapshot_views(&ctx, as_of, lookback_days, &present).await?;
+    Ok((ctx, present))
+}

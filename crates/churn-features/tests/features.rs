@@ -1,0 +1,560 @@
+//! Feature snapshots and labels: hand-computed goldens per SQL file, an independent DuckDB
+//! reference on the demo store, no leakage, bounded memory, and clear errors for bad files.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use arrow::datatypes::DataType;
+use chrono::NaiveDate;
+use churn_core::Lake;
+use churn_core::session::{SessionOptions, lake_session};
+use churn_features::{FeatureError, FeatureFile, FeatureOptions, build_features, build_labels};
+use churn_ingest::{IngestOptions, SourceSpec, ingest};
+use tempfile::TempDir;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn date(s: &str) -> NaiveDate {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+}
+
+/// A lake loaded from a folder holding the three contract CSV files.
+async fn lake_from(dir: &Path) -> (TempDir, Lake) {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = Lake::open(tmp.path().join("lake").to_str().unwrap()).unwrap();
+    for table in ["transactions", "customers", "campaign_events"] {
+        let path = dir.join(format!("{table}.csv"));
+        if path.exists() {
+            let spec = SourceSpec {
+                table: table.into(),
+                path: path.display().to_string(),
+                ..Default::default()
+            };
+            ingest(&lake, &spec.validate().unwrap(), &IngestOptions::default())
+                .await
+                .unwrap();
+        }
+    }
+    (tmp, lake)
+}
+
+fn options(files: Vec<FeatureFile>) -> FeatureOptions {
+    FeatureOptions {
+        lookback_days: 365,
+        session: SessionOptions::default(),
+        files,
+    }
+}
+
+fn built_in() -> FeatureOptions {
+    options(FeatureFile::built_in().unwrap())
+}
+
+/// Text of every cell (null → empty), by column name, for the rows of a query.
+async fn table(lake: &Lake, sql: &str) -> (Vec<String>, Vec<Vec<String>>) {
+    let (ctx, _) = lake_session(lake, &SessionOptions::default())
+        .await
+        .unwrap();
+    let df = ctx.sql(sql).await.unwrap();
+    let names: Vec<String> = df
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    let batches: Vec<RecordBatch> = df.collect().await.unwrap();
+    let mut rows = Vec::new();
+    for b in &batches {
+        let columns: Vec<ArrayRef> = b
+            .columns()
+            .iter()
+            .map(|c| arrow::compute::cast(c, &DataType::Utf8).unwrap())
+            .collect();
+        for i in 0..b.num_rows() {
+            rows.push(
+                columns
+                    .iter()
+                    .map(|c| {
+                        let s = c.as_string::<i32>();
+                        if s.is_null(i) {
+                            String::new()
+                        } else {
+                            s.value(i).to_string()
+                        }
+                    })
+                    .collect(),
+            );
+        }
+    }
+    (names, rows)
+}
+
+/// Rows of a CSV file keyed by customer_id, as column → text.
+fn read_csv(path: &Path) -> HashMap<String, HashMap<String, String>> {
+    let mut reader = csv::Reader::from_path(path).unwrap();
+    let header: Vec<String> = reader
+        .headers()
+        .unwrap()
+        .iter()
+        .map(str::to_string)
+        .collect();
+    reader
+        .records()
+        .map(|r| {
+            let r = r.unwrap();
+            let row: HashMap<String, String> = header
+                .iter()
+                .cloned()
+                .zip(r.iter().map(str::to_string))
+                .collect();
+            (row["customer_id"].clone(), row)
+        })
+        .collect()
+}
+
+/// Equal as numbers within 1e-9 relative (exact for integers), or as text.
+fn same_value(ours: &str, expected: &str) -> bool {
+    if ours == expected {
+        return true;
+    }
+    match (ours.parse::<f64>(), expected.parse::<f64>()) {
+        (Ok(a), Ok(b)) => (a - b).abs() <= 1e-9 * b.abs().max(1.0),
+        _ => false,
+    }
+}
+
+/// Compares our snapshot with expected rows on the expected file's columns.
+async fn assert_snapshot_matches(
+    lake: &Lake,
+    as_of: &str,
+    expected: &HashMap<String, HashMap<String, String>>,
+    what: &str,
+) {
+    let (names, rows) = table(
+        lake,
+        &format!("SELECT * FROM features WHERE as_of = DATE '{as_of}' ORDER BY customer_id"),
+    )
+    .await;
+    assert_eq!(rows.len(), expected.len(), "{what}: population size");
+    let columns: Vec<&String> = expected.values().next().unwrap().keys().collect();
+    let mut compared = 0;
+    for row in &rows {
+        let ours: HashMap<&String, &String> = names.iter().zip(row).collect();
+        let id = ours[&"customer_id".to_string()];
+        let want = expected
+            .get(id)
+            .unwrap_or_else(|| panic!("{what}: {id} is not in the expected population"));
+        for column in &columns {
+            let have = ours
+                .get(column)
+                .unwrap_or_else(|| panic!("{what}: we have no column {column}"));
+            assert!(
+                same_value(have, &want[*column]),
+                "{what}: {id}.{column}: ours {have:?}, expected {:?}",
+                want[*column]
+            );
+            compared += 1;
+        }
+    }
+    assert!(compared > 0);
+}
+
+/// Same columns, rows and values; floating-point sums may differ in the last digits because
+/// their order of addition depends on how the data is split.
+fn assert_same_tables(a: &(Vec<String>, Vec<Vec<String>>), b: &(Vec<String>, Vec<Vec<String>>)) {
+    assert_eq!(a.0, b.0);
+    assert_eq!(a.1.len(), b.1.len());
+    for (ra, rb) in a.1.iter().zip(&b.1) {
+        for ((name, va), vb) in a.0.iter().zip(ra).zip(rb) {
+            assert!(same_value(va, vb), "{} {name}: {va:?} vs {vb:?}", ra[0]);
+        }
+    }
+}
+
+#[tokio::test]
+async fn each_feature_file_matches_its_hand_computed_golden_file() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixture");
+    let (_tmp, lake) = lake_from(&fixture).await;
+    let summary = build_features(&lake, &[date("2024-07-01")], &built_in())
+        .await
+        .unwrap();
+    assert_eq!(summary.snapshots[0].customers, 3);
+    for file in FeatureFile::built_in().unwrap() {
+        let golden = fixture.join(format!("expected/{}.csv", file.name));
+        assert!(golden.exists(), "no golden file for {}", file.name);
+        let expected = read_csv(&golden);
+        // The golden file covers exactly the file's documented columns.
+        let golden_columns = expected.values().next().unwrap().len() - 1;
+        assert_eq!(golden_columns, file.columns.len(), "{}", file.name);
+        assert_snapshot_matches(&lake, "2024-07-01", &expected, &file.name).await;
+    }
+}
+
+fn python() -> String {
+    std::env::var("CHURN_PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+/// The independent DuckDB computation of the contract (tests/reference) on the demo CSVs.
+fn reference(what: &str, as_of: &str, out: &Path) -> HashMap<String, HashMap<String, String>> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reference/run_reference.py");
+    let status = Command::new(python())
+        .arg(script)
+        .args([
+            "--input",
+            repo().join("data/demo").to_str().unwrap(),
+            "--as-of",
+            as_of,
+            "--what",
+            what,
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .status()
+        .expect("python runs (use tests/run.sh, which installs DuckDB)");
+    assert!(status.success(), "the DuckDB reference failed");
+    read_csv(out)
+}
+
+#[tokio::test]
+async fn demo_store_features_and_labels_agree_with_an_independent_duckdb_computation() {
+    let (tmp, lake) = lake_from(&repo().join("data/demo")).await;
+    for as_of in ["2025-12-15", "2026-06-01"] {
+        build_features(&lake, &[date(as_of)], &built_in())
+            .await
+            .unwrap();
+        let expected = reference(
+            "features",
+            as_of,
+            &tmp.path().join(format!("features-{as_of}.csv")),
+        );
+        assert!(expected.len() > 1000);
+        assert_snapshot_matches(&lake, as_of, &expected, &format!("features {as_of}")).await;
+
+        build_labels(&lake, &[date(as_of)], 90, 365, &SessionOptions::default())
+            .await
+            .unwrap();
+        let expected = reference(
+            "labels",
+            as_of,
+            &tmp.path().join(format!("labels-{as_of}.csv")),
+        );
+        let (names, rows) = table(&lake, &format!("SELECT customer_id, churned, next_purchase_date FROM labels WHERE as_of = DATE '{as_of}'")).await;
+        assert_eq!(rows.len(), expected.len());
+        for row in rows {
+            let want = &expected[&row[0]];
+            for (name, have) in names.iter().zip(&row) {
+                assert_eq!(have, &want[name], "labels {as_of} {} {name}", row[0]);
+            }
+        }
+    }
+}
+
+/// Appends lines to a copy of a CSV file.
+fn append(from: &Path, to: &Path, lines: &[&str]) {
+    let mut text = std::fs::read_to_string(from).unwrap();
+    for l in lines {
+        text.push_str(l);
+        text.push('\n');
+    }
+    std::fs::write(to, text).unwrap();
+}
+
+#[tokio::test]
+async fn events_at_or_after_the_as_of_date_change_no_feature() {
+    let demo = repo().join("data/demo");
+    let as_of = "2026-03-01";
+    let future = tempfile::tempdir().unwrap();
+    // Purchases, refunds and campaign answers at D and later, for existing and new customers.
+    append(
+        &demo.join("transactions.csv"),
+        &future.path().join("transactions.csv"),
+        &[
+            "F1,C0000001,2026-03-01 00:00:00,500.00,9,Electronics,WEB,online,50.00,false",
+            "F2,C0000002,2026-03-01 12:00:00,-80.00,1,Dairy,S01,store,0.00,true",
+            "F3,C0000003,2026-04-15 10:00:00,42.00,2,Pet,S02,store,0.00,false",
+            "F4,C9999999,2026-03-02 10:00:00,10.00,1,Pet,S02,store,0.00,false",
+            "F5,C0000010,2026-10-30 10:00:00,25.00,1,Bakery,S03,store,0.00,true",
+        ],
+    );
+    append(
+        &demo.join("campaign_events.csv"),
+        &future.path().join("campaign_events.csv"),
+        &[
+            "C0000001,CMP-FUTURE,2026-03-01 00:00:00,sent",
+            "C0000001,CMP-FUTURE,2026-03-01 08:00:00,redeemed",
+            "C0000002,CMP-FUTURE,2026-05-01 08:00:00,opened",
+        ],
+    );
+    std::fs::copy(
+        demo.join("customers.csv"),
+        future.path().join("customers.csv"),
+    )
+    .unwrap();
+
+    let (_a, plain) = lake_from(&demo).await;
+    let (_b, with_future) = lake_from(future.path()).await;
+    build_features(&plain, &[date(as_of)], &built_in())
+        .await
+        .unwrap();
+    build_features(&with_future, &[date(as_of)], &built_in())
+        .await
+        .unwrap();
+    let sql = format!("SELECT * FROM features WHERE as_of = DATE '{as_of}' ORDER BY customer_id");
+    let (a, b) = (table(&plain, &sql).await, table(&with_future, &sql).await);
+    assert!(a.1.len() > 1000);
+    assert_same_tables(&a, &b);
+}
+
+#[tokio::test]
+async fn a_memory_limit_below_the_data_size_spills_and_gives_the_same_snapshot() {
+    let store = tempfile::tempdir().unwrap();
+    churn_synth::generate(&churn_synth::GenerateOptions {
+        customers: 35000,
+        seed: 3,
+        start: date("2024-01-01"),
+        days: 730,
+        format: churn_synth::OutputFormat::Csv,
+        mess: false,
+        chinese_export: false,
+        out: store.path().to_path_buf(),
+    })
+    .unwrap();
+    let (_t, lake) = lake_from(store.path()).await;
+    // The transactions alone, as the query engine holds them in memory.
+    let (ctx, _) = lake_session(&lake, &SessionOptions::default())
+        .await
+        .unwrap();
+    let batches = ctx
+        .sql("SELECT * FROM transactions")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let in_memory: usize = batches.iter().map(|b| b.get_array_memory_size()).sum();
+    let limit = 24 << 20;
+    assert!(
+        in_memory > 3 * limit,
+        "the limit must sit well below the data ({in_memory} bytes)"
+    );
+    eprintln!("transactions in memory: {in_memory} bytes, limit {limit} bytes");
+    let as_of = "2025-03-01";
+    build_features(&lake, &[date(as_of)], &built_in())
+        .await
+        .unwrap();
+    let sql = format!("SELECT * FROM features WHERE as_of = DATE '{as_of}' ORDER BY customer_id");
+    let unlimited = table(&lake, &sql).await;
+    let limited = FeatureOptions {
+        session: SessionOptions {
+            memory_limit_bytes: Some(limit),
+            spill_dir: None,
+        },
+        ..built_in()
+    };
+    build_features(&lake, &[date(as_of)], &limited)
+        .await
+        .unwrap();
+    assert_same_tables(&table(&lake, &sql).await, &unlimited);
+    // Re-running a date replaces the snapshot rather than adding to it.
+    assert_eq!(
+        lake.list_parquet(&format!("features/as_of={as_of}"))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+fn user_dir(extra: &[(&str, &str)]) -> TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, sql) in churn_features::sqlfile::BUILT_IN {
+        std::fs::write(dir.path().join(format!("{name}.sql")), sql).unwrap();
+    }
+    for (name, sql) in extra {
+        std::fs::write(dir.path().join(name), sql).unwrap();
+    }
+    dir
+}
+
+const HEADER: &str =
+    "-- A user feature.\n-- grain: one row per customer (customer_id)\n-- columns:\n";
+
+#[tokio::test]
+async fn a_users_sql_file_is_joined_in_and_broken_files_are_named() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixture");
+    let (_tmp, lake) = lake_from(&fixture).await;
+    let as_of = [date("2024-07-01")];
+
+    let good = format!(
+        "{HEADER}--   purchases_ever: purchases before D\nwith p as (select customer_id from transactions where is_purchase),\nfinal as (select customer_id, count(*) as purchases_ever from p group by customer_id)\nselect * from final\n"
+    );
+    let dir = user_dir(&[("mine.sql", &good)]);
+    build_features(
+        &lake,
+        &as_of,
+        &options(FeatureFile::load_dir(dir.path()).unwrap()),
+    )
+    .await
+    .unwrap();
+    let (_, rows) = table(
+        &lake,
+        "SELECT customer_id, purchases_ever FROM features ORDER BY customer_id",
+    )
+    .await;
+    assert_eq!(
+        rows,
+        [["C1", "4"], ["C2", "1"], ["C4", "3"]].map(|r| r.map(String::from).to_vec())
+    );
+
+    let cases = [
+        (
+            "broken.sql",
+            format!(
+                "{HEADER}--   x: y\nwith final as (selec customer_id from transactions)\nselect * from final\n"
+            ),
+            "broken.sql",
+        ),
+        (
+            "dupes.sql",
+            format!(
+                "{HEADER}--   amount: an amount\nwith final as (select customer_id, amount from transactions)\nselect * from final\n"
+            ),
+            "unique",
+        ),
+        (
+            "clash.sql",
+            format!(
+                "{HEADER}--   recency_days: again\nwith final as (select customer_id, 1 as recency_days from population)\nselect * from final\n"
+            ),
+            "recency_days",
+        ),
+        (
+            "undocumented.sql",
+            format!(
+                "{HEADER}--   a: a\nwith final as (select customer_id, 1 as a, 2 as b from population)\nselect * from final\n"
+            ),
+            "not documented",
+        ),
+    ];
+    for (name, sql, needle) in cases {
+        let dir = user_dir(&[(name, &sql)]);
+        let err = build_features(
+            &lake,
+            &as_of,
+            &options(FeatureFile::load_dir(dir.path()).unwrap()),
+        )
+        .await
+        .unwrap_err();
+        assert!(err.is_config_error(), "{name}: {err}");
+        let text = err.to_string();
+        assert!(
+            text.contains(name) && text.contains(needle),
+            "{name}: {text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn labels_are_refused_until_the_lake_covers_the_horizon() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixture");
+    let (_tmp, lake) = lake_from(&fixture).await;
+    // The fixture's last transaction is on 2024-07-15.
+    let err = build_labels(
+        &lake,
+        &[date("2024-07-01")],
+        90,
+        365,
+        &SessionOptions::default(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(err, FeatureError::LabelsNotObservable { .. }),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("2024-09-28") && err.to_string().contains("2024-07-15"),
+        "{err}"
+    );
+    let summary = build_labels(
+        &lake,
+        &[date("2024-07-01")],
+        15,
+        365,
+        &SessionOptions::default(),
+    )
+    .await
+    .unwrap();
+    // C1 buys at D itself, C2 on the horizon's last day, C4 never.
+    assert_eq!(
+        (summary.snapshots[0].customers, summary.snapshots[0].churned),
+        (3, 1)
+    );
+    let (_, rows) = table(
+        &lake,
+        "SELECT customer_id, churned, next_purchase_date FROM labels ORDER BY customer_id",
+    )
+    .await;
+    let expected = [
+        ["C1", "0", "2024-07-01"],
+        ["C2", "0", "2024-07-15"],
+        ["C4", "1", ""],
+    ];
+    assert_eq!(rows, expected.map(|r| r.map(String::from).to_vec()));
+}
+
+#[tokio::test]
+async fn the_catalogue_lists_every_column_with_its_type_and_file() {
+    let entries = churn_features::catalogue(&FeatureFile::built_in().unwrap())
+        .await
+        .unwrap();
+    let find = |n: &str| {
+        entries
+            .iter()
+            .find(|e| e.name == n)
+            .unwrap_or_else(|| panic!("{n} missing"))
+    };
+    assert_eq!(find("recency_days").data_type, "Int64");
+    assert_eq!(find("monetary_30d").data_type, "Float64");
+    assert_eq!(find("tier").source, "built-in:profile.sql");
+    let required = [
+        "recency_days",
+        "tenure_days",
+        "frequency_30d",
+        "frequency_90d",
+        "frequency_365d",
+        "frequency_total",
+        "monetary_30d",
+        "monetary_90d",
+        "monetary_365d",
+        "avg_basket_365d",
+        "mean_gap_days",
+        "std_gap_days",
+        "last_gap_days",
+        "overdue_ratio",
+        "spend_trend_90d",
+        "returns_365d",
+        "category_count_365d",
+        "online_share_365d",
+        "campaign_sent_90d",
+        "campaign_opened_90d",
+        "campaign_clicked_90d",
+        "campaign_redeemed_90d",
+        "days_since_last_redeem",
+        "age_years",
+        "tier",
+        "has_referrer",
+        "referrals_converted",
+        "days_to_birthday",
+        "btyd_frequency",
+        "btyd_recency_weeks",
+        "btyd_age_weeks",
+    ];
+    for name in required {
+        assert!(!find(name).description.is_empty(), "{name}");
+    }
+}

@@ -1,0 +1,78 @@
+-- Purchase rhythm: gaps between consecutive distinct purchase days, and the
+-- buy-till-you-die summary (daily grain, time unit weeks), over all history before D.
+-- grain: one row per customer of the snapshot population (customer_id)
+-- columns:
+--   mean_gap_days: (last - first purchase day) / (purchase days - 1); null below two purchase days
+--   std_gap_days: sample standard deviation of the gaps; null below three purchase days
+--   last_gap_days: last purchase day minus the one before; null below two purchase days
+--   overdue_ratio: recency_days / mean_gap_days; null when mean_gap_days is null or zero
+--   btyd_frequency: distinct purchase days - 1 (repeat purchase days)
+--   btyd_recency_weeks: (last - first purchase day) / 7
+--   btyd_age_weeks: (D - first purchase day) / 7
+with
+params as (
+    select as_of_day from snapshot
+),
+
+population_ids as (
+    select customer_id from population
+),
+
+purchase_days as (
+    select distinct customer_id, day
+    from transactions
+    where is_purchase
+),
+
+-- Each purchase day with the gap since the previous one and its rank from the latest.
+gaps as (
+    select
+        customer_id,
+        day,
+        day - lag(day) over (partition by customer_id order by day) as gap,
+        row_number() over (partition by customer_id order by day desc) as from_latest
+    from purchase_days
+),
+
+per_customer as (
+    select
+        customer_id,
+        count(*) as purchase_days,
+        min(day) as first_day,
+        max(day) as last_day,
+        stddev_samp(cast(gap as double)) as gap_stddev,
+        max(case when from_latest = 1 then gap end) as last_gap
+    from gaps
+    group by customer_id
+),
+
+rhythm as (
+    select
+        c.customer_id,
+        c.purchase_days,
+        c.first_day,
+        c.last_day,
+        c.gap_stddev,
+        c.last_gap,
+        case when c.purchase_days >= 2 then cast(c.last_day - c.first_day as double) / (c.purchase_days - 1) end as mean_gap_days,
+        p.as_of_day - c.last_day as recency_days,
+        p.as_of_day
+    from per_customer c
+    cross join params p
+),
+
+final as (
+    select
+        r.customer_id,
+        r.mean_gap_days,
+        case when r.purchase_days >= 3 then r.gap_stddev end as std_gap_days,
+        case when r.purchase_days >= 2 then cast(r.last_gap as bigint) end as last_gap_days,
+        case when r.mean_gap_days > 0 then r.recency_days / r.mean_gap_days end as overdue_ratio,
+        cast(r.purchase_days - 1 as bigint) as btyd_frequency,
+        cast(r.last_day - r.first_day as double) / 7.0 as btyd_recency_weeks,
+        cast(r.as_of_day - r.first_day as double) / 7.0 as btyd_age_weeks
+    from population_ids i
+    join rhythm r on r.customer_id = i.customer_id
+)
+
+select * from final
