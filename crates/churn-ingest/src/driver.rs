@@ -10,7 +10,6 @@ use chrono_tz::Tz;
 use churn_core::parquet_io::ObjectStoreReader;
 use churn_core::{Lake, Table};
 use futures::{StreamExt, TryStreamExt};
-use object_store::ObjectStoreExt;
 use parquet::arrow::ParquetRecordBatchStreamBuilder;
 use serde::Serialize;
 
@@ -18,7 +17,7 @@ use crate::config::{Format, SourceConfig};
 use crate::error::{IngestError, Result};
 use crate::existing::{KeySet, existing_keys, read_table};
 use crate::partition::{PartitionWriter, StagedFile};
-use crate::reader::{CsvRecord, CsvSplitter, InputFile, decode_lossy, resolve_inputs};
+use crate::reader::{CsvRecord, CsvSplitter, InputFile, decode_lossy, read_chunks, resolve_inputs};
 use crate::rows::{QuarantineBuilder, Reject, RowParser, TableBuilder, dedup_key};
 use crate::value::TimestampParser;
 use churn_core::commit::{CommitPlan, commit, recover, staging_dir};
@@ -149,7 +148,10 @@ pub async fn ingest(
         .unwrap_or_else(|| new_batch_id(cfg));
     let staging = staging_dir(&batch_id);
     let seen = if cfg.table.is_date_partitioned() {
-        existing_keys(lake, cfg.table).await?
+        let mut seen = existing_keys(lake, cfg.table).await?;
+        // Growing a large set rehashes it again and again; most exports have 80+ bytes a row.
+        seen.reserve((inputs.iter().map(|i| i.size).sum::<u64>() / 100) as usize);
+        seen
     } else {
         KeySet::default()
     };
@@ -256,7 +258,7 @@ impl Run<'_> {
         if self.accepted.len() >= self.options.buffer_rows {
             let (batch, _keys, days) = self.accepted.finish();
             if self.cfg.table.is_date_partitioned() {
-                self.partitions.spill(&batch, days).await?;
+                self.partitions.spill(batch, days).await?;
             } else {
                 self.customer_batches.push(batch);
             }
@@ -333,12 +335,7 @@ impl Run<'_> {
     }
 
     async fn read_csv(&mut self, input: &InputFile) -> Result<()> {
-        let mut stream = input
-            .store
-            .get(&input.path)
-            .await
-            .map_err(|e| self.file_error(input, e))?
-            .into_stream();
+        let mut stream = read_chunks(input);
         let mut splitter = CsvSplitter::new(self.cfg.delimiter);
         let mut header: Option<(Vec<Option<usize>>, Vec<String>, usize)> = None;
         loop {
@@ -432,12 +429,7 @@ impl Run<'_> {
     }
 
     async fn read_ndjson(&mut self, input: &InputFile) -> Result<()> {
-        let mut stream = input
-            .store
-            .get(&input.path)
-            .await
-            .map_err(|e| self.file_error(input, e))?
-            .into_stream();
+        let mut stream = read_chunks(input);
         let mut buffer: Vec<u8> = Vec::new();
         let mut line_no = 0u64;
         let mut first = true;

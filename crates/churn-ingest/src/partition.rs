@@ -40,6 +40,9 @@ pub struct PartitionWriter {
     batch_id: String,
     staging: String,
     runs: Vec<String>,
+    /// The spill being written in the background while the next buffer fills; at most one,
+    /// so memory holds at most two buffers.
+    in_flight: Option<tokio::task::JoinHandle<Result<()>>>,
 }
 
 fn parquet_error(path: &str) -> impl Fn(parquet::errors::ParquetError) -> IngestError + '_ {
@@ -57,6 +60,7 @@ impl PartitionWriter {
             batch_id: batch_id.to_string(),
             staging: staging.to_string(),
             runs: Vec::new(),
+            in_flight: None,
         }
     }
 
@@ -80,25 +84,48 @@ impl PartitionWriter {
         Ok(take_record_batch(&with_day, &order)?)
     }
 
-    /// Sorts a full buffer by day and spills it to staging.
-    pub async fn spill(&mut self, batch: &RecordBatch, days: Vec<i32>) -> Result<()> {
-        let sorted = Self::sorted_by_day(batch, days)?;
+    /// Sorts a full buffer by day and spills it to staging, in the background: parsing goes
+    /// on while the run is sorted and written.
+    pub async fn spill(&mut self, batch: RecordBatch, days: Vec<i32>) -> Result<()> {
+        self.wait_for_spill().await?;
         let rel = format!("{}/runs/run-{:05}.parquet", self.staging, self.runs.len());
-        let path = self.lake.path(&rel);
-        let props = WriterProperties::builder()
-            .set_compression(Compression::UNCOMPRESSED)
-            .set_max_row_group_row_count(Some(RUN_ROW_GROUP_ROWS))
-            .build();
-        let mut writer = object_writer(self.lake.store().clone(), path, sorted.schema(), props)
+        self.runs.push(rel.clone());
+        let lake = self.lake.clone();
+        self.in_flight = Some(tokio::spawn(async move {
+            let sorted = Self::sorted_by_day(&batch, days)?;
+            drop(batch);
+            let props = WriterProperties::builder()
+                .set_compression(Compression::UNCOMPRESSED)
+                .set_max_row_group_row_count(Some(RUN_ROW_GROUP_ROWS))
+                .build();
+            let mut writer = object_writer(
+                lake.store().clone(),
+                lake.path(&rel),
+                sorted.schema(),
+                props,
+            )
             .map_err(parquet_error(&rel))?;
-        writer.write(&sorted).await.map_err(parquet_error(&rel))?;
-        writer.close().await.map_err(parquet_error(&rel))?;
-        self.runs.push(rel);
+            writer.write(&sorted).await.map_err(parquet_error(&rel))?;
+            writer.close().await.map_err(parquet_error(&rel))?;
+            Ok(())
+        }));
         Ok(())
     }
 
+    async fn wait_for_spill(&mut self) -> Result<()> {
+        match self.in_flight.take() {
+            Some(handle) => join(handle).await,
+            None => Ok(()),
+        }
+    }
+
     /// Merges the spilled runs and the last buffer into one staged file per date.
-    pub async fn finish(self, last: RecordBatch, last_days: Vec<i32>) -> Result<Vec<StagedFile>> {
+    pub async fn finish(
+        mut self,
+        last: RecordBatch,
+        last_days: Vec<i32>,
+    ) -> Result<Vec<StagedFile>> {
+        self.wait_for_spill().await?;
         let mut cursors = Vec::new();
         for rel in &self.runs {
             let reader = ObjectStoreReader::new(self.lake.store().clone(), self.lake.path(rel));
@@ -123,6 +150,10 @@ impl PartitionWriter {
             cursors.push(RunCursor::new(futures::stream::iter([Ok(sorted)]).boxed()));
         }
         let mut staged = Vec::new();
+        // Days are encoded and compressed in background tasks, at most two at a time, while
+        // the merge gathers the next day.
+        let mut writing: std::collections::VecDeque<tokio::task::JoinHandle<Result<StagedFile>>> =
+            Default::default();
         loop {
             let mut next_day: Option<i32> = None;
             for cursor in cursors.iter_mut() {
@@ -131,7 +162,13 @@ impl PartitionWriter {
                 }
             }
             let Some(day) = next_day else { break };
-            staged.push(self.write_day(day, &mut cursors).await?);
+            if writing.len() >= 2 {
+                staged.push(join(writing.pop_front().expect("two tasks")).await?);
+            }
+            writing.push_back(self.write_day(day, &mut cursors).await?);
+        }
+        for task in writing {
+            staged.push(join(task).await?);
         }
         for rel in &self.runs {
             self.lake.delete(&self.lake.path(rel)).await?;
@@ -139,7 +176,13 @@ impl PartitionWriter {
         Ok(staged)
     }
 
-    async fn write_day(&self, day: i32, cursors: &mut [RunCursor]) -> Result<StagedFile> {
+    /// Gathers one day's rows from every run and starts writing its file. Days larger than a
+    /// row group are written while they are gathered, so memory stays bounded.
+    async fn write_day(
+        &self,
+        day: i32,
+        cursors: &mut [RunCursor],
+    ) -> Result<tokio::task::JoinHandle<Result<StagedFile>>> {
         let partition = format!(
             "{}/{}={}",
             self.table.name(),
@@ -156,20 +199,39 @@ impl PartitionWriter {
             churn_core::lake::writer_properties(),
         )
         .map_err(parquet_error(&staged))?;
+        let mut gathered: Vec<RecordBatch> = Vec::new();
+        let mut gathered_rows = 0usize;
         let mut rows = 0u64;
         for cursor in cursors.iter_mut() {
             while let Some(slice) = cursor.take_day(day).await? {
                 rows += slice.num_rows() as u64;
-                writer.write(&slice).await.map_err(parquet_error(&staged))?;
+                gathered_rows += slice.num_rows();
+                gathered.push(slice);
+                if gathered_rows >= churn_core::lake::ROW_GROUP_ROWS {
+                    for batch in gathered.drain(..) {
+                        writer.write(&batch).await.map_err(parquet_error(&staged))?;
+                    }
+                    gathered_rows = 0;
+                }
             }
         }
-        writer.close().await.map_err(parquet_error(&staged))?;
-        Ok(StagedFile {
-            staged,
-            target,
-            rows,
-        })
+        Ok(tokio::spawn(async move {
+            for batch in &gathered {
+                writer.write(batch).await.map_err(parquet_error(&staged))?;
+            }
+            writer.close().await.map_err(parquet_error(&staged))?;
+            Ok(StagedFile {
+                staged,
+                target,
+                rows,
+            })
+        }))
     }
+}
+
+async fn join<T>(task: tokio::task::JoinHandle<Result<T>>) -> Result<T> {
+    task.await
+        .map_err(|e| IngestError::Arrow(arrow::error::ArrowError::ExternalError(Box::new(e))))?
 }
 
 /// Read position in one day-sorted run.

@@ -49,11 +49,12 @@ pub async fn resolve_inputs(cfg: &SourceConfig) -> Result<Vec<InputFile>> {
             .trim_start_matches('/');
         match root_url.to_file_path() {
             Ok(dir) if root_url.scheme() == "file" => {
-                if rel.is_empty() {
+                let shown = if rel.is_empty() {
                     dir.display().to_string()
                 } else {
                     dir.join(rel).display().to_string()
-                }
+                };
+                shown.trim_end_matches('/').to_string()
             }
             _ => format!("{root_url}{rel}"),
         }
@@ -135,6 +136,28 @@ pub async fn resolve_inputs(cfg: &SourceConfig) -> Result<Vec<InputFile>> {
         });
     }
     Ok(files)
+}
+
+/// Bytes read per request: large enough that reading costs little next to parsing.
+const READ_CHUNK_BYTES: u64 = 8 << 20;
+
+/// The file's bytes as a stream of large ranges, the next one fetched while the current one
+/// is parsed.
+pub fn read_chunks(
+    input: &InputFile,
+) -> futures::stream::BoxStream<'static, Result<bytes::Bytes, object_store::Error>> {
+    use futures::StreamExt;
+    let (store, path, size) = (input.store.clone(), input.path.clone(), input.size);
+    let ranges: Vec<std::ops::Range<u64>> = (0..size.div_ceil(READ_CHUNK_BYTES))
+        .map(|i| i * READ_CHUNK_BYTES..((i + 1) * READ_CHUNK_BYTES).min(size))
+        .collect();
+    futures::stream::iter(ranges)
+        .map(move |range| {
+            let (store, path) = (store.clone(), path.clone());
+            async move { store.get_range(&path, range).await }
+        })
+        .buffered(2)
+        .boxed()
 }
 
 /// One CSV record: its first line number (1-based), its raw bytes without the line

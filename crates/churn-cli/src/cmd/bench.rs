@@ -122,6 +122,7 @@ fn measure(cmd: &mut Command) -> anyhow::Result<(f64, f64, String)> {
 const DUCKDB_SCRIPT: &str = r#"
 import sys, duckdb
 con = duckdb.connect()
+con.execute("SET enable_progress_bar = false")
 src, dst = sys.argv[1], sys.argv[2]
 con.execute(f"COPY (SELECT * FROM read_csv('{src}')) TO '{dst}' (FORMAT parquet)")
 print(con.execute(f"SELECT count(*) FROM read_parquet('{dst}')").fetchone()[0])
