@@ -1,0 +1,254 @@
+//! Buy-till-you-die models by maximum likelihood: BG/NBD (Fader, Hardie & Lee 2005),
+//! Pareto/NBD (Schmittlein, Morrison & Colombo 1987, in Fader & Hardie's formulation) and
+//! Gamma-Gamma spend (Fader, Hardie & Lee 2005). Parameters are fitted on log scale (so they
+//! stay positive) by Nelder-Mead; standard errors come from the inverse Hessian of the
+//! negative log-likelihood in the natural parameters.
+
+use serde::Serialize;
+
+use crate::optim::{hessian, invert, nelder_mead};
+use crate::special::{hyp2f1, ln_beta, ln_gamma, log_add_exp, log_sub_exp};
+
+/// One customer's summary: repeat purchase periods `frequency` (x), time from the first to
+/// the last purchase `recency` (t_x), time from the first purchase to the end of calibration
+/// `age` (T), and mean value of the repeat purchases `monetary` (zbar; 0 without repeats).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Summary {
+    pub frequency: f64,
+    pub recency: f64,
+    pub age: f64,
+    pub monetary: f64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BtydError {
+    #[error("{model} needs at least {needed} customers with usable data, got {got}")]
+    TooFewCustomers {
+        model: &'static str,
+        needed: usize,
+        got: usize,
+    },
+    #[error("invalid summary for customer #{index}: {problem}")]
+    InvalidSummary { index: usize, problem: String },
+}
+
+/// A fitted model.
+#[derive(Debug, Clone, Serialize)]
+pub struct Fit {
+    pub model: &'static str,
+    pub parameters: Vec<(&'static str, f64)>,
+    /// Standard errors in the same order; NaN when the Hessian is not invertible.
+    pub standard_errors: Vec<f64>,
+    pub log_likelihood: f64,
+    pub customers: usize,
+}
+
+impl Fit {
+    pub fn parameter(&self, name: &str) -> f64 {
+        self.parameters
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map_or(f64::NAN, |(_, v)| *v)
+    }
+
+    fn values(&self) -> Vec<f64> {
+        self.parameters.iter().map(|(_, v)| *v).collect()
+    }
+}
+
+fn check(data: &[Summary]) -> Result<(), BtydError> {
+    for (index, s) in data.iter().enumerate() {
+        let problem = if !(s.frequency >= 0.0 && s.recency >= 0.0 && s.age >= 0.0) {
+            Some("frequency, recency and age must be non-negative")
+        } else if s.recency > s.age + 1e-9 {
+            Some("recency cannot exceed age")
+        } else if s.frequency == 0.0 && s.recency != 0.0 {
+            Some("recency must be 0 without repeat purchases")
+        } else {
+            None
+        };
+        if let Some(p) = problem {
+            return Err(BtydError::InvalidSummary {
+                index,
+                problem: format!("{p} (got {s:?})"),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Fits on log-parameters and attaches standard errors.
+fn fit(
+    model: &'static str,
+    names: &[&'static str],
+    nll: &dyn Fn(&[f64]) -> f64,
+    customers: usize,
+) -> Fit {
+    let on_log = |lp: &[f64]| {
+        let p: Vec<f64> = lp.iter().map(|v| v.exp()).collect();
+        let v = nll(&p);
+        if v.is_finite() { v } else { f64::MAX }
+    };
+    let (log_params, value) = nelder_mead(&on_log, &vec![0.0; names.len()]);
+    let params: Vec<f64> = log_params.iter().map(|v| v.exp()).collect();
+    let standard_errors = match invert(&hessian(nll, &params)) {
+        Some(cov) => (0..params.len())
+            .map(|i| cov[i][i].max(0.0).sqrt())
+            .collect(),
+        None => vec![f64::NAN; params.len()],
+    };
+    Fit {
+        model,
+        parameters: names.iter().copied().zip(params).collect(),
+        standard_errors,
+        log_likelihood: -value,
+        customers,
+    }
+}
+
+/// BG/NBD log-likelihood of one customer.
+pub fn bgnbd_ll(p: &[f64], s: &Summary) -> f64 {
+    let (r, alpha, a, b) = (p[0], p[1], p[2], p[3]);
+    let x = s.frequency;
+    let a1 = ln_gamma(r + x) - ln_gamma(r) + r * alpha.ln();
+    let a2 = ln_beta(a, b + x) - ln_beta(a, b);
+    let a3 = -(r + x) * (alpha + s.age).ln();
+    let a4 = if x > 0.0 {
+        a.ln() - (b + x - 1.0).ln() - (r + x) * (alpha + s.recency).ln()
+    } else {
+        f64::NEG_INFINITY
+    };
+    a1 + a2 + log_add_exp(a3, a4)
+}
+
+/// Fits BG/NBD (parameters r, alpha, a, b).
+pub fn fit_bgnbd(data: &[Summary]) -> Result<Fit, BtydError> {
+    check(data)?;
+    if data.len() < 10 {
+        return Err(BtydError::TooFewCustomers {
+            model: "BG/NBD",
+            needed: 10,
+            got: data.len(),
+        });
+    }
+    let nll = |p: &[f64]| -data.iter().map(|s| bgnbd_ll(p, s)).sum::<f64>();
+    Ok(fit("bgnbd", &["r", "alpha", "a", "b"], &nll, data.len()))
+}
+
+/// Pareto/NBD log-likelihood of one customer.
+pub fn pareto_nbd_ll(p: &[f64], s: &Summary) -> f64 {
+    let (r, alpha, sh, beta) = (p[0], p[1], p[2], p[3]);
+    let x = s.frequency;
+    let rsx = r + sh + x;
+    let a1 = ln_gamma(r + x) - ln_gamma(r) + r * alpha.ln() + sh * beta.ln();
+    // log A0, computed with the larger of alpha and beta so the series converges.
+    let (big, small_t) = if alpha >= beta {
+        (alpha, sh + 1.0)
+    } else {
+        (beta, r + x)
+    };
+    let diff = (alpha - beta).abs();
+    let (q1, q2) = (big + s.recency, big + s.age);
+    let f1 = hyp2f1(rsx, small_t, rsx + 1.0, diff / q1);
+    let f2 = hyp2f1(rsx, small_t, rsx + 1.0, diff / q2);
+    let log_a0 =
+        log_sub_exp(f1.ln() + rsx * q2.ln(), f2.ln() + rsx * q1.ln()) - rsx * (q1 * q2).ln();
+    let a2 = log_add_exp(
+        -(r + x) * (alpha + s.age).ln() - sh * (beta + s.age).ln(),
+        sh.ln() + log_a0 - rsx.ln(),
+    );
+    a1 + a2
+}
+
+/// Fits Pareto/NBD (parameters r, alpha, s, beta).
+pub fn fit_pareto_nbd(data: &[Summary]) -> Result<Fit, BtydError> {
+    check(data)?;
+    if data.len() < 10 {
+        return Err(BtydError::TooFewCustomers {
+            model: "Pareto/NBD",
+            needed: 10,
+            got: data.len(),
+        });
+    }
+    let nll = |p: &[f64]| -data.iter().map(|s| pareto_nbd_ll(p, s)).sum::<f64>();
+    Ok(fit(
+        "pareto_nbd",
+        &["r", "alpha", "s", "beta"],
+        &nll,
+        data.len(),
+    ))
+}
+
+/// Gamma-Gamma log-likelihood of one repeat buyer's mean spend.
+pub fn gamma_gamma_ll(par: &[f64], s: &Summary) -> f64 {
+    let (p, q, gamma) = (par[0], par[1], par[2]);
+    let (x, m) = (s.frequency, s.monetary);
+    ln_gamma(p * x + q) - ln_gamma(p * x) - ln_gamma(q)
+        + q * gamma.ln()
+        + (p * x - 1.0) * m.ln()
+        + (p * x) * x.ln()
+        - (p * x + q) * (gamma + x * m).ln()
+}
+
+/// Fits Gamma-Gamma (parameters p, q, gamma) on customers with repeat purchases.
+pub fn fit_gamma_gamma(data: &[Summary]) -> Result<Fit, BtydError> {
+    check(data)?;
+    let repeaters: Vec<Summary> = data
+        .iter()
+        .copied()
+        .filter(|s| s.frequency > 0.0 && s.monetary > 0.0)
+        .collect();
+    if repeaters.len() < 10 {
+        return Err(BtydError::TooFewCustomers {
+            model: "Gamma-Gamma",
+            needed: 10,
+            got: repeaters.len(),
+        });
+    }
+    let nll = |p: &[f64]| -repeaters.iter().map(|s| gamma_gamma_ll(p, s)).sum::<f64>();
+    Ok(fit(
+        "gamma_gamma",
+        &["p", "q", "gamma"],
+        &nll,
+        repeaters.len(),
+    ))
+}
+
+/// BG/NBD probability that the customer is still active at the end of calibration.
+pub fn bgnbd_p_alive(fit: &Fit, s: &Summary) -> f64 {
+    let [r, alpha, a, b] = fit.values()[..] else {
+        return f64::NAN;
+    };
+    if s.frequency == 0.0 {
+        return 1.0;
+    }
+    let x = s.frequency;
+    let log_ratio =
+        a.ln() - (b + x - 1.0).ln() + (r + x) * ((alpha + s.age).ln() - (alpha + s.recency).ln());
+    1.0 / (1.0 + log_ratio.exp())
+}
+
+/// BG/NBD expected number of purchases in the next `t` time units.
+pub fn bgnbd_expected_purchases(fit: &Fit, s: &Summary, t: f64) -> f64 {
+    let [r, alpha, a, b] = fit.values()[..] else {
+        return f64::NAN;
+    };
+    let x = s.frequency;
+    let head = (a + b + x - 1.0) / (a - 1.0);
+    let hyp = hyp2f1(r + x, b + x, a + b + x - 1.0, t / (alpha + s.age + t));
+    let tail = 1.0 - ((alpha + s.age) / (alpha + s.age + t)).powf(r + x) * hyp;
+    let denom = if x > 0.0 {
+        1.0 + (a / (b + x - 1.0)) * ((alpha + s.age) / (alpha + s.recency)).powf(r + x)
+    } else {
+        1.0
+    };
+    head * tail / denom
+}
+
+/// Gamma-Gamma expected mean spend per purchase.
+pub fn gamma_gamma_expected_spend(fit: &Fit, s: &Summary) -> f64 {
+    let [p, q, gamma] = fit.values()[..] else {
+        return f64::NAN;
+    };
+    p * (gamma + s.frequency * s.monetary) / (p * s.frequency + q - 1.0)
+}
