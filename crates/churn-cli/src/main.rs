@@ -45,6 +45,8 @@ enum Command {
     Labels(cmd::labels::Args),
     /// Run a pipeline file's steps for one logical date.
     Run(cmd::run::Args),
+    /// Buy-till-you-die models (BG/NBD, Pareto/NBD, Gamma-Gamma) on their own.
+    Btyd(cmd::btyd::Args),
     /// Query the lake with SQL (every lake table is registered).
     Sql(cmd::sql::Args),
     /// Benchmarks that print figures (never assertions).
@@ -90,6 +92,7 @@ fn main() {
             Command::Features(args) => cmd::features::run(args, json).await,
             Command::Labels(args) => cmd::labels::run(args, json).await,
             Command::Run(args) => cmd::run::run(args, json).await,
+            Command::Btyd(args) => cmd::btyd::run(args, json).await,
             Command::Sql(args) => cmd::sql::run(args, json).await,
             Command::Bench(args) => cmd::bench::run(args, json).await,
         }

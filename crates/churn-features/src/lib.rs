@@ -3,6 +3,7 @@
 //! one row per customer and joined into `<lake>/features/as_of=D/`. Labels record who bought
 //! again within the horizon, into `<lake>/labels/as_of=D/`.
 
+pub mod btyd_input;
 pub mod build;
 pub mod dates;
 pub mod error;
@@ -11,6 +12,7 @@ pub mod snapshot;
 pub mod sqlfile;
 pub mod write;
 
+pub use btyd_input::{BtydInput, btyd_inputs};
 pub use build::{
     CatalogueEntry, FeatureOptions, FeaturesSummary, SnapshotSummary, build_features,
     build_snapshot, catalogue,

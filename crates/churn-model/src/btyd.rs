@@ -141,18 +141,7 @@ pub fn pareto_nbd_ll(p: &[f64], s: &Summary) -> f64 {
     let x = s.frequency;
     let rsx = r + sh + x;
     let a1 = ln_gamma(r + x) - ln_gamma(r) + r * alpha.ln() + sh * beta.ln();
-    // log A0, computed with the larger of alpha and beta so the series converges.
-    let (big, small_t) = if alpha >= beta {
-        (alpha, sh + 1.0)
-    } else {
-        (beta, r + x)
-    };
-    let diff = (alpha - beta).abs();
-    let (q1, q2) = (big + s.recency, big + s.age);
-    let f1 = hyp2f1(rsx, small_t, rsx + 1.0, diff / q1);
-    let f2 = hyp2f1(rsx, small_t, rsx + 1.0, diff / q2);
-    let log_a0 =
-        log_sub_exp(f1.ln() + rsx * q2.ln(), f2.ln() + rsx * q1.ln()) - rsx * (q1 * q2).ln();
+    let log_a0 = pareto_log_a0(p, s);
     let a2 = log_add_exp(
         -(r + x) * (alpha + s.age).ln() - sh * (beta + s.age).ln(),
         sh.ln() + log_a0 - rsx.ln(),
@@ -251,4 +240,42 @@ pub fn gamma_gamma_expected_spend(fit: &Fit, s: &Summary) -> f64 {
         return f64::NAN;
     };
     p * (gamma + s.frequency * s.monetary) / (p * s.frequency + q - 1.0)
+}
+
+/// log A0 of the Pareto/NBD likelihood (the integral over the unobserved dropout time),
+/// computed with the larger of alpha and beta so that the series converges.
+fn pareto_log_a0(p: &[f64], s: &Summary) -> f64 {
+    let (r, alpha, sh, beta) = (p[0], p[1], p[2], p[3]);
+    let rsx = r + sh + s.frequency;
+    let (big, small_t) = if alpha >= beta {
+        (alpha, sh + 1.0)
+    } else {
+        (beta, r + s.frequency)
+    };
+    let diff = (alpha - beta).abs();
+    let (q1, q2) = (big + s.recency, big + s.age);
+    let f1 = hyp2f1(rsx, small_t, rsx + 1.0, diff / q1);
+    let f2 = hyp2f1(rsx, small_t, rsx + 1.0, diff / q2);
+    log_sub_exp(f1.ln() + rsx * q2.ln(), f2.ln() + rsx * q1.ln()) - rsx * (q1 * q2).ln()
+}
+
+/// Pareto/NBD probability that the customer is still active at the end of calibration.
+pub fn pareto_nbd_p_alive(fit: &Fit, s: &Summary) -> f64 {
+    let p = fit.values();
+    let (r, alpha, sh, beta) = (p[0], p[1], p[2], p[3]);
+    let x = s.frequency;
+    let log_term = sh.ln() - (r + sh + x).ln()
+        + (r + x) * (alpha + s.age).ln()
+        + sh * (beta + s.age).ln()
+        + pareto_log_a0(&p, s);
+    1.0 / (1.0 + log_term.exp())
+}
+
+/// Pareto/NBD expected number of purchases in the next `t` time units.
+pub fn pareto_nbd_expected_purchases(fit: &Fit, s: &Summary, t: f64) -> f64 {
+    let p = fit.values();
+    let (r, alpha, sh, beta) = (p[0], p[1], p[2], p[3]);
+    let x = s.frequency;
+    let rate = (r + x) * (beta + s.age) / ((alpha + s.age) * (sh - 1.0));
+    rate * (1.0 - ((beta + s.age) / (beta + s.age + t)).powf(sh - 1.0)) * pareto_nbd_p_alive(fit, s)
 }

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod bench;
+pub mod btyd;
 pub mod demo;
 pub mod features;
 pub mod generate;
