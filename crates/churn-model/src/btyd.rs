@@ -77,6 +77,31 @@ fn check(data: &[Summary]) -> Result<(), BtydError> {
     Ok(())
 }
 
+/// Customers with identical summaries contribute identical likelihood terms: evaluate each
+/// distinct summary once, weighted by how many customers share it.
+fn grouped(data: &[Summary], with_monetary: bool) -> Vec<(Summary, f64)> {
+    let mut counts: std::collections::HashMap<[u64; 4], (Summary, f64)> =
+        std::collections::HashMap::new();
+    for s in data {
+        let monetary = if with_monetary { s.monetary } else { 0.0 };
+        let key = [
+            s.frequency.to_bits(),
+            s.recency.to_bits(),
+            s.age.to_bits(),
+            monetary.to_bits(),
+        ];
+        counts.entry(key).or_insert((*s, 0.0)).1 += 1.0;
+    }
+    let mut groups: Vec<(Summary, f64)> = counts.into_values().collect();
+    // A fixed order keeps the floating-point sum, and so the fit, reproducible.
+    groups.sort_by(|a, b| {
+        (a.0.frequency, a.0.recency, a.0.age, a.0.monetary)
+            .partial_cmp(&(b.0.frequency, b.0.recency, b.0.age, b.0.monetary))
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
+    groups
+}
+
 /// Fits on log-parameters and attaches standard errors.
 fn fit(
     model: &'static str,
@@ -131,7 +156,8 @@ pub fn fit_bgnbd(data: &[Summary]) -> Result<Fit, BtydError> {
             got: data.len(),
         });
     }
-    let nll = |p: &[f64]| -data.iter().map(|s| bgnbd_ll(p, s)).sum::<f64>();
+    let groups = grouped(data, false);
+    let nll = |p: &[f64]| -groups.iter().map(|(s, n)| n * bgnbd_ll(p, s)).sum::<f64>();
     Ok(fit("bgnbd", &["r", "alpha", "a", "b"], &nll, data.len()))
 }
 
@@ -159,7 +185,13 @@ pub fn fit_pareto_nbd(data: &[Summary]) -> Result<Fit, BtydError> {
             got: data.len(),
         });
     }
-    let nll = |p: &[f64]| -data.iter().map(|s| pareto_nbd_ll(p, s)).sum::<f64>();
+    let groups = grouped(data, false);
+    let nll = |p: &[f64]| {
+        -groups
+            .iter()
+            .map(|(s, n)| n * pareto_nbd_ll(p, s))
+            .sum::<f64>()
+    };
     Ok(fit(
         "pareto_nbd",
         &["r", "alpha", "s", "beta"],
@@ -194,7 +226,13 @@ pub fn fit_gamma_gamma(data: &[Summary]) -> Result<Fit, BtydError> {
             got: repeaters.len(),
         });
     }
-    let nll = |p: &[f64]| -repeaters.iter().map(|s| gamma_gamma_ll(p, s)).sum::<f64>();
+    let groups = grouped(&repeaters, true);
+    let nll = |p: &[f64]| {
+        -groups
+            .iter()
+            .map(|(s, n)| n * gamma_gamma_ll(p, s))
+            .sum::<f64>()
+    };
     Ok(fit(
         "gamma_gamma",
         &["p", "q", "gamma"],
