@@ -25,6 +25,20 @@ pub struct CommitPlan {
     pub manifest: serde_json::Value,
 }
 
+/// A batch id for a job: its kind, the UTC time and a few random-looking hex digits.
+pub fn job_id(kind: &str, salt: &str) -> String {
+    let now = chrono::Utc::now();
+    let seed = format!(
+        "{}{}{salt}",
+        now.timestamp_nanos_opt().unwrap_or(0),
+        std::process::id()
+    );
+    let hash = seed.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x1000_0000_01b3)
+    });
+    format!("{kind}-{}-{:08x}", now.format("%Y%m%dT%H%M%S"), hash as u32)
+}
+
 pub fn staging_dir(batch_id: &str) -> String {
     format!("{STAGING}/{batch_id}")
 }

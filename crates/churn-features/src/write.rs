@@ -16,19 +16,7 @@ pub struct Written {
     pub rows: u64,
 }
 
-/// A batch id for a job: its kind, the UTC time and a few random-looking hex digits.
-pub fn job_id(kind: &str, salt: &str) -> String {
-    let now = chrono::Utc::now();
-    let seed = format!(
-        "{}{}{salt}",
-        now.timestamp_nanos_opt().unwrap_or(0),
-        std::process::id()
-    );
-    let hash = seed.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ b as u64).wrapping_mul(0x1000_0000_01b3)
-    });
-    format!("{kind}-{}-{:08x}", now.format("%Y%m%dT%H%M%S"), hash as u32)
-}
+pub use churn_core::commit::job_id;
 
 /// Streams a query result into one Parquet object; returns the row count.
 pub async fn write_parquet(lake: &Lake, df: DataFrame, rel: &str) -> Result<u64> {

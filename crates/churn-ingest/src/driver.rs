@@ -20,7 +20,7 @@ use crate::partition::{PartitionWriter, StagedFile};
 use crate::reader::{CsvRecord, CsvSplitter, InputFile, decode_lossy, read_chunks, resolve_inputs};
 use crate::rows::{QuarantineBuilder, Reject, RowParser, TableBuilder, dedup_key};
 use crate::value::TimestampParser;
-use churn_core::commit::{CommitPlan, commit, recover, staging_dir};
+use churn_core::commit::{CommitPlan, commit, job_id, recover, staging_dir};
 
 /// Knobs of one ingest run that are not properties of the source.
 #[derive(Debug, Clone)]
@@ -113,21 +113,6 @@ struct Run<'a> {
     file: FileSummary,
 }
 
-fn new_batch_id(cfg: &SourceConfig) -> String {
-    let now = chrono::Utc::now();
-    let salt = format!(
-        "{}{}{}",
-        now.timestamp_nanos_opt().unwrap_or(0),
-        std::process::id(),
-        cfg.location
-    );
-    format!(
-        "{}-{:08x}",
-        now.format("%Y%m%dT%H%M%S"),
-        xxhash_rust::xxh3::xxh3_64(salt.as_bytes()) as u32
-    )
-}
-
 /// Ingests one source into the lake.
 pub async fn ingest(
     lake: &Lake,
@@ -145,7 +130,7 @@ pub async fn ingest(
     let batch_id = options
         .batch_id
         .clone()
-        .unwrap_or_else(|| new_batch_id(cfg));
+        .unwrap_or_else(|| job_id("ingest", &cfg.location));
     let staging = staging_dir(&batch_id);
     let seen = if cfg.table.is_date_partitioned() {
         let mut seen = existing_keys(lake, cfg.table).await?;
