@@ -220,6 +220,20 @@ impl Run<'_> {
         }
     }
 
+    /// Routes a row whose values are already UTF-8 text (NDJSON after decoding the line,
+    /// Parquet cells), whatever the source's encoding.
+    fn route_decoded(
+        &mut self,
+        line: u64,
+        raw: &[u8],
+        values: &[Option<&[u8]>],
+        extra: Option<&str>,
+    ) {
+        let encoding = std::mem::replace(&mut self.parser.encoding, crate::config::Encoding::Utf8);
+        self.route(line, raw, values, extra);
+        self.parser.encoding = encoding;
+    }
+
     fn reject(&mut self, line: u64, raw: &[u8], reject: &Reject) {
         self.summary.rejected += 1;
         self.file.rejected += 1;
@@ -488,10 +502,7 @@ impl Run<'_> {
             .map(|m| m.and_then(|i| texts[i].as_deref().map(str::as_bytes)))
             .collect();
         let extra = self.extra_json(&names, &mapping, |i| texts[i].clone().unwrap_or_default());
-        // Values are already UTF-8 after decoding the line.
-        let encoding = std::mem::replace(&mut self.parser.encoding, crate::config::Encoding::Utf8);
-        self.route(line, raw, &values, extra.as_deref());
-        self.parser.encoding = encoding;
+        self.route_decoded(line, raw, &values, extra.as_deref());
     }
 
     /// Canonical → position among `names`, without failing on absent columns (rows without
@@ -566,10 +577,7 @@ impl Run<'_> {
                     .collect();
                 let extra =
                     self.extra_json(&names, &mapping, |c| cell(c).unwrap_or("").to_string());
-                let encoding =
-                    std::mem::replace(&mut self.parser.encoding, crate::config::Encoding::Utf8);
-                self.route(row_no, raw.as_bytes(), &values, extra.as_deref());
-                self.parser.encoding = encoding;
+                self.route_decoded(row_no, raw.as_bytes(), &values, extra.as_deref());
             }
             self.flush_if_full().await?;
         }

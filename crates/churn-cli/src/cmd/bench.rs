@@ -26,21 +26,29 @@ enum What {
     Features(FeaturesArgs),
 }
 
+/// The generated store a benchmark runs on, and the reference tool.
 #[derive(Debug, clap::Args)]
-struct FeaturesArgs {
-    /// Customers in the generated store (the ingest benchmark's store and lake are reused).
+struct StoreArgs {
+    /// Customers in the generated store (about sixteen transactions each over two years).
     #[arg(long, default_value_t = 1_000_000)]
     customers: u64,
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Working folder for the generated store, lake and outputs (kept for reuse).
     #[arg(long, default_value = "target/bench")]
     work: PathBuf,
+    /// Python interpreter with the `duckdb` package (pip install duckdb).
+    #[arg(long, default_value = "python3")]
+    python: String,
+}
+
+#[derive(Debug, clap::Args)]
+struct FeaturesArgs {
+    #[command(flatten)]
+    store: StoreArgs,
     /// Snapshot date (the generated store spans 2024-11-01 to 2026-10-31).
     #[arg(long, default_value = "2026-06-01")]
     as_of: String,
-    /// Python interpreter with the `duckdb` package.
-    #[arg(long, default_value = "python3")]
-    python: String,
     /// Memory budget for churn's query engine (e.g. 2GiB).
     #[arg(long)]
     memory_limit: Option<String>,
@@ -64,17 +72,8 @@ const REFERENCE_FILES: &[(&str, &str)] = &[
 
 #[derive(Debug, clap::Args)]
 struct IngestArgs {
-    /// Customers in the generated store (about ten transactions each over two years).
-    #[arg(long, default_value_t = 1_000_000)]
-    customers: u64,
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
-    /// Working folder for the generated store and the outputs (kept for reuse).
-    #[arg(long, default_value = "target/bench")]
-    work: PathBuf,
-    /// Python interpreter with the `duckdb` package (pip install duckdb).
-    #[arg(long, default_value = "python3")]
-    python: String,
+    #[command(flatten)]
+    store: StoreArgs,
     /// Rows held in memory by the ingest before spilling a sorted run.
     #[arg(long, default_value_t = churn_ingest::DEFAULT_BUFFER_ROWS)]
     buffer_rows: usize,
@@ -166,13 +165,14 @@ fn remove(path: &Path) -> anyhow::Result<()> {
 }
 
 async fn bench_ingest(args: IngestArgs, json: bool) -> anyhow::Result<()> {
-    let store = ensure_store(&args.work, args.customers, args.seed)?;
+    let store = ensure_store(&args.store.work, args.store.customers, args.store.seed)?;
     let csv = store.join("transactions.csv");
     let csv_mib = std::fs::metadata(&csv)?.len() as f64 / (1024.0 * 1024.0);
 
     let lake = args
+        .store
         .work
-        .join(format!("lake-{}-{}", args.customers, args.seed));
+        .join(format!("lake-{}-{}", args.store.customers, args.store.seed));
     remove(&lake)?;
     let exe = std::env::current_exe()?;
     let (wall, rss, out) = measure(
@@ -201,15 +201,15 @@ async fn bench_ingest(args: IngestArgs, json: bool) -> anyhow::Result<()> {
         rows_per_second: rows as f64 / wall,
     };
 
-    let duck_out = args.work.join("duckdb.parquet");
+    let duck_out = args.store.work.join("duckdb.parquet");
     remove(&duck_out)?;
-    let probe = Command::new(&args.python)
+    let probe = Command::new(&args.store.python)
         .args(["-c", "import duckdb"])
         .status();
     let duck = match probe {
         Ok(s) if s.success() => {
             let (wall, rss, out) = measure(
-                Command::new(&args.python)
+                Command::new(&args.store.python)
                     .args(["-c", DUCKDB_SCRIPT])
                     .arg(&csv)
                     .arg(&duck_out),
@@ -226,7 +226,7 @@ async fn bench_ingest(args: IngestArgs, json: bool) -> anyhow::Result<()> {
         _ => {
             eprintln!(
                 "DuckDB is not available ({} -c 'import duckdb' failed; pip install duckdb); printing our figures only",
-                args.python
+                args.store.python
             );
             None
         }
@@ -237,13 +237,13 @@ async fn bench_ingest(args: IngestArgs, json: bool) -> anyhow::Result<()> {
     if json {
         println!(
             "{}",
-            serde_json::json!({"kind": "bench_ingest", "csv_mib": csv_mib, "customers": args.customers, "churn": ours, "duckdb": duck, "throughput_ratio_churn_over_duckdb": ratio})
+            serde_json::json!({"kind": "bench_ingest", "csv_mib": csv_mib, "customers": args.store.customers, "churn": ours, "duckdb": duck, "throughput_ratio_churn_over_duckdb": ratio})
         );
         return Ok(());
     }
     println!(
         "ingest benchmark: {} customers, {:.0} MiB CSV, {} rows",
-        args.customers, csv_mib, rows
+        args.store.customers, csv_mib, rows
     );
     println!(
         "{:<52} {:>9} {:>12} {:>10}",
@@ -270,14 +270,15 @@ fn has_duckdb(python: &str) -> bool {
 
 async fn bench_features(args: FeaturesArgs, json: bool) -> anyhow::Result<()> {
     let lake = args
+        .store
         .work
-        .join(format!("lake-{}-{}", args.customers, args.seed));
+        .join(format!("lake-{}-{}", args.store.customers, args.store.seed));
     let exe = std::env::current_exe()?;
     for table in ["transactions", "customers", "campaign_events"] {
         if lake.join(table).is_dir() {
             continue;
         }
-        let store = ensure_store(&args.work, args.customers, args.seed)?;
+        let store = ensure_store(&args.store.work, args.store.customers, args.store.seed)?;
         eprintln!("ingesting {table} into {} ...", lake.display());
         let status = Command::new(&exe)
             .args(["ingest", "--table", table, "--lake"])
@@ -308,15 +309,15 @@ async fn bench_features(args: FeaturesArgs, json: bool) -> anyhow::Result<()> {
         rows_per_second: rows as f64 / wall,
     };
 
-    let duck = if has_duckdb(&args.python) {
-        let dir = args.work.join("duckdb-reference");
+    let duck = if has_duckdb(&args.store.python) {
+        let dir = args.store.work.join("duckdb-reference");
         std::fs::create_dir_all(&dir)?;
         for (name, text) in REFERENCE_FILES {
             std::fs::write(dir.join(name), text)?;
         }
-        let out_csv = args.work.join("duckdb-features.csv");
+        let out_csv = args.store.work.join("duckdb-features.csv");
         let (wall, rss, _) = measure(
-            Command::new(&args.python)
+            Command::new(&args.store.python)
                 .arg(dir.join("run_reference.py"))
                 .args([
                     "--lake",
@@ -344,7 +345,7 @@ async fn bench_features(args: FeaturesArgs, json: bool) -> anyhow::Result<()> {
     } else {
         eprintln!(
             "DuckDB is not available ({} -c 'import duckdb' failed); printing our figures only",
-            args.python
+            args.store.python
         );
         None
     };
@@ -358,7 +359,7 @@ async fn bench_features(args: FeaturesArgs, json: bool) -> anyhow::Result<()> {
     }
     println!(
         "features benchmark: {} customers in the store, snapshot {}, {} customers in the population",
-        args.customers, args.as_of, rows
+        args.store.customers, args.as_of, rows
     );
     println!("{:<70} {:>9} {:>10}", "tool", "wall s", "peak MiB");
     for m in std::iter::once(&ours).chain(duck.as_ref()) {
