@@ -52,6 +52,14 @@ pub fn code_for(err: &anyhow::Error) -> i32 {
                 return DATA;
             }
         }
+        if let Some(e) = cause.downcast_ref::<churn_model::ModelError>() {
+            if e.is_config_error() {
+                return CONFIG;
+            }
+            if e.is_data_error() {
+                return DATA;
+            }
+        }
         if let Some(e) = cause.downcast_ref::<CoreError>() {
             return match e {
                 CoreError::InvalidLocation { .. }

@@ -45,6 +45,10 @@ enum Command {
     Labels(cmd::labels::Args),
     /// Run a pipeline file's steps for one logical date.
     Run(cmd::run::Args),
+    /// Train a model file with a time-based backtest, baselines and a grade; register it.
+    Train(cmd::train::Args),
+    /// List the registered models, or show one version in full.
+    Models(cmd::models::Args),
     /// Buy-till-you-die models (BG/NBD, Pareto/NBD, Gamma-Gamma) on their own.
     Btyd(cmd::btyd::Args),
     /// Query the lake with SQL (every lake table is registered).
@@ -92,6 +96,8 @@ fn main() {
             Command::Features(args) => cmd::features::run(args, json).await,
             Command::Labels(args) => cmd::labels::run(args, json).await,
             Command::Run(args) => cmd::run::run(args, json).await,
+            Command::Train(args) => cmd::train::run(args, json).await,
+            Command::Models(args) => cmd::models::run(args, json).await,
             Command::Btyd(args) => cmd::btyd::run(args, json).await,
             Command::Sql(args) => cmd::sql::run(args, json).await,
             Command::Bench(args) => cmd::bench::run(args, json).await,

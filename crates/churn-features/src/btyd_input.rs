@@ -3,7 +3,9 @@
 //! into one; frequency counts repeat purchase days; recency is first to last purchase day;
 //! age runs from the first purchase day to the last day of the calibration period, which is
 //! the day before D (so `--as-of 1997-10-01` reproduces a calibration that ends on 1997-09-30
-//! inclusive); monetary value is the mean spend of the repeat purchase days.
+//! inclusive); monetary value is the mean spend of the repeat purchase days. Spend is summed
+//! as decimals, so the result does not depend on the order parallel workers add amounts in
+//! (a model fitted on it is then reproducible to the bit).
 
 use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Float64Type};
@@ -32,13 +34,13 @@ pub async fn btyd_inputs(
 ) -> Result<Vec<BtydInput>> {
     let (ctx, _) = snapshot_session(lake, as_of, 365, session).await?;
     let sql = "WITH params AS (SELECT as_of_day FROM snapshot), \
-        purchase_days AS (SELECT customer_id, day, sum(amount) AS spend FROM transactions WHERE is_purchase GROUP BY customer_id, day), \
+        purchase_days AS (SELECT customer_id, day, sum(CAST(amount AS DECIMAL(38, 6))) AS spend FROM transactions WHERE is_purchase GROUP BY customer_id, day), \
         firsts AS (SELECT customer_id, min(day) AS first_day FROM purchase_days GROUP BY customer_id), \
         final AS (SELECT d.customer_id, \
             CAST(count(*) - 1 AS DOUBLE) AS frequency, \
             CAST(max(d.day) - min(d.day) AS DOUBLE) / 7.0 AS recency_weeks, \
             CAST(max(p.as_of_day) - 1 - min(d.day) AS DOUBLE) / 7.0 AS age_weeks, \
-            coalesce(avg(CASE WHEN d.day > f.first_day THEN d.spend END), 0.0) AS monetary \
+            coalesce(CAST(avg(CASE WHEN d.day > f.first_day THEN d.spend END) AS DOUBLE), 0.0) AS monetary \
           FROM purchase_days d JOIN firsts f ON f.customer_id = d.customer_id CROSS JOIN params p \
           GROUP BY d.customer_id) \
         SELECT * FROM final ORDER BY customer_id";

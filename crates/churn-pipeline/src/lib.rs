@@ -11,6 +11,7 @@ use churn_core::Lake;
 use churn_core::session::SessionOptions;
 use churn_features::{FeatureFile, FeatureOptions};
 use churn_ingest::{IngestOptions, SourceConfig, SourceSpec};
+use churn_model::ModelSpec;
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
@@ -47,6 +48,12 @@ pub enum PipelineError {
         #[source]
         error: Box<churn_features::FeatureError>,
     },
+    #[error("train step, model {model}: {error}")]
+    Train {
+        model: String,
+        #[source]
+        error: Box<churn_model::ModelError>,
+    },
     #[error(transparent)]
     Core(#[from] churn_core::CoreError),
 }
@@ -60,6 +67,7 @@ impl PipelineError {
             | PipelineError::UnknownSource { .. } => true,
             PipelineError::Ingest { error, .. } => error.is_config_error(),
             PipelineError::Features { error, .. } => error.is_config_error(),
+            PipelineError::Train { error, .. } => error.is_config_error(),
             PipelineError::Core(_) => false,
         }
     }
@@ -68,6 +76,7 @@ impl PipelineError {
         match self {
             PipelineError::Ingest { error, .. } => error.is_data_error(),
             PipelineError::Features { error, .. } => error.is_data_error(),
+            PipelineError::Train { error, .. } => error.is_data_error(),
             _ => false,
         }
     }
@@ -116,6 +125,15 @@ pub struct LabelsSection {
     pub lookback_days: Option<u32>,
 }
 
+/// `[train]` section: train each model file with the newest test snapshot the data can
+/// measure, the run's date minus the model's horizon, and register it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainSection {
+    /// Model files (relative to the pipeline file). Required.
+    pub models: Vec<String>,
+}
+
 /// A pipeline file as written.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -129,6 +147,8 @@ pub struct PipelineFile {
     pub features: Option<FeaturesSection>,
     #[serde(default)]
     pub labels: Option<LabelsSection>,
+    #[serde(default)]
+    pub train: Option<TrainSection>,
 }
 
 /// A validated pipeline: paths resolved against the file's folder, sources checked.
@@ -142,6 +162,8 @@ pub struct Pipeline {
     pub features: Option<FeatureOptions>,
     /// Label step (horizon, lookback), when the file has a `[labels]` section.
     pub labels: Option<(u32, u32)>,
+    /// Train steps: each model file's path and validated spec.
+    pub train: Vec<(String, ModelSpec)>,
 }
 
 /// Paths in a pipeline file are relative to the file's folder, URLs are left alone.
@@ -224,6 +246,17 @@ impl Pipeline {
         if labels.is_some_and(|(h, _)| h == 0) {
             problems.push("labels.horizon_days: must be at least 1".to_string());
         }
+        let mut train = Vec::new();
+        for model in file.train.iter().flat_map(|t| &t.models) {
+            let model_path = resolve(&base, model);
+            match ModelSpec::load(Path::new(&model_path)) {
+                Ok(spec) => train.push((model_path, spec)),
+                Err(churn_model::ModelError::InvalidSpec { problems: p, .. }) => {
+                    problems.extend(p.into_iter().map(|p| format!("train.models {model}: {p}")));
+                }
+                Err(e) => problems.push(format!("train.models: {e}")),
+            }
+        }
         if !problems.is_empty() {
             return Err(PipelineError::Invalid {
                 path: path.to_path_buf(),
@@ -237,6 +270,7 @@ impl Pipeline {
             sources,
             features,
             labels,
+            train,
         })
     }
 
@@ -257,7 +291,7 @@ impl Pipeline {
 /// One executed step of a run.
 #[derive(Debug, Clone, Serialize)]
 pub struct StepSummary {
-    /// `ingest`, `features` or `labels`.
+    /// `ingest`, `features`, `labels` or `train`.
     pub step: &'static str,
     /// Source name for ingest steps, the snapshot date otherwise.
     pub name: String,
@@ -282,8 +316,56 @@ fn to_value<T: Serialize>(summary: &T) -> serde_json::Value {
     serde_json::to_value(summary).expect("summaries serialise")
 }
 
+/// Trains one model with test snapshot `as_of - horizon`; a lake that does not reach that far
+/// yet is reported as a skipped step, like labels.
+async fn train_step(
+    pipeline: &Pipeline,
+    lake: &Lake,
+    as_of: NaiveDate,
+    model_path: &str,
+    spec: &ModelSpec,
+) -> Result<StepSummary> {
+    let test_date = as_of - chrono::Duration::days(spec.horizon_days as i64);
+    tracing::info!(model = %spec.name, as_of = %test_date, "train step");
+    let (session, feature_files, lookback_days) = match &pipeline.features {
+        Some(f) => (f.session.clone(), f.files.clone(), f.lookback_days),
+        None => (
+            SessionOptions::default(),
+            FeatureFile::built_in().map_err(|error| PipelineError::Features {
+                step: "train",
+                error: Box::new(error),
+            })?,
+            churn_features::DEFAULT_LOOKBACK_DAYS,
+        ),
+    };
+    let options = churn_model::TrainOptions {
+        session,
+        feature_files,
+        lookback_days,
+    };
+    let summary = match churn_model::train(lake, spec, test_date, &options).await {
+        Ok(report) => to_value(&report),
+        Err(e @ churn_model::ModelError::TestLabelsNotObservable { .. }) => {
+            tracing::warn!(error = %e, "train skipped");
+            serde_json::json!({"kind": "train", "skipped": e.to_string()})
+        }
+        Err(error) => {
+            return Err(PipelineError::Train {
+                model: model_path.to_string(),
+                error: Box::new(error),
+            });
+        }
+    };
+    Ok(StepSummary {
+        step: "train",
+        name: spec.name.clone(),
+        summary,
+    })
+}
+
 /// Runs every step of the pipeline for the logical date `as_of`: ingest each source, then
-/// build the feature snapshot of `as_of`, then the labels of `as_of - horizon`.
+/// build the feature snapshot of `as_of`, then the labels of `as_of - horizon`, then train
+/// each model with test snapshot `as_of - horizon`.
 pub async fn run(
     pipeline: &Pipeline,
     lake: &Lake,
@@ -360,6 +442,9 @@ pub async fn run(
             name: label_date.to_string(),
             summary,
         });
+    }
+    for (model_path, spec) in &pipeline.train {
+        steps.push(train_step(pipeline, lake, as_of, model_path, spec).await?);
     }
     let manifest = format!("_runs/{run_id}.json");
     let summary = RunSummary {

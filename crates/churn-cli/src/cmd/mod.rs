@@ -7,8 +7,10 @@ pub mod features;
 pub mod generate;
 pub mod ingest;
 pub mod labels;
+pub mod models;
 pub mod run;
 pub mod sql;
+pub mod train;
 
 /// Parses `YYYY-MM-DD`.
 pub fn parse_date(s: &str) -> Result<chrono::NaiveDate, String> {

@@ -78,6 +78,19 @@ pub fn human(s: &RunSummary) -> String {
             }
             _ => match v["skipped"].as_str() {
                 Some(reason) => format!("skipped: {reason}"),
+                None if step.step == "train" => format!(
+                    "{}@{} test {}: roc_auc {:.3} (rule {:.3}, BG/NBD {:.3}), grade {} -> {}",
+                    v["name"].as_str().unwrap_or(""),
+                    v["version"],
+                    v["as_of"].as_str().unwrap_or(""),
+                    v["model"]["roc_auc"].as_f64().unwrap_or(f64::NAN),
+                    v["baseline_rule"]["metrics"]["roc_auc"]
+                        .as_f64()
+                        .unwrap_or(f64::NAN),
+                    v["baseline_bgnbd"]["roc_auc"].as_f64().unwrap_or(f64::NAN),
+                    v["grade"]["grade"].as_str().unwrap_or(""),
+                    v["registry_path"].as_str().unwrap_or("")
+                ),
                 None => {
                     let snap = &v["snapshots"][0];
                     format!(

@@ -1,0 +1,489 @@
+//! From feature snapshots to the numbers a learner sees. A [`Frame`] holds one or more
+//! snapshots' feature columns as read from the lake (numbers with NaN for missing, or
+//! categories); a [`Preprocessor`] is fitted on the training rows only and turns any frame
+//! into a standardised design matrix with missing-value indicators and one-hot categories,
+//! the same way at training, test and scoring time.
+
+use std::collections::{BTreeMap, HashMap};
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::{DataType, Float64Type};
+use ndarray::Array2;
+use serde::{Deserialize, Serialize};
+
+/// How many categories of a text feature get their own column; rarer ones share none.
+pub const MAX_CATEGORIES: usize = 20;
+
+/// One feature column of a frame.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Values {
+    /// Numbers (integers, decimals, booleans as 0/1); NaN marks a missing value.
+    Numeric(Vec<f64>),
+    /// Text categories; `None` marks a missing value.
+    Categorical(Vec<Option<String>>),
+}
+
+impl Values {
+    fn extend(&mut self, other: Values) {
+        match (self, other) {
+            (Values::Numeric(a), Values::Numeric(b)) => a.extend(b),
+            (Values::Categorical(a), Values::Categorical(b)) => a.extend(b),
+            _ => unreachable!("frames are only appended with the same column kinds"),
+        }
+    }
+
+    fn select(&self, rows: &[usize]) -> Values {
+        match self {
+            Values::Numeric(v) => Values::Numeric(rows.iter().map(|&i| v[i]).collect()),
+            Values::Categorical(v) => {
+                Values::Categorical(rows.iter().map(|&i| v[i].clone()).collect())
+            }
+        }
+    }
+}
+
+/// Whether an Arrow type can be a model input, and as what.
+pub fn kind_of(data_type: &DataType) -> Option<&'static str> {
+    match data_type {
+        DataType::Boolean
+        | DataType::Int8
+        | DataType::Int16
+        | DataType::Int32
+        | DataType::Int64
+        | DataType::UInt8
+        | DataType::UInt16
+        | DataType::UInt32
+        | DataType::UInt64
+        | DataType::Float16
+        | DataType::Float32
+        | DataType::Float64
+        | DataType::Decimal128(_, _)
+        | DataType::Decimal256(_, _) => Some("numeric"),
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => Some("categorical"),
+        DataType::Dictionary(_, v) if kind_of(v) == Some("categorical") => Some("categorical"),
+        _ => None,
+    }
+}
+
+/// Converts one Arrow column to frame values; `None` for types a model cannot use.
+pub fn values_of(column: &dyn Array) -> Option<Values> {
+    match kind_of(column.data_type())? {
+        "numeric" => {
+            let cast = arrow::compute::cast(column, &DataType::Float64).ok()?;
+            let floats = cast.as_primitive::<Float64Type>();
+            Some(Values::Numeric(
+                (0..floats.len())
+                    .map(|i| {
+                        if floats.is_null(i) {
+                            f64::NAN
+                        } else {
+                            floats.value(i)
+                        }
+                    })
+                    .collect(),
+            ))
+        }
+        _ => {
+            let cast = arrow::compute::cast(column, &DataType::Utf8).ok()?;
+            let text = cast.as_string::<i32>();
+            Some(Values::Categorical(
+                (0..text.len())
+                    .map(|i| (!text.is_null(i)).then(|| text.value(i).to_string()))
+                    .collect(),
+            ))
+        }
+    }
+}
+
+/// Rows of customers with their feature columns and, for labelled snapshots, the label.
+#[derive(Debug, Clone, Default)]
+pub struct Frame {
+    pub customer_ids: Vec<String>,
+    /// Snapshot date of each row.
+    pub as_of: Vec<chrono::NaiveDate>,
+    /// 1.0 when the customer churned, 0.0 when not; empty for unlabelled frames.
+    pub churned: Vec<f64>,
+    pub columns: BTreeMap<String, Values>,
+    /// Arrow type of each column as read, for the registry's feature list.
+    pub types: BTreeMap<String, String>,
+}
+
+impl Frame {
+    pub fn rows(&self) -> usize {
+        self.customer_ids.len()
+    }
+
+    /// Builds a frame from record batches holding `customer_id`, an optional `churned` label
+    /// and feature columns; columns of unusable types are returned by name and type.
+    pub fn from_batches(
+        batches: &[RecordBatch],
+        as_of: chrono::NaiveDate,
+    ) -> (Frame, Vec<(String, String)>) {
+        let mut frame = Frame::default();
+        let mut unusable = BTreeMap::new();
+        for batch in batches {
+            let schema = batch.schema();
+            let mut part = Frame::default();
+            for (field, column) in schema.fields().iter().zip(batch.columns()) {
+                let name = field.name().as_str();
+                match name {
+                    "customer_id" => {
+                        let ids = arrow::compute::cast(column, &DataType::Utf8)
+                            .expect("ids cast to text");
+                        let ids = ids.as_string::<i32>();
+                        part.customer_ids =
+                            (0..ids.len()).map(|i| ids.value(i).to_string()).collect();
+                    }
+                    "as_of" => {}
+                    "churned" => {
+                        if let Some(Values::Numeric(v)) = values_of(column.as_ref()) {
+                            part.churned = v;
+                        }
+                    }
+                    _ => match values_of(column.as_ref()) {
+                        Some(v) => {
+                            part.types
+                                .insert(name.to_string(), field.data_type().to_string());
+                            part.columns.insert(name.to_string(), v);
+                        }
+                        None => {
+                            unusable.insert(name.to_string(), field.data_type().to_string());
+                        }
+                    },
+                }
+            }
+            part.as_of = vec![as_of; part.customer_ids.len()];
+            frame.append(part);
+        }
+        (frame, unusable.into_iter().collect())
+    }
+
+    /// Appends another frame's rows; columns missing on one side are filled as missing.
+    pub fn append(&mut self, other: Frame) {
+        let before = self.rows();
+        let added = other.rows();
+        let mut other = other;
+        for (name, values) in self.columns.iter_mut() {
+            match other.columns.remove(name) {
+                Some(v) => values.extend(v),
+                None => values.extend(missing_like(values, added)),
+            }
+        }
+        for (name, values) in other.columns {
+            let mut filled = missing_like(&values, before);
+            filled.extend(values);
+            self.columns.insert(name, filled);
+        }
+        self.types.extend(other.types);
+        self.customer_ids.extend(other.customer_ids);
+        self.as_of.extend(other.as_of);
+        self.churned.extend(other.churned);
+    }
+
+    /// Adds a numeric column, looked up per customer id (missing when absent).
+    pub fn add_numeric(&mut self, name: &str, by_customer: &HashMap<String, f64>) {
+        let values = self
+            .customer_ids
+            .iter()
+            .map(|id| by_customer.get(id).copied().unwrap_or(f64::NAN))
+            .collect();
+        self.columns
+            .insert(name.to_string(), Values::Numeric(values));
+        self.types.insert(name.to_string(), "Float64".to_string());
+    }
+
+    /// The rows at `rows`, in that order.
+    pub fn select(&self, rows: &[usize]) -> Frame {
+        Frame {
+            customer_ids: rows.iter().map(|&i| self.customer_ids[i].clone()).collect(),
+            as_of: rows.iter().map(|&i| self.as_of[i]).collect(),
+            churned: if self.churned.is_empty() {
+                Vec::new()
+            } else {
+                rows.iter().map(|&i| self.churned[i]).collect()
+            },
+            columns: self
+                .columns
+                .iter()
+                .map(|(n, v)| (n.clone(), v.select(rows)))
+                .collect(),
+            types: self.types.clone(),
+        }
+    }
+}
+
+fn missing_like(values: &Values, rows: usize) -> Values {
+    match values {
+        Values::Numeric(_) => Values::Numeric(vec![f64::NAN; rows]),
+        Values::Categorical(_) => Values::Categorical(vec![None; rows]),
+    }
+}
+
+/// How one input feature becomes design-matrix columns.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Encoding {
+    /// Missing values are replaced by the training median (`fill`), then the value is
+    /// standardised as (v - mean) / std over the training rows. When the training rows had
+    /// missing values, an extra 0/1 column says whether the value was missing.
+    Numeric {
+        fill: f64,
+        mean: f64,
+        std: f64,
+        missing_indicator: bool,
+    },
+    /// One 0/1 column per category, for the `MAX_CATEGORIES` most common in training;
+    /// missing and other categories are all zeros.
+    Categorical { categories: Vec<String> },
+}
+
+/// One input feature of a model: its name, type as read, meaning and encoding.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InputFeature {
+    pub name: String,
+    pub data_type: String,
+    pub description: String,
+    pub encoding: Encoding,
+}
+
+/// A column of the design matrix and the input feature it comes from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DesignColumn {
+    pub name: String,
+    pub input: usize,
+}
+
+/// The fitted transformation from frames to design matrices.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Preprocessor {
+    pub inputs: Vec<InputFeature>,
+    pub columns: Vec<DesignColumn>,
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}
+
+impl Preprocessor {
+    /// Fits the encodings of `features` (in that order) on the frame's rows.
+    pub fn fit(frame: &Frame, features: &[String], descriptions: &HashMap<String, String>) -> Self {
+        let mut inputs = Vec::new();
+        let mut columns = Vec::new();
+        for name in features {
+            let input = inputs.len();
+            let encoding = match &frame.columns[name] {
+                Values::Numeric(v) => {
+                    let present: Vec<f64> = v.iter().copied().filter(|x| !x.is_nan()).collect();
+                    let missing_indicator = present.len() < v.len();
+                    let fill = median(present.clone());
+                    let n = v.len().max(1) as f64;
+                    let filled = v.iter().map(|&x| if x.is_nan() { fill } else { x });
+                    let mean = filled.clone().sum::<f64>() / n;
+                    let var = filled.map(|x| (x - mean).powi(2)).sum::<f64>() / n;
+                    let std = if var > 0.0 { var.sqrt() } else { 1.0 };
+                    columns.push(DesignColumn {
+                        name: name.clone(),
+                        input,
+                    });
+                    if missing_indicator {
+                        columns.push(DesignColumn {
+                            name: format!("{name}__missing"),
+                            input,
+                        });
+                    }
+                    Encoding::Numeric {
+                        fill,
+                        mean,
+                        std,
+                        missing_indicator,
+                    }
+                }
+                Values::Categorical(v) => {
+                    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+                    for c in v.iter().flatten() {
+                        *counts.entry(c.as_str()).or_default() += 1;
+                    }
+                    let mut ranked: Vec<(&str, usize)> = counts.into_iter().collect();
+                    ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+                    let categories: Vec<String> = ranked
+                        .into_iter()
+                        .take(MAX_CATEGORIES)
+                        .map(|(c, _)| c.to_string())
+                        .collect();
+                    for c in &categories {
+                        columns.push(DesignColumn {
+                            name: format!("{name}={c}"),
+                            input,
+                        });
+                    }
+                    Encoding::Categorical { categories }
+                }
+            };
+            inputs.push(InputFeature {
+                name: name.clone(),
+                data_type: frame.types.get(name).cloned().unwrap_or_default(),
+                description: descriptions.get(name).cloned().unwrap_or_default(),
+                encoding,
+            });
+        }
+        Preprocessor { inputs, columns }
+    }
+
+    /// The design matrix of a frame (rows × design columns). The frame must hold every input
+    /// feature with the kind it was fitted on; the caller checks this first.
+    pub fn transform(&self, frame: &Frame) -> Array2<f64> {
+        let n = frame.rows();
+        let mut x = Array2::<f64>::zeros((n, self.columns.len()));
+        let mut col = 0;
+        for input in &self.inputs {
+            match (&input.encoding, &frame.columns[&input.name]) {
+                (
+                    Encoding::Numeric {
+                        fill,
+                        mean,
+                        std,
+                        missing_indicator,
+                    },
+                    Values::Numeric(v),
+                ) => {
+                    for (i, &value) in v.iter().enumerate() {
+                        let filled = if value.is_nan() { *fill } else { value };
+                        x[[i, col]] = (filled - mean) / std;
+                        if *missing_indicator {
+                            x[[i, col + 1]] = if value.is_nan() { 1.0 } else { 0.0 };
+                        }
+                    }
+                    col += 1 + usize::from(*missing_indicator);
+                }
+                (Encoding::Categorical { categories }, Values::Categorical(v)) => {
+                    let index: HashMap<&str, usize> = categories
+                        .iter()
+                        .enumerate()
+                        .map(|(k, c)| (c.as_str(), k))
+                        .collect();
+                    for (i, value) in v.iter().enumerate() {
+                        if let Some(k) = value.as_deref().and_then(|c| index.get(c)) {
+                            x[[i, col + k]] = 1.0;
+                        }
+                    }
+                    col += categories.len();
+                }
+                _ => unreachable!("frame columns are checked against the preprocessor"),
+            }
+        }
+        x
+    }
+
+    /// Checks that a frame holds every input with the kind it was fitted on.
+    pub fn check(&self, frame: &Frame) -> Result<(), (String, String)> {
+        for input in &self.inputs {
+            match (&input.encoding, frame.columns.get(&input.name)) {
+                (_, None) => {
+                    return Err((input.name.clone(), "is not in the features table".into()));
+                }
+                (Encoding::Numeric { .. }, Some(Values::Categorical(_))) => {
+                    return Err((
+                        input.name.clone(),
+                        "was a number in training but is text here".into(),
+                    ));
+                }
+                (Encoding::Categorical { .. }, Some(Values::Numeric(_))) => {
+                    return Err((
+                        input.name.clone(),
+                        "was text in training but is a number here".into(),
+                    ));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// A person's reading of a feature's value in a row of the frame, e.g.
+    /// `recency_days = 120 (days from the last purchase day before D to D)`.
+    pub fn describe_value(&self, input: usize, frame: &Frame, row: usize) -> String {
+        let feature = &self.inputs[input];
+        let value = match &frame.columns[&feature.name] {
+            Values::Numeric(v) if v[row].is_nan() => "unknown".to_string(),
+            Values::Numeric(v) => format_number(v[row]),
+            Values::Categorical(v) => v[row].clone().unwrap_or_else(|| "unknown".into()),
+        };
+        if feature.description.is_empty() {
+            format!("{} = {value}", feature.name)
+        } else {
+            format!("{} = {value} ({})", feature.name, feature.description)
+        }
+    }
+}
+
+fn format_number(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{v:.0}")
+    } else {
+        let s = format!("{v:.3}");
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame() -> Frame {
+        let mut f = Frame {
+            customer_ids: vec!["a".into(), "b".into(), "c".into(), "d".into()],
+            churned: vec![1.0, 0.0, 1.0, 0.0],
+            ..Frame::default()
+        };
+        f.columns.insert(
+            "recency_days".into(),
+            Values::Numeric(vec![10.0, f64::NAN, 30.0, 50.0]),
+        );
+        f.columns.insert(
+            "tier".into(),
+            Values::Categorical(vec![
+                Some("gold".into()),
+                None,
+                Some("silver".into()),
+                Some("gold".into()),
+            ]),
+        );
+        f
+    }
+
+    #[test]
+    fn numeric_features_are_median_filled_standardised_and_flagged() {
+        let f = frame();
+        let p = Preprocessor::fit(&f, &["recency_days".into()], &HashMap::new());
+        // median of 10, 30, 50 is 30; filled values 10, 30, 30, 50: mean 30, std sqrt(200).
+        let x = p.transform(&f);
+        let s = 200f64.sqrt();
+        let expected = [(-20.0 / s, 0.0), (0.0, 1.0), (0.0, 0.0), (20.0 / s, 0.0)];
+        for (i, (z, m)) in expected.iter().enumerate() {
+            assert!((x[[i, 0]] - z).abs() < 1e-12);
+            assert_eq!(x[[i, 1]], *m);
+        }
+        assert_eq!(p.columns[1].name, "recency_days__missing");
+    }
+
+    #[test]
+    fn categories_are_one_hot_by_frequency_and_missing_is_all_zero() {
+        let f = frame();
+        let p = Preprocessor::fit(&f, &["tier".into()], &HashMap::new());
+        let names: Vec<&str> = p.columns.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["tier=gold", "tier=silver"]);
+        let x = p.transform(&f);
+        assert_eq!(x.row(0).to_vec(), [1.0, 0.0]);
+        assert_eq!(x.row(1).to_vec(), [0.0, 0.0]);
+        assert_eq!(x.row(2).to_vec(), [0.0, 1.0]);
+    }
+}
