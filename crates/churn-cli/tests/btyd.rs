@@ -126,3 +126,72 @@ fn fits_on_the_raw_cdnow_purchases_reproduce_the_published_estimates() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "n,ok\n2357,true\n");
 }
+
+/// Reads a number from the recorded lifetimes reference fit.
+fn lifetimes_reference(key: &str) -> f64 {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../churn-model/tests/data/lifetimes_weekly/reference.json"
+    ))
+    .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    // `strict_cutoff`: lifetimes given only the purchases up to 1997-09-30, as our as-of does.
+    v["strict_cutoff"][key].as_f64().unwrap()
+}
+
+#[test]
+fn a_weekly_grain_bgnbd_fit_matches_the_recorded_lifetimes_fit() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let csv = cdnow_csv(dir.path());
+    let lake_s = lake.to_str().unwrap();
+    churn(&[
+        "ingest",
+        "--json",
+        "--lake",
+        lake_s,
+        "--table",
+        "transactions",
+        "--source",
+        csv.to_str().unwrap(),
+    ]);
+    let fit = churn(&[
+        "btyd",
+        "fit",
+        "--json",
+        "--lake",
+        lake_s,
+        "--as-of",
+        "1997-10-01",
+        "--model",
+        "bgnbd",
+        "--grain",
+        "week",
+    ]);
+    assert_eq!(fit["customers"], 2357);
+    for name in ["r", "alpha", "a", "b"] {
+        let ours = fit["parameters"][name].as_f64().unwrap();
+        let reference = lifetimes_reference(name);
+        assert!(
+            ((ours - reference) / reference).abs() < 1e-3,
+            "{name}: ours {ours}, lifetimes {reference}"
+        );
+    }
+    let ll = fit["log_likelihood"].as_f64().unwrap();
+    assert!(
+        (ll - lifetimes_reference("log_likelihood_total_weeks")).abs() < 0.01,
+        "log-likelihood {ll}"
+    );
+    // The summaries themselves agree with lifetimes' totals.
+    let out = Command::new(env!("CARGO_BIN_EXE_churn"))
+        .args(["sql", "--lake", lake_s, "--format", "csv", "SELECT CAST(sum(frequency) AS BIGINT) AS f, CAST(sum(recency_weeks) AS BIGINT) AS r, CAST(sum(age_weeks) AS BIGINT) AS t FROM btyd WHERE grain = 'week'"])
+        .output()
+        .unwrap();
+    let expected = format!(
+        "f,r,t\n{},{},{}\n",
+        lifetimes_reference("sum_frequency"),
+        lifetimes_reference("sum_recency"),
+        lifetimes_reference("sum_T")
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), expected);
+}

@@ -12,7 +12,7 @@ pub mod snapshot;
 pub mod sqlfile;
 pub mod write;
 
-pub use btyd_input::{BtydInput, btyd_inputs};
+pub use btyd_input::{BtydInput, Grain, btyd_inputs};
 pub use build::{
     CatalogueEntry, FeatureOptions, FeaturesSummary, SnapshotSummary, build_features,
     build_snapshot, catalogue,

@@ -303,7 +303,8 @@ async fn btyd_outputs(
     horizon_days: u32,
     session: &SessionOptions,
 ) -> Result<HashMap<String, [f64; 3]>> {
-    let inputs = churn_features::btyd_inputs(lake, as_of, session).await?;
+    let inputs =
+        churn_features::btyd_inputs(lake, as_of, churn_features::Grain::Day, session).await?;
     let summaries: Vec<Summary> = inputs
         .iter()
         .map(|i| Summary {

@@ -38,6 +38,16 @@ struct FitArgs {
     /// Horizon of the expected purchases, in days.
     #[arg(long, default_value_t = 90)]
     horizon_days: u32,
+    /// Purchase periods: `day` (purchases on one day count once; the published convention)
+    /// or `week` (Monday-to-Sunday weeks count once; whole weeks).
+    #[arg(long, value_enum, default_value_t = GrainArg::Day)]
+    grain: GrainArg,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum GrainArg {
+    Day,
+    Week,
 }
 
 fn summary(i: &churn_features::BtydInput) -> Summary {
@@ -134,28 +144,38 @@ pub async fn run(args: Args, json: bool) -> anyhow::Result<()> {
     };
     let lake = Lake::open(&args.lake)?;
     let started = std::time::Instant::now();
-    let inputs = churn_features::btyd_inputs(&lake, args.as_of, &SessionOptions::default())
-        .await
-        .with_context(|| {
-            format!(
-                "summarising customers of {} before {}",
-                lake.display(),
-                args.as_of
-            )
-        })?;
+    let inputs = churn_features::btyd_inputs(
+        &lake,
+        args.as_of,
+        match args.grain {
+            GrainArg::Day => churn_features::Grain::Day,
+            GrainArg::Week => churn_features::Grain::Week,
+        },
+        &SessionOptions::default(),
+    )
+    .await
+    .with_context(|| {
+        format!(
+            "summarising customers of {} before {}",
+            lake.display(),
+            args.as_of
+        )
+    })?;
     let data: Vec<Summary> = inputs.iter().map(summary).collect();
     let fit = fitter(&data).with_context(|| format!("fitting {model}"))?;
     let batch = scores(&model, &fit, &inputs, args.horizon_days as f64 / 7.0)?;
     let df = datafusion::prelude::SessionContext::new().read_batch(batch)?;
     let job = churn_features::write::job_id("btyd", &model);
-    let folder = format!("btyd/model={model}/as_of={}", args.as_of);
-    let manifest = serde_json::json!({"kind": "btyd", "model": model, "as_of": args.as_of.to_string(), "fit": &fit});
+    let grain = format!("{:?}", args.grain).to_lowercase();
+    let folder = format!("btyd/model={model}/grain={grain}/as_of={}", args.as_of);
+    let manifest = serde_json::json!({"kind": "btyd", "model": model, "grain": grain, "as_of": args.as_of.to_string(), "fit": &fit});
     let written =
         churn_features::write::write_partition(&lake, df, &folder, &job, manifest).await?;
     let summary = serde_json::json!({
         "kind": "btyd_fit",
         "model": model,
         "as_of": args.as_of.to_string(),
+        "grain": grain,
         "customers": fit.customers,
         "parameters": fit.parameters.iter().map(|(n, v)| (n.to_string(), *v)).collect::<std::collections::BTreeMap<_, _>>(),
         "standard_errors": fit.parameters.iter().zip(&fit.standard_errors).map(|((n, _), se)| (n.to_string(), *se)).collect::<std::collections::BTreeMap<_, _>>(),
