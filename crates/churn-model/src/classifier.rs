@@ -161,9 +161,11 @@ pub fn fit(
     seed: u64,
 ) -> Result<Classifier> {
     match learner {
-        Learner::Logistic(p) => fit_logistic(p, x, y, w),
-        Learner::DecisionTree(p) => fit_tree(p, x, y, w),
-        Learner::RandomForest(p) => fit_forest(p, x, y, w, seed),
+        Learner::Logistic(p) => without_panics("logistic", || fit_logistic(p, x, y, w)),
+        Learner::DecisionTree(p) => without_panics("decision-tree", || fit_tree(p, x, y, w)),
+        Learner::RandomForest(p) => {
+            without_panics("random-forest", || fit_forest(p, x, y, w, seed))
+        }
         Learner::Gbdt(p) => fit_gbdt(p, x, y, w, seed),
     }
 }
@@ -208,9 +210,33 @@ fn fit_logistic(p: &LogisticParams, x: &Array2<f64>, y: &[f64], w: &[f64]) -> Re
     })
 }
 
+/// linfa-trees sums sample weights in f32 and asserts that a node's weight stays positive;
+/// with fractional weights over a million rows the rounding error of those running sums
+/// breaks that assertion. Weights are therefore given as whole multiples of the smallest
+/// weight (1, 2, ...), whose f32 sums are exact up to 2^24.
 fn linfa_dataset(x: &Array2<f64>, y: &[f64], w: &[f64]) -> Dataset<f64, usize, ndarray::Ix1> {
     let targets: Array1<usize> = y.iter().map(|&v| usize::from(v > 0.5)).collect();
-    Dataset::new(x.clone(), targets).with_weights(w.iter().map(|&v| v as f32).collect())
+    let smallest = w.iter().copied().fold(f64::INFINITY, f64::min).max(1e-12);
+    Dataset::new(x.clone(), targets).with_weights(
+        w.iter()
+            .map(|&v| (v / smallest).round().max(1.0) as f32)
+            .collect(),
+    )
+}
+
+/// Runs a linfa fit, turning a panic inside the library into a training error.
+fn without_panics<T>(algorithm: &'static str, fit: impl FnOnce() -> Result<T>) -> Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(fit)).unwrap_or_else(|panic| {
+        let reason = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "the library panicked".to_string());
+        Err(training_error(
+            algorithm,
+            format!("the library panicked: {reason}"),
+        ))
+    })
 }
 
 fn fit_tree(p: &TreeParams, x: &Array2<f64>, y: &[f64], w: &[f64]) -> Result<Classifier> {

@@ -115,6 +115,8 @@ pub struct TrainReport {
     pub baseline_bgnbd: Metrics,
     pub grade: Grade,
     pub registry_path: String,
+    /// Wall time of the learner's fit alone.
+    pub fit_ms: u64,
     pub duration_ms: u64,
 }
 
@@ -296,11 +298,13 @@ async fn read_snapshot(
 }
 
 /// BG/NBD and Gamma-Gamma outputs per customer, fitted on the history before `as_of`:
-/// (P(alive), expected purchases over the horizon, expected value).
+/// (P(alive), expected purchases over the horizon, expected value). Without `with_value`
+/// only BG/NBD is fitted (the baseline needs no more) and the expected value is NaN.
 async fn btyd_outputs(
     lake: &Lake,
     as_of: NaiveDate,
     horizon_days: u32,
+    with_value: bool,
     session: &SessionOptions,
 ) -> Result<HashMap<String, [f64; 3]>> {
     let inputs =
@@ -316,14 +320,20 @@ async fn btyd_outputs(
         .collect();
     let wrap = |source| ModelError::Btyd { as_of, source };
     let bgnbd = btyd::fit_bgnbd(&summaries).map_err(wrap)?;
-    let gamma_gamma = btyd::fit_gamma_gamma(&summaries).map_err(wrap)?;
+    let gamma_gamma = if with_value {
+        Some(btyd::fit_gamma_gamma(&summaries).map_err(wrap)?)
+    } else {
+        None
+    };
     let horizon_weeks = horizon_days as f64 / 7.0;
     Ok(inputs
         .iter()
         .zip(&summaries)
         .map(|(i, s)| {
             let purchases = btyd::bgnbd_expected_purchases(&bgnbd, s, horizon_weeks);
-            let spend = btyd::gamma_gamma_expected_spend(&gamma_gamma, s);
+            let spend = gamma_gamma
+                .as_ref()
+                .map_or(f64::NAN, |g| btyd::gamma_gamma_expected_spend(g, s));
             (
                 i.customer_id.clone(),
                 [btyd::bgnbd_p_alive(&bgnbd, s), purchases, purchases * spend],
@@ -592,9 +602,9 @@ async fn load_slice(
         if spec.btyd_features {
             let outputs = match btyd_cache.entry(d) {
                 std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-                std::collections::hash_map::Entry::Vacant(e) => {
-                    e.insert(btyd_outputs(lake, d, spec.horizon_days, &options.session).await?)
-                }
+                std::collections::hash_map::Entry::Vacant(e) => e.insert(
+                    btyd_outputs(lake, d, spec.horizon_days, true, &options.session).await?,
+                ),
             };
             add_btyd_columns(&mut part, outputs);
         }
@@ -664,11 +674,12 @@ pub async fn train(
         &weights,
         spec.seed,
     )?;
+    let fit_ms = learner_started.elapsed().as_millis() as u64;
     tracing::info!(
         algorithm = spec.learner.algorithm().name(),
         rows = x_fit.nrows(),
         columns = x_fit.ncols(),
-        ms = learner_started.elapsed().as_millis() as u64,
+        ms = fit_ms,
         "model fitted"
     );
 
@@ -691,7 +702,16 @@ pub async fn train(
     let rule = rule_baseline(&train_rows, &test_frame)?;
     let bgnbd_scores = match btyd_cache.get(&schedule.test) {
         Some(outputs) => outputs.clone(),
-        None => btyd_outputs(lake, schedule.test, spec.horizon_days, &options.session).await?,
+        None => {
+            btyd_outputs(
+                lake,
+                schedule.test,
+                spec.horizon_days,
+                false,
+                &options.session,
+            )
+            .await?
+        }
     };
     let bgnbd: Vec<f64> = test_frame
         .customer_ids
@@ -745,6 +765,7 @@ pub async fn train(
         baseline_bgnbd,
         grade,
         registry_path: String::new(),
+        fit_ms,
         duration_ms: 0,
     };
     report.version = registry::next_version(lake, &spec.name).await?;
