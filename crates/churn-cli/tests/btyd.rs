@@ -53,6 +53,23 @@ fn cdnow_csv(dir: &Path) -> std::path::PathBuf {
     path
 }
 
+/// A lake holding the CDNOW sample purchases, under `dir`.
+fn cdnow_lake(dir: &Path) -> std::path::PathBuf {
+    let lake = dir.join("lake");
+    let csv = cdnow_csv(dir);
+    churn(&[
+        "ingest",
+        "--json",
+        "--lake",
+        lake.to_str().unwrap(),
+        "--table",
+        "transactions",
+        "--source",
+        csv.to_str().unwrap(),
+    ]);
+    lake
+}
+
 fn assert_3sf(fit: &serde_json::Value, name: &str, published: f64) {
     let ours = fit["parameters"][name].as_f64().unwrap();
     let scale = 10f64.powf(published.abs().log10().floor() - 2.0);
@@ -66,19 +83,8 @@ fn assert_3sf(fit: &serde_json::Value, name: &str, published: f64) {
 #[test]
 fn fits_on_the_raw_cdnow_purchases_reproduce_the_published_estimates() {
     let dir = tempfile::tempdir().unwrap();
-    let lake = dir.path().join("lake");
-    let csv = cdnow_csv(dir.path());
+    let lake = cdnow_lake(dir.path());
     let lake_s = lake.to_str().unwrap();
-    churn(&[
-        "ingest",
-        "--json",
-        "--lake",
-        lake_s,
-        "--table",
-        "transactions",
-        "--source",
-        csv.to_str().unwrap(),
-    ]);
     let fit = |model: &str| {
         churn(&[
             "btyd",
@@ -142,19 +148,8 @@ fn lifetimes_reference(key: &str) -> f64 {
 #[test]
 fn a_weekly_grain_bgnbd_fit_matches_the_recorded_lifetimes_fit() {
     let dir = tempfile::tempdir().unwrap();
-    let lake = dir.path().join("lake");
-    let csv = cdnow_csv(dir.path());
+    let lake = cdnow_lake(dir.path());
     let lake_s = lake.to_str().unwrap();
-    churn(&[
-        "ingest",
-        "--json",
-        "--lake",
-        lake_s,
-        "--table",
-        "transactions",
-        "--source",
-        csv.to_str().unwrap(),
-    ]);
     let fit = churn(&[
         "btyd",
         "fit",
