@@ -298,16 +298,42 @@ fn models_list_and_show_report_what_was_registered() {
 
 #[test]
 fn explanations_name_features_with_the_customers_values() {
-    let (_, _, gbdt) = demo_lake();
+    let (_, lake, gbdt) = demo_lake();
     let scores = format!(
         "{}test_scores.parquet",
         gbdt["registry_path"].as_str().unwrap()
     );
-    let script = format!(
-        "import duckdb\nprint(duckdb.sql(\"SELECT reason_up_1, reason_down_1 FROM read_parquet('{scores}') ORDER BY churn_probability DESC, customer_id LIMIT 1\").fetchone()[0])"
+    let features = format!(
+        "{}/features/as_of={TEST_SNAPSHOT}/*.parquet",
+        lake.display()
     );
+    // Every reason naming a column of the features table must state that customer's value
+    // there (printed whole or to 3 decimals; "unknown" for null), read by DuckDB.
+    let script = r#"
+import sys, duckdb
+scores, features = sys.argv[1], sys.argv[2]
+rows = duckdb.sql(f"SELECT * FROM read_parquet('{scores}')").fetchall()
+cols = duckdb.sql(f"SELECT * FROM read_parquet('{features}')")
+table = {r[0]: dict(zip(cols.columns, r)) for r in cols.fetchall()}
+checked = mismatched = without_reason = 0
+for r in rows:
+    reasons = [x for x in r[3:] if x is not None]
+    without_reason += not reasons
+    for text in reasons:
+        name, rest = text.split(' = ', 1)
+        value = rest.split(' (', 1)[0]
+        if name not in table[r[0]]:
+            continue
+        truth = table[r[0]][name]
+        checked += 1
+        if value == 'unknown':
+            mismatched += truth is not None
+        else:
+            mismatched += truth is None or abs(float(value) - float(truth)) > 0.0005 + 1e-9 * abs(float(truth))
+print(checked, mismatched, without_reason, len(rows))
+"#;
     let out = Command::new(python())
-        .args(["-c", &script])
+        .args(["-c", script, &scores, &features])
         .output()
         .unwrap();
     assert!(
@@ -315,9 +341,19 @@ fn explanations_name_features_with_the_customers_values() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let reason = String::from_utf8_lossy(&out.stdout);
-    // e.g. "recency_days = 358 (days from the last purchase day before D to D)"
-    assert!(reason.contains(" = ") && reason.contains('('), "{reason}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v: Vec<u64> = text
+        .split_whitespace()
+        .map(|n| n.parse().unwrap())
+        .collect();
+    let (checked, mismatched, without_reason, rows) = (v[0], v[1], v[2], v[3]);
+    assert_eq!(rows, gbdt["test"]["customers"].as_u64().unwrap());
+    assert_eq!(without_reason, 0, "every customer gets at least one reason");
+    assert!(checked > rows, "{checked} reasons checked");
+    assert_eq!(
+        mismatched, 0,
+        "{mismatched} of {checked} reasons state a wrong value"
+    );
 }
 
 /// A refused training exits with `code`, says `needle`, and registers nothing.
