@@ -8,7 +8,7 @@
 --   overdue_ratio: recency_days / mean_gap_days; null when mean_gap_days is null or zero
 --   btyd_frequency: distinct purchase days - 1 (repeat purchase days)
 --   btyd_recency_weeks: (last - first purchase day) / 7
---   btyd_age_weeks: (D - first purchase day) / 7
+--   btyd_age_weeks: (D - 1 - first purchase day) / 7: age runs to the day before D, as in `churn btyd fit`
 with
 params as (
     select as_of_day from snapshot
@@ -70,7 +70,7 @@ final as (
         case when r.mean_gap_days > 0 then r.recency_days / r.mean_gap_days end as overdue_ratio,
         cast(r.purchase_days - 1 as bigint) as btyd_frequency,
         cast(r.last_day - r.first_day as double) / 7.0 as btyd_recency_weeks,
-        cast(r.as_of_day - r.first_day as double) / 7.0 as btyd_age_weeks
+        cast(r.as_of_day - 1 - r.first_day as double) / 7.0 as btyd_age_weeks
     from population_ids i
     join rhythm r on r.customer_id = i.customer_id
 )

@@ -1,9 +1,8 @@
-//! Exit codes: 0 ok, 2 usage or configuration error, 3 data error, 1 internal error.
+//! Exit codes: 0 ok, 2 usage or configuration error, 3 data error, 1 internal error. Every
+//! library error reports its [`ErrorKind`] (a wrapper reports the kind of what it wraps), so
+//! the outermost library error in the chain decides.
 
-use churn_core::CoreError;
-use churn_ingest::IngestError;
-use churn_pipeline::PipelineError;
-use churn_synth::SynthError;
+use churn_core::{CoreError, ErrorKind, datafusion_error_kind};
 
 pub const INTERNAL: i32 = 1;
 pub const CONFIG: i32 = 2;
@@ -21,64 +20,37 @@ impl std::fmt::Display for UsageError {
 
 impl std::error::Error for UsageError {}
 
-/// The exit code for an error, from the most specific error in its chain.
-pub fn code_for(err: &anyhow::Error) -> i32 {
-    for cause in err.chain() {
-        if cause.downcast_ref::<UsageError>().is_some() {
-            return CONFIG;
-        }
-        if let Some(e) = cause.downcast_ref::<IngestError>() {
-            return if e.is_config_error() {
-                CONFIG
-            } else if e.is_data_error() {
-                DATA
-            } else {
-                INTERNAL
-            };
-        }
-        if let Some(e) = cause.downcast_ref::<PipelineError>() {
-            if e.is_config_error() {
-                return CONFIG;
-            }
-            if e.is_data_error() {
-                return DATA;
-            }
-        }
-        if let Some(e) = cause.downcast_ref::<churn_features::FeatureError>() {
-            if e.is_config_error() {
-                return CONFIG;
-            }
-            if e.is_data_error() {
-                return DATA;
-            }
-        }
-        if let Some(e) = cause.downcast_ref::<churn_model::ModelError>() {
-            if e.is_config_error() {
-                return CONFIG;
-            }
-            if e.is_data_error() {
-                return DATA;
-            }
-        }
-        if let Some(e) = cause.downcast_ref::<CoreError>() {
-            return match e {
-                CoreError::InvalidLocation { .. }
-                | CoreError::InvalidTimezone(_)
-                | CoreError::TimezoneMismatch { .. }
-                | CoreError::UnknownTable(_) => CONFIG,
-                _ => INTERNAL,
-            };
-        }
-        if let Some(SynthError::InvalidOptions(_)) = cause.downcast_ref::<SynthError>() {
-            return CONFIG;
-        }
-        if let Some(
-            datafusion::error::DataFusionError::Plan(_)
-            | datafusion::error::DataFusionError::SQL(..),
-        ) = cause.downcast_ref::<datafusion::error::DataFusionError>()
-        {
-            return CONFIG;
-        }
+/// The kind of one error of the chain, when it is one of ours (or the query engine's).
+fn kind_of(cause: &(dyn std::error::Error + 'static)) -> Option<ErrorKind> {
+    if cause.is::<UsageError>() {
+        return Some(ErrorKind::Config);
     }
-    INTERNAL
+    macro_rules! kinds {
+        ($($t:ty),*) => {
+            $(if let Some(e) = cause.downcast_ref::<$t>() {
+                return Some(e.kind());
+            })*
+        };
+    }
+    kinds!(
+        churn_pipeline::PipelineError,
+        churn_train::TrainError,
+        churn_ingest::IngestError,
+        churn_features::FeatureError,
+        churn_model::ModelError,
+        churn_synth::SynthError,
+        CoreError
+    );
+    cause
+        .downcast_ref::<datafusion::error::DataFusionError>()
+        .map(datafusion_error_kind)
+}
+
+/// The exit code for an error, from the outermost error in its chain that has a kind.
+pub fn code_for(err: &anyhow::Error) -> i32 {
+    match err.chain().find_map(kind_of) {
+        Some(ErrorKind::Config) => CONFIG,
+        Some(ErrorKind::Data) => DATA,
+        Some(ErrorKind::Internal) | None => INTERNAL,
+    }
 }

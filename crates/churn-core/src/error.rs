@@ -1,5 +1,17 @@
 //! Errors of the core crate; each variant carries the value or path that was wrong.
 
+pub use churn_error::ErrorKind;
+
+/// The kind of a query-engine error: SQL that does not parse or plan is the user's to fix
+/// (it comes from their query or feature file); everything else is internal.
+pub fn datafusion_error_kind(error: &datafusion::error::DataFusionError) -> ErrorKind {
+    use datafusion::error::DataFusionError as E;
+    match error.find_root() {
+        E::SQL(..) | E::Plan(_) | E::SchemaError(..) => ErrorKind::Config,
+        _ => ErrorKind::Internal,
+    }
+}
+
 /// Everything that can go wrong while opening or touching the lake.
 #[derive(Debug, thiserror::Error)]
 pub enum CoreError {
@@ -45,6 +57,19 @@ pub enum CoreError {
 
     #[error("unknown table {0:?} (expected transactions, customers or campaign_events)")]
     UnknownTable(String),
+}
+
+impl CoreError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            CoreError::InvalidLocation { .. }
+            | CoreError::InvalidTimezone(_)
+            | CoreError::TimezoneMismatch { .. }
+            | CoreError::UnknownTable(_) => ErrorKind::Config,
+            CoreError::DataFusion(e) => datafusion_error_kind(e),
+            _ => ErrorKind::Internal,
+        }
+    }
 }
 
 pub type Result<T, E = CoreError> = std::result::Result<T, E>;

@@ -10,6 +10,6 @@ pub mod parquet_io;
 pub mod session;
 pub mod table;
 
-pub use error::{CoreError, Result};
+pub use error::{CoreError, ErrorKind, Result, datafusion_error_kind};
 pub use lake::{Lake, LakeSettings};
 pub use table::{ColumnKind, ColumnSpec, Table};

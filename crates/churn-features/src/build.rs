@@ -156,6 +156,21 @@ fn final_select(used: &[(String, Vec<String>)]) -> String {
     )
 }
 
+/// Whether an error while running a feature file's query is the file's fault (its SQL, or a
+/// value its SQL cannot compute, such as a failed cast) rather than the machine's (memory,
+/// I/O, the object store, writing Parquet).
+fn is_query_error(error: &datafusion::error::DataFusionError) -> bool {
+    use datafusion::error::DataFusionError as E;
+    !matches!(
+        error.find_root(),
+        E::ResourcesExhausted(_)
+            | E::IoError(_)
+            | E::ParquetError(_)
+            | E::ObjectStore(_)
+            | E::External(_)
+    )
+}
+
 /// Runs each feature view once into staging Parquet and swaps the view for the file, checking
 /// the one-row-per-customer grain on the way. One query at a time keeps memory bounded; the
 /// final join then reads small files.
@@ -175,7 +190,7 @@ async fn materialize_features(
         let rel = format!("{}/{view}.parquet", churn_core::commit::staging_dir(job));
         let df = ctx.table(&view).await?;
         write_parquet(lake, df, &rel).await.map_err(|e| match e {
-            FeatureError::DataFusion(source) => FeatureError::Query {
+            FeatureError::DataFusion(source) if is_query_error(&source) => FeatureError::Query {
                 file: origin.clone(),
                 source,
             },
@@ -239,6 +254,24 @@ pub async fn build_snapshot(
         output: written.path,
         duration_ms: started.elapsed().as_millis() as u64,
     })
+}
+
+/// Builds the feature snapshot of `as_of` unless the lake has one; returns whether it built
+/// it. Training and scoring use this; the features command and pipeline step rebuild.
+pub async fn ensure_snapshot(
+    lake: &Lake,
+    as_of: NaiveDate,
+    options: &FeatureOptions,
+) -> Result<bool> {
+    if !lake
+        .list_parquet(&format!("features/as_of={as_of}"))
+        .await?
+        .is_empty()
+    {
+        return Ok(false);
+    }
+    build_snapshot(lake, as_of, options).await?;
+    Ok(true)
 }
 
 /// Builds the feature snapshots of several dates.

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use churn_core::CoreError;
+use churn_core::{CoreError, ErrorKind, datafusion_error_kind};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FeatureError {
@@ -57,25 +57,20 @@ pub enum FeatureError {
 }
 
 impl FeatureError {
-    /// Problems of configuration or of the user's SQL files.
-    pub fn is_config_error(&self) -> bool {
-        matches!(
-            self,
+    pub fn kind(&self) -> ErrorKind {
+        match self {
             FeatureError::Read { .. }
-                | FeatureError::InvalidFile { .. }
-                | FeatureError::Query { .. }
-                | FeatureError::ColumnClash { .. }
-                | FeatureError::NoFeatureFiles(_)
-                | FeatureError::InvalidDates { .. }
-        )
-    }
-
-    /// Problems of the data in the lake.
-    pub fn is_data_error(&self) -> bool {
-        matches!(
-            self,
-            FeatureError::NoTransactions | FeatureError::LabelsNotObservable { .. }
-        )
+            | FeatureError::InvalidFile { .. }
+            | FeatureError::Query { .. }
+            | FeatureError::ColumnClash { .. }
+            | FeatureError::NoFeatureFiles(_)
+            | FeatureError::InvalidDates { .. } => ErrorKind::Config,
+            FeatureError::NoTransactions | FeatureError::LabelsNotObservable { .. } => {
+                ErrorKind::Data
+            }
+            FeatureError::DataFusion(e) => datafusion_error_kind(e),
+            FeatureError::Core(e) => e.kind(),
+        }
     }
 }
 

@@ -5,9 +5,11 @@
 use std::time::Instant;
 
 use arrow::array::{Array, AsArray};
+use arrow::datatypes::{Date32Type, Int64Type};
 use chrono::{Duration, NaiveDate};
 use churn_core::session::{SessionOptions, new_session};
 use churn_core::{Lake, Table};
+use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use serde::Serialize;
 
 use crate::error::{FeatureError, Result};
@@ -34,24 +36,83 @@ pub struct LabelsSummary {
     pub duration_ms: u64,
 }
 
-/// The last local day with a transaction in the lake.
-async fn last_transaction_day(
-    ctx: &datafusion::prelude::SessionContext,
-) -> Result<Option<NaiveDate>> {
+/// The first and last local day with a transaction, in a session with the raw lake tables
+/// registered ([`register_lake_tables`]).
+pub async fn transaction_days(ctx: &SessionContext) -> Result<(NaiveDate, NaiveDate)> {
     let batches = ctx
         .sql(&format!(
-            "SELECT max(date) FROM {}",
+            "SELECT CAST(min(date) AS DATE), CAST(max(date) AS DATE) FROM {}",
             raw_name(Table::Transactions)
         ))
         .await?
         .collect()
         .await?;
-    let column = arrow::compute::cast(batches[0].column(0), &arrow::datatypes::DataType::Date32)
-        .map_err(datafusion::error::DataFusionError::from)?;
-    let days = column.as_primitive::<arrow::datatypes::Date32Type>();
-    Ok((!days.is_null(0)).then(|| {
-        NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid") + Duration::days(days.value(0) as i64)
-    }))
+    let day = |i: usize| -> Option<NaiveDate> {
+        let days = batches.first()?.column(i).as_primitive::<Date32Type>();
+        if days.is_null(0) {
+            None
+        } else {
+            Date32Type::to_naive_date_opt(days.value(0))
+        }
+    };
+    match (day(0), day(1)) {
+        (Some(first), Some(last)) => Ok((first, last)),
+        _ => Err(FeatureError::NoTransactions),
+    }
+}
+
+/// The first and last local day with a transaction in the lake.
+pub async fn lake_transaction_days(
+    lake: &Lake,
+    session: &SessionOptions,
+) -> Result<(NaiveDate, NaiveDate)> {
+    let ctx = new_session(lake, session)?;
+    register_lake_tables(&ctx, lake).await?;
+    transaction_days(&ctx).await
+}
+
+/// The label horizon of the lake's labels of `as_of`, when it has them (and all rows agree).
+pub async fn labels_horizon(
+    lake: &Lake,
+    as_of: NaiveDate,
+    session: &SessionOptions,
+) -> Result<Option<u32>> {
+    let folder = format!("labels/as_of={as_of}");
+    if lake.list_parquet(&folder).await?.is_empty() {
+        return Ok(None);
+    }
+    let ctx = new_session(lake, session)?;
+    ctx.register_parquet("l", lake.folder_url(&folder), ParquetReadOptions::default())
+        .await?;
+    let batches = ctx
+        .sql("SELECT CAST(min(horizon_days) AS BIGINT), CAST(max(horizon_days) AS BIGINT) FROM l")
+        .await?
+        .collect()
+        .await?;
+    let value = |i: usize| {
+        let column = batches.first()?.column(i).as_primitive::<Int64Type>();
+        (!column.is_null(0)).then(|| column.value(0))
+    };
+    Ok(match (value(0), value(1)) {
+        (Some(low), Some(high)) if low == high => u32::try_from(low).ok(),
+        _ => None,
+    })
+}
+
+/// Builds the labels of `as_of` for `horizon_days` unless the lake has exactly those;
+/// returns whether it built them.
+pub async fn ensure_labels(
+    lake: &Lake,
+    as_of: NaiveDate,
+    horizon_days: u32,
+    lookback_days: u32,
+    session: &SessionOptions,
+) -> Result<bool> {
+    if labels_horizon(lake, as_of, session).await? == Some(horizon_days) {
+        return Ok(false);
+    }
+    build_labels(lake, &[as_of], horizon_days, lookback_days, session).await?;
+    Ok(true)
 }
 
 /// Builds labels for several snapshot dates.
@@ -66,9 +127,7 @@ pub async fn build_labels(
     churn_core::commit::recover(lake).await?;
     let ctx = new_session(lake, session)?;
     register_lake_tables(&ctx, lake).await?;
-    let lake_ends = last_transaction_day(&ctx)
-        .await?
-        .ok_or(FeatureError::NoTransactions)?;
+    let (_, lake_ends) = transaction_days(&ctx).await?;
     // Refuse before writing anything.
     for &as_of in dates {
         let needs_through = as_of + Duration::days(horizon_days as i64 - 1);
@@ -97,19 +156,12 @@ pub async fn build_labels(
             raw = raw_name(Table::Transactions)
         );
         let df = ctx.sql(&sql).await?;
-        let churned_df = ctx
-            .sql(&format!(
-                "SELECT CAST(count(*) AS BIGINT) FROM ({sql}) WHERE churned = 1"
-            ))
-            .await?;
-        let churned = churned_df.collect().await?[0]
-            .column(0)
-            .as_primitive::<arrow::datatypes::Int64Type>()
-            .value(0) as u64;
         let job = job_id("labels", &as_of.to_string());
         let manifest = serde_json::json!({"kind": "labels", "as_of": as_of.to_string(), "horizon_days": horizon_days, "lookback_days": lookback_days});
         let written =
             write_partition(lake, df, &format!("labels/as_of={as_of}"), &job, manifest).await?;
+        // Counted on the written file (small), so the label query runs once.
+        let churned = count_churned(lake, &written.path).await?;
         snapshots.push(LabelSnapshot {
             as_of: as_of.to_string(),
             customers: written.rows,
@@ -124,4 +176,19 @@ pub async fn build_labels(
         snapshots,
         duration_ms: started.elapsed().as_millis() as u64,
     })
+}
+
+/// Churners in a written labels file.
+async fn count_churned(lake: &Lake, file: &str) -> Result<u64> {
+    let ctx = new_session(lake, &SessionOptions::default())?;
+    let churned = ctx
+        .read_parquet(
+            format!("{}{file}", lake.root_url()),
+            ParquetReadOptions::default(),
+        )
+        .await?
+        .filter(datafusion::prelude::col("churned").eq(datafusion::prelude::lit(1)))?
+        .count()
+        .await?;
+    Ok(churned as u64)
 }

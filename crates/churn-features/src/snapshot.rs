@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use arrow::datatypes::{DataType, Field, Schema};
+use arrow::datatypes::{DataType, Date32Type, Field, Schema};
 use chrono::{Datelike, NaiveDate};
 use churn_core::session::{SessionOptions, discover_tables, new_session, register_table};
 use churn_core::{Lake, Table};
@@ -17,11 +17,6 @@ use crate::error::{FeatureError, Result};
 
 /// Default population window: customers with a purchase in the last 365 days.
 pub const DEFAULT_LOOKBACK_DAYS: u32 = 365;
-
-/// Days since 1970-01-01.
-pub fn day_number(d: NaiveDate) -> i32 {
-    (d - NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date")).num_days() as i32
-}
 
 /// Name under which a raw lake table is registered, beside its point-in-time view.
 pub fn raw_name(table: Table) -> String {
@@ -84,7 +79,7 @@ pub async fn register_snapshot_views(
         format!(
             "CREATE VIEW snapshot AS SELECT DATE '{d}' AS as_of, CAST({} AS INT) AS as_of_day, CAST({} AS INT) AS as_of_year, \
              CAST({} AS INT) AS as_of_month, CAST({} AS INT) AS as_of_day_of_month, CAST({lookback_days} AS INT) AS lookback_days",
-            day_number(as_of),
+            Date32Type::from_naive_date(as_of),
             as_of.year(),
             as_of.month(),
             as_of.day()
@@ -92,7 +87,7 @@ pub async fn register_snapshot_views(
         format!(
             "CREATE VIEW population AS SELECT DISTINCT customer_id FROM transactions \
              WHERE is_purchase AND day >= {}",
-            day_number(as_of) - lookback_days as i32
+            Date32Type::from_naive_date(as_of) - lookback_days as i32
         ),
     ];
     for view in views {

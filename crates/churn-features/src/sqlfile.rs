@@ -21,8 +21,6 @@ pub struct FeatureFile {
     /// Where it came from (a path, or `built-in:NAME.sql`).
     pub origin: String,
     pub sql: String,
-    pub summary: String,
-    pub grain: String,
     /// Lake tables the file reads besides transactions; the file is skipped without them.
     pub requires: Vec<String>,
     pub columns: Vec<ColumnDoc>,
@@ -53,8 +51,9 @@ impl FeatureFile {
             file: origin.to_string(),
             problem,
         };
-        let mut summary = Vec::new();
-        let mut grain = None;
+        // The grain line is required documentation; churn checks the grain itself (one row
+        // per customer) when it runs the file, so the text is not kept.
+        let mut has_grain = false;
         let mut requires = Vec::new();
         let mut columns = Vec::new();
         let mut in_columns = false;
@@ -66,8 +65,8 @@ impl FeatureFile {
                 break;
             };
             let text = comment.trim();
-            if let Some(g) = text.strip_prefix("grain:") {
-                grain = Some(g.trim().to_string());
+            if text.starts_with("grain:") {
+                has_grain = true;
             } else if let Some(r) = text.strip_prefix("requires:") {
                 requires.extend(
                     r.split(',')
@@ -86,12 +85,11 @@ impl FeatureFile {
                     name: column.trim().to_string(),
                     description: description.trim().to_string(),
                 });
-            } else if !text.is_empty() {
-                summary.push(text.to_string());
             }
         }
-        let grain =
-            grain.ok_or_else(|| invalid("the header comment has no `-- grain:` line".into()))?;
+        if !has_grain {
+            return Err(invalid("the header comment has no `-- grain:` line".into()));
+        }
         if columns.is_empty() {
             return Err(invalid(
                 "the header comment documents no columns (`-- columns:` then `--   name: meaning`)"
@@ -112,8 +110,6 @@ impl FeatureFile {
             name: name.to_string(),
             origin: origin.to_string(),
             sql: sql.to_string(),
-            summary: summary.join(" "),
-            grain,
             requires,
             columns,
         })

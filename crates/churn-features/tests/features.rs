@@ -449,7 +449,7 @@ async fn a_users_sql_file_is_joined_in_and_broken_files_are_named() {
         )
         .await
         .unwrap_err();
-        assert!(err.is_config_error(), "{name}: {err}");
+        assert_eq!(err.kind(), churn_core::ErrorKind::Config, "{name}: {err}");
         let text = err.to_string();
         assert!(
             text.contains(name) && text.contains(needle),

@@ -1,7 +1,7 @@
 //! Errors of ingest. Row-level problems are not errors (they go to quarantine); these are
 //! the problems that stop a run: bad configuration, unreadable sources, a lake that fails.
 
-use churn_core::CoreError;
+use churn_core::{CoreError, ErrorKind};
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
@@ -63,29 +63,18 @@ pub enum IngestError {
 }
 
 impl IngestError {
-    /// Whether the error is caused by configuration (as opposed to the data or the system).
-    pub fn is_config_error(&self) -> bool {
-        matches!(
-            self,
+    pub fn kind(&self) -> ErrorKind {
+        match self {
             IngestError::InvalidConfig { .. }
-                | IngestError::NoInputFiles { .. }
-                | IngestError::MissingColumns { .. }
-                | IngestError::MappedColumnAbsent { .. }
-                | IngestError::Core(CoreError::InvalidLocation { .. })
-                | IngestError::Core(CoreError::InvalidTimezone(_))
-                | IngestError::Core(CoreError::TimezoneMismatch { .. })
-                | IngestError::Core(CoreError::UnknownTable(_))
-        )
-    }
-
-    /// Whether the error is caused by the input data.
-    pub fn is_data_error(&self) -> bool {
-        matches!(
-            self,
+            | IngestError::NoInputFiles { .. }
+            | IngestError::MissingColumns { .. }
+            | IngestError::MappedColumnAbsent { .. } => ErrorKind::Config,
             IngestError::RejectRatioExceeded { .. }
-                | IngestError::EmptyFile { .. }
-                | IngestError::Unreadable { .. }
-        )
+            | IngestError::EmptyFile { .. }
+            | IngestError::Unreadable { .. } => ErrorKind::Data,
+            IngestError::Core(e) => e.kind(),
+            _ => ErrorKind::Internal,
+        }
     }
 }
 

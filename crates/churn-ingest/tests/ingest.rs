@@ -483,7 +483,7 @@ async fn too_many_rejects_add_nothing_but_keep_the_quarantine() {
     let err = ingest(&lake, &config(spec), &IngestOptions::default())
         .await
         .unwrap_err();
-    assert!(err.is_data_error());
+    assert_eq!(err.kind(), churn_core::ErrorKind::Data);
     assert!(err.to_string().contains("nothing was added"), "{err}");
     assert!(lake.list_parquet("transactions").await.unwrap().is_empty());
     assert!(count(&lake, "SELECT count(*) FROM quarantine_transactions").await > 0);
@@ -506,7 +506,7 @@ async fn a_source_without_a_required_column_is_refused_with_the_file_and_header(
     )
     .await
     .unwrap_err();
-    assert!(err.is_config_error());
+    assert_eq!(err.kind(), churn_core::ErrorKind::Config);
     let text = err.to_string();
     assert!(
         text.contains("t.csv") && text.contains("customer_id") && text.contains("member"),

@@ -30,6 +30,11 @@ pub enum BtydError {
     },
     #[error("invalid summary for customer #{index}: {problem}")]
     InvalidSummary { index: usize, problem: String },
+    #[error("{expected} predictions need a {expected} fit, got a {got} fit")]
+    WrongModel {
+        expected: &'static str,
+        got: &'static str,
+    },
 }
 
 /// A fitted model.
@@ -51,8 +56,16 @@ impl Fit {
             .map_or(f64::NAN, |(_, v)| *v)
     }
 
-    fn values(&self) -> Vec<f64> {
-        self.parameters.iter().map(|(_, v)| *v).collect()
+    /// The parameters of a fit of `model`, in their fitted order.
+    fn values_of<const N: usize>(&self, model: &'static str) -> Result<[f64; N], BtydError> {
+        let values: Vec<f64> = self.parameters.iter().map(|(_, v)| *v).collect();
+        match <[f64; N]>::try_from(values) {
+            Ok(values) if self.model == model => Ok(values),
+            _ => Err(BtydError::WrongModel {
+                expected: model,
+                got: self.model,
+            }),
+        }
     }
 }
 
@@ -132,7 +145,7 @@ fn fit(
 }
 
 /// BG/NBD log-likelihood of one customer.
-pub fn bgnbd_ll(p: &[f64], s: &Summary) -> f64 {
+fn bgnbd_ll(p: &[f64], s: &Summary) -> f64 {
     let (r, alpha, a, b) = (p[0], p[1], p[2], p[3]);
     let x = s.frequency;
     let a1 = ln_gamma(r + x) - ln_gamma(r) + r * alpha.ln();
@@ -162,7 +175,7 @@ pub fn fit_bgnbd(data: &[Summary]) -> Result<Fit, BtydError> {
 }
 
 /// Pareto/NBD log-likelihood of one customer.
-pub fn pareto_nbd_ll(p: &[f64], s: &Summary) -> f64 {
+fn pareto_nbd_ll(p: &[f64], s: &Summary) -> f64 {
     let (r, alpha, sh, beta) = (p[0], p[1], p[2], p[3]);
     let x = s.frequency;
     let rsx = r + sh + x;
@@ -201,7 +214,7 @@ pub fn fit_pareto_nbd(data: &[Summary]) -> Result<Fit, BtydError> {
 }
 
 /// Gamma-Gamma log-likelihood of one repeat buyer's mean spend.
-pub fn gamma_gamma_ll(par: &[f64], s: &Summary) -> f64 {
+fn gamma_gamma_ll(par: &[f64], s: &Summary) -> f64 {
     let (p, q, gamma) = (par[0], par[1], par[2]);
     let (x, m) = (s.frequency, s.monetary);
     ln_gamma(p * x + q) - ln_gamma(p * x) - ln_gamma(q)
@@ -241,43 +254,68 @@ pub fn fit_gamma_gamma(data: &[Summary]) -> Result<Fit, BtydError> {
     ))
 }
 
-/// BG/NBD probability that the customer is still active at the end of calibration.
-pub fn bgnbd_p_alive(fit: &Fit, s: &Summary) -> f64 {
-    let [r, alpha, a, b] = fit.values()[..] else {
-        return f64::NAN;
-    };
-    if s.frequency == 0.0 {
-        return 1.0;
+/// Fitted BG/NBD parameters, for per-customer predictions.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BgNbd {
+    pub r: f64,
+    pub alpha: f64,
+    pub a: f64,
+    pub b: f64,
+}
+
+impl BgNbd {
+    pub fn from_fit(fit: &Fit) -> Result<BgNbd, BtydError> {
+        let [r, alpha, a, b] = fit.values_of("bgnbd")?;
+        Ok(BgNbd { r, alpha, a, b })
     }
-    let x = s.frequency;
-    let log_ratio =
-        a.ln() - (b + x - 1.0).ln() + (r + x) * ((alpha + s.age).ln() - (alpha + s.recency).ln());
-    1.0 / (1.0 + log_ratio.exp())
+
+    /// Probability that the customer is still active at the end of calibration.
+    pub fn p_alive(&self, s: &Summary) -> f64 {
+        let BgNbd { r, alpha, a, b } = *self;
+        if s.frequency == 0.0 {
+            return 1.0;
+        }
+        let x = s.frequency;
+        let log_ratio = a.ln() - (b + x - 1.0).ln()
+            + (r + x) * ((alpha + s.age).ln() - (alpha + s.recency).ln());
+        1.0 / (1.0 + log_ratio.exp())
+    }
+
+    /// Expected number of purchases in the next `t` time units.
+    pub fn expected_purchases(&self, s: &Summary, t: f64) -> f64 {
+        let BgNbd { r, alpha, a, b } = *self;
+        let x = s.frequency;
+        let head = (a + b + x - 1.0) / (a - 1.0);
+        let hyp = hyp2f1(r + x, b + x, a + b + x - 1.0, t / (alpha + s.age + t));
+        let tail = 1.0 - ((alpha + s.age) / (alpha + s.age + t)).powf(r + x) * hyp;
+        let denom = if x > 0.0 {
+            1.0 + (a / (b + x - 1.0)) * ((alpha + s.age) / (alpha + s.recency)).powf(r + x)
+        } else {
+            1.0
+        };
+        head * tail / denom
+    }
 }
 
-/// BG/NBD expected number of purchases in the next `t` time units.
-pub fn bgnbd_expected_purchases(fit: &Fit, s: &Summary, t: f64) -> f64 {
-    let [r, alpha, a, b] = fit.values()[..] else {
-        return f64::NAN;
-    };
-    let x = s.frequency;
-    let head = (a + b + x - 1.0) / (a - 1.0);
-    let hyp = hyp2f1(r + x, b + x, a + b + x - 1.0, t / (alpha + s.age + t));
-    let tail = 1.0 - ((alpha + s.age) / (alpha + s.age + t)).powf(r + x) * hyp;
-    let denom = if x > 0.0 {
-        1.0 + (a / (b + x - 1.0)) * ((alpha + s.age) / (alpha + s.recency)).powf(r + x)
-    } else {
-        1.0
-    };
-    head * tail / denom
+/// Fitted Gamma-Gamma parameters.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GammaGamma {
+    pub p: f64,
+    pub q: f64,
+    pub gamma: f64,
 }
 
-/// Gamma-Gamma expected mean spend per purchase.
-pub fn gamma_gamma_expected_spend(fit: &Fit, s: &Summary) -> f64 {
-    let [p, q, gamma] = fit.values()[..] else {
-        return f64::NAN;
-    };
-    p * (gamma + s.frequency * s.monetary) / (p * s.frequency + q - 1.0)
+impl GammaGamma {
+    pub fn from_fit(fit: &Fit) -> Result<GammaGamma, BtydError> {
+        let [p, q, gamma] = fit.values_of("gamma_gamma")?;
+        Ok(GammaGamma { p, q, gamma })
+    }
+
+    /// Expected mean spend per purchase.
+    pub fn expected_spend(&self, s: &Summary) -> f64 {
+        let GammaGamma { p, q, gamma } = *self;
+        p * (gamma + s.frequency * s.monetary) / (p * s.frequency + q - 1.0)
+    }
 }
 
 /// log A0 of the Pareto/NBD likelihood (the integral over the unobserved dropout time),
@@ -297,23 +335,103 @@ fn pareto_log_a0(p: &[f64], s: &Summary) -> f64 {
     log_sub_exp(f1.ln() + rsx * q2.ln(), f2.ln() + rsx * q1.ln()) - rsx * (q1 * q2).ln()
 }
 
-/// Pareto/NBD probability that the customer is still active at the end of calibration.
-pub fn pareto_nbd_p_alive(fit: &Fit, s: &Summary) -> f64 {
-    let p = fit.values();
-    let (r, alpha, sh, beta) = (p[0], p[1], p[2], p[3]);
-    let x = s.frequency;
-    let log_term = sh.ln() - (r + sh + x).ln()
-        + (r + x) * (alpha + s.age).ln()
-        + sh * (beta + s.age).ln()
-        + pareto_log_a0(&p, s);
-    1.0 / (1.0 + log_term.exp())
+/// Fitted Pareto/NBD parameters (`s` is the dropout shape, written `sh` in formulas so it is
+/// not confused with a customer's summary).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ParetoNbd {
+    pub r: f64,
+    pub alpha: f64,
+    pub s: f64,
+    pub beta: f64,
 }
 
-/// Pareto/NBD expected number of purchases in the next `t` time units.
-pub fn pareto_nbd_expected_purchases(fit: &Fit, s: &Summary, t: f64) -> f64 {
-    let p = fit.values();
-    let (r, alpha, sh, beta) = (p[0], p[1], p[2], p[3]);
-    let x = s.frequency;
-    let rate = (r + x) * (beta + s.age) / ((alpha + s.age) * (sh - 1.0));
-    rate * (1.0 - ((beta + s.age) / (beta + s.age + t)).powf(sh - 1.0)) * pareto_nbd_p_alive(fit, s)
+impl ParetoNbd {
+    pub fn from_fit(fit: &Fit) -> Result<ParetoNbd, BtydError> {
+        let [r, alpha, s, beta] = fit.values_of("pareto_nbd")?;
+        Ok(ParetoNbd { r, alpha, s, beta })
+    }
+
+    fn values(&self) -> [f64; 4] {
+        [self.r, self.alpha, self.s, self.beta]
+    }
+
+    /// Probability that the customer is still active at the end of calibration.
+    pub fn p_alive(&self, s: &Summary) -> f64 {
+        let [r, alpha, sh, beta] = self.values();
+        let x = s.frequency;
+        let log_term = sh.ln() - (r + sh + x).ln()
+            + (r + x) * (alpha + s.age).ln()
+            + sh * (beta + s.age).ln()
+            + pareto_log_a0(&self.values(), s);
+        1.0 / (1.0 + log_term.exp())
+    }
+
+    /// Expected number of purchases in the next `t` time units.
+    pub fn expected_purchases(&self, s: &Summary, t: f64) -> f64 {
+        let [r, alpha, sh, beta] = self.values();
+        let x = s.frequency;
+        let rate = (r + x) * (beta + s.age) / ((alpha + s.age) * (sh - 1.0));
+        rate * (1.0 - ((beta + s.age) / (beta + s.age + t)).powf(sh - 1.0)) * self.p_alive(s)
+    }
+}
+
+/// What the buy-till-you-die models say about each customer: BG/NBD's probability of being
+/// alive and expected purchases over a horizon, and their expected value (those purchases
+/// times Gamma-Gamma's expected spend per purchase).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CustomerOutlook {
+    pub p_alive: f64,
+    pub expected_purchases: f64,
+    /// NaN when Gamma-Gamma was not fitted.
+    pub expected_value: f64,
+}
+
+/// Fits BG/NBD (and Gamma-Gamma when `with_value`) on `summaries` and gives each customer's
+/// outlook over `horizon_weeks`, in the order of `summaries`.
+pub fn customer_outlooks(
+    summaries: &[Summary],
+    horizon_weeks: f64,
+    with_value: bool,
+) -> Result<Vec<CustomerOutlook>, BtydError> {
+    let bgnbd = BgNbd::from_fit(&fit_bgnbd(summaries)?)?;
+    let gamma_gamma = if with_value {
+        Some(GammaGamma::from_fit(&fit_gamma_gamma(summaries)?)?)
+    } else {
+        None
+    };
+    Ok(summaries
+        .iter()
+        .map(|s| {
+            let expected_purchases = bgnbd.expected_purchases(s, horizon_weeks);
+            let spend = gamma_gamma.map_or(f64::NAN, |g| g.expected_spend(s));
+            CustomerOutlook {
+                p_alive: bgnbd.p_alive(s),
+                expected_purchases,
+                expected_value: expected_purchases * spend,
+            }
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn predictions_refuse_another_models_parameters() {
+        let gamma_gamma = Fit {
+            model: "gamma_gamma",
+            parameters: vec![("p", 6.25), ("q", 3.74), ("gamma", 15.44)],
+            standard_errors: vec![f64::NAN; 3],
+            log_likelihood: 0.0,
+            customers: 10,
+        };
+        let err = ParetoNbd::from_fit(&gamma_gamma).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "pareto_nbd predictions need a pareto_nbd fit, got a gamma_gamma fit"
+        );
+        assert!(BgNbd::from_fit(&gamma_gamma).is_err());
+        assert!(GammaGamma::from_fit(&gamma_gamma).is_ok());
+    }
 }

@@ -6,10 +6,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::datatypes::{DataType, Float64Type};
 use ndarray::Array2;
 use serde::{Deserialize, Serialize};
+
+use crate::error::{ModelError, Result};
 
 /// How many categories of a text feature get their own column; rarer ones share none.
 pub const MAX_CATEGORIES: usize = 20;
@@ -24,74 +24,22 @@ pub enum Values {
 }
 
 impl Values {
-    fn extend(&mut self, other: Values) {
+    /// `numeric` or `categorical`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Values::Numeric(_) => "numeric",
+            Values::Categorical(_) => "categorical",
+        }
+    }
+
+    /// Appends `other`; `false` (and nothing appended) when the kinds differ.
+    fn extend(&mut self, other: Values) -> bool {
         match (self, other) {
             (Values::Numeric(a), Values::Numeric(b)) => a.extend(b),
             (Values::Categorical(a), Values::Categorical(b)) => a.extend(b),
-            _ => unreachable!("frames are only appended with the same column kinds"),
+            _ => return false,
         }
-    }
-
-    fn select(&self, rows: &[usize]) -> Values {
-        match self {
-            Values::Numeric(v) => Values::Numeric(rows.iter().map(|&i| v[i]).collect()),
-            Values::Categorical(v) => {
-                Values::Categorical(rows.iter().map(|&i| v[i].clone()).collect())
-            }
-        }
-    }
-}
-
-/// Whether an Arrow type can be a model input, and as what.
-pub fn kind_of(data_type: &DataType) -> Option<&'static str> {
-    match data_type {
-        DataType::Boolean
-        | DataType::Int8
-        | DataType::Int16
-        | DataType::Int32
-        | DataType::Int64
-        | DataType::UInt8
-        | DataType::UInt16
-        | DataType::UInt32
-        | DataType::UInt64
-        | DataType::Float16
-        | DataType::Float32
-        | DataType::Float64
-        | DataType::Decimal128(_, _)
-        | DataType::Decimal256(_, _) => Some("numeric"),
-        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => Some("categorical"),
-        DataType::Dictionary(_, v) if kind_of(v) == Some("categorical") => Some("categorical"),
-        _ => None,
-    }
-}
-
-/// Converts one Arrow column to frame values; `None` for types a model cannot use.
-pub fn values_of(column: &dyn Array) -> Option<Values> {
-    match kind_of(column.data_type())? {
-        "numeric" => {
-            let cast = arrow::compute::cast(column, &DataType::Float64).ok()?;
-            let floats = cast.as_primitive::<Float64Type>();
-            Some(Values::Numeric(
-                (0..floats.len())
-                    .map(|i| {
-                        if floats.is_null(i) {
-                            f64::NAN
-                        } else {
-                            floats.value(i)
-                        }
-                    })
-                    .collect(),
-            ))
-        }
-        _ => {
-            let cast = arrow::compute::cast(column, &DataType::Utf8).ok()?;
-            let text = cast.as_string::<i32>();
-            Some(Values::Categorical(
-                (0..text.len())
-                    .map(|i| (!text.is_null(i)).then(|| text.value(i).to_string()))
-                    .collect(),
-            ))
-        }
+        true
     }
 }
 
@@ -113,60 +61,25 @@ impl Frame {
         self.customer_ids.len()
     }
 
-    /// Builds a frame from record batches holding `customer_id`, an optional `churned` label
-    /// and feature columns; columns of unusable types are returned by name and type.
-    pub fn from_batches(
-        batches: &[RecordBatch],
-        as_of: chrono::NaiveDate,
-    ) -> (Frame, Vec<(String, String)>) {
-        let mut frame = Frame::default();
-        let mut unusable = BTreeMap::new();
-        for batch in batches {
-            let schema = batch.schema();
-            let mut part = Frame::default();
-            for (field, column) in schema.fields().iter().zip(batch.columns()) {
-                let name = field.name().as_str();
-                match name {
-                    "customer_id" => {
-                        let ids = arrow::compute::cast(column, &DataType::Utf8)
-                            .expect("ids cast to text");
-                        let ids = ids.as_string::<i32>();
-                        part.customer_ids =
-                            (0..ids.len()).map(|i| ids.value(i).to_string()).collect();
-                    }
-                    "as_of" => {}
-                    "churned" => {
-                        if let Some(Values::Numeric(v)) = values_of(column.as_ref()) {
-                            part.churned = v;
-                        }
-                    }
-                    _ => match values_of(column.as_ref()) {
-                        Some(v) => {
-                            part.types
-                                .insert(name.to_string(), field.data_type().to_string());
-                            part.columns.insert(name.to_string(), v);
-                        }
-                        None => {
-                            unusable.insert(name.to_string(), field.data_type().to_string());
-                        }
-                    },
-                }
-            }
-            part.as_of = vec![as_of; part.customer_ids.len()];
-            frame.append(part);
-        }
-        (frame, unusable.into_iter().collect())
-    }
-
-    /// Appends another frame's rows; columns missing on one side are filled as missing.
-    pub fn append(&mut self, other: Frame) {
+    /// Appends another frame's rows; columns missing on one side are filled as missing. A
+    /// column that is numeric in one frame and text in the other (a feature file changed
+    /// between snapshots) is refused, naming the column and the snapshots.
+    pub fn append(&mut self, other: Frame) -> Result<()> {
         let before = self.rows();
         let added = other.rows();
         let mut other = other;
         for (name, values) in self.columns.iter_mut() {
-            match other.columns.remove(name) {
-                Some(v) => values.extend(v),
-                None => values.extend(missing_like(values, added)),
+            let v = other
+                .columns
+                .remove(name)
+                .unwrap_or_else(|| missing_like(values, added));
+            let (kind, other_kind) = (values.kind(), v.kind());
+            if !values.extend(v) {
+                return Err(ModelError::ColumnKindChanged {
+                    column: name.clone(),
+                    before: format!("{kind} in {}", dates(&self.as_of)),
+                    after: format!("{other_kind} in {}", dates(&other.as_of)),
+                });
             }
         }
         for (name, values) in other.columns {
@@ -178,6 +91,7 @@ impl Frame {
         self.customer_ids.extend(other.customer_ids);
         self.as_of.extend(other.as_of);
         self.churned.extend(other.churned);
+        Ok(())
     }
 
     /// Adds a numeric column, looked up per customer id (missing when absent).
@@ -191,25 +105,13 @@ impl Frame {
             .insert(name.to_string(), Values::Numeric(values));
         self.types.insert(name.to_string(), "Float64".to_string());
     }
+}
 
-    /// The rows at `rows`, in that order.
-    pub fn select(&self, rows: &[usize]) -> Frame {
-        Frame {
-            customer_ids: rows.iter().map(|&i| self.customer_ids[i].clone()).collect(),
-            as_of: rows.iter().map(|&i| self.as_of[i]).collect(),
-            churned: if self.churned.is_empty() {
-                Vec::new()
-            } else {
-                rows.iter().map(|&i| self.churned[i]).collect()
-            },
-            columns: self
-                .columns
-                .iter()
-                .map(|(n, v)| (n.clone(), v.select(rows)))
-                .collect(),
-            types: self.types.clone(),
-        }
-    }
+/// The distinct snapshot dates of rows, for messages.
+fn dates(as_of: &[chrono::NaiveDate]) -> String {
+    let mut distinct: Vec<String> = as_of.iter().map(|d| d.to_string()).collect();
+    distinct.dedup();
+    format!("snapshot {}", distinct.join(", "))
 }
 
 fn missing_like(values: &Values, rows: usize) -> Values {
@@ -384,28 +286,29 @@ impl Preprocessor {
     }
 
     /// Checks that a frame holds every input with the kind it was fitted on.
-    pub fn check(&self, frame: &Frame) -> Result<(), (String, String)> {
-        for input in &self.inputs {
-            match (&input.encoding, frame.columns.get(&input.name)) {
-                (_, None) => {
-                    return Err((input.name.clone(), "is not in the features table".into()));
-                }
-                (Encoding::Numeric { .. }, Some(Values::Categorical(_))) => {
-                    return Err((
-                        input.name.clone(),
-                        "was a number in training but is text here".into(),
-                    ));
-                }
-                (Encoding::Categorical { .. }, Some(Values::Numeric(_))) => {
-                    return Err((
-                        input.name.clone(),
-                        "was text in training but is a number here".into(),
-                    ));
-                }
-                _ => {}
-            }
+    pub fn check(&self, frame: &Frame) -> Result<()> {
+        let problems: Vec<String> = self
+            .inputs
+            .iter()
+            .filter_map(|input| {
+                let problem = match (&input.encoding, frame.columns.get(&input.name)) {
+                    (_, None) => "is not in the features table",
+                    (Encoding::Numeric { .. }, Some(Values::Categorical(_))) => {
+                        "was a number in training but is text here"
+                    }
+                    (Encoding::Categorical { .. }, Some(Values::Numeric(_))) => {
+                        "was text in training but is a number here"
+                    }
+                    _ => return None,
+                };
+                Some(format!("{} {problem}", input.name))
+            })
+            .collect();
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ModelError::InputsMismatch { problems })
         }
-        Ok(())
     }
 
     /// A person's reading of a feature's value in a row of the frame, e.g.

@@ -1,10 +1,9 @@
-//! Errors of training, evaluation and the registry; each names the model file, snapshot,
-//! feature or value at fault, and says whether the user's configuration or data is to blame.
+//! Errors of model files, training and scoring; each names the model file, feature, snapshot
+//! or value at fault, and says whether the user's configuration or data is to blame.
 
 use std::path::PathBuf;
 
-use churn_core::CoreError;
-use churn_features::FeatureError;
+pub use churn_error::ErrorKind;
 
 use crate::btyd::BtydError;
 
@@ -55,13 +54,14 @@ pub enum ModelError {
     #[error("feature {feature:?} is selected by the model but {problem}")]
     FeatureMismatch { feature: String, problem: String },
 
-    #[error(
-        "feature {feature:?} of snapshot {as_of} has type {data_type}, which a model cannot use"
-    )]
-    UnsupportedFeatureType {
-        feature: String,
-        as_of: chrono::NaiveDate,
-        data_type: String,
+    #[error("the features table does not fit the model:\n  - {}", problems.join("\n  - "))]
+    InputsMismatch { problems: Vec<String> },
+
+    #[error("feature {column:?} is {before} but {after}; rebuild the older snapshots")]
+    ColumnKindChanged {
+        column: String,
+        before: String,
+        after: String,
     },
 
     #[error("{algorithm} training failed: {reason}")]
@@ -70,61 +70,27 @@ pub enum ModelError {
         reason: String,
     },
 
-    #[error("no model {name:?} in {registry}")]
-    UnknownModel { name: String, registry: String },
-
-    #[error("model {name:?} has no version {version:?} (versions: {known})")]
-    UnknownVersion {
-        name: String,
-        version: String,
-        known: String,
-    },
-
-    #[error("registry entry {path} is unreadable: {reason}")]
-    BadRegistryEntry { path: String, reason: String },
-
     #[error("buy-till-you-die model for snapshot {as_of}: {source}")]
     Btyd {
         as_of: chrono::NaiveDate,
         #[source]
         source: BtydError,
     },
-
-    #[error(transparent)]
-    Feature(#[from] FeatureError),
-
-    #[error("query engine error: {0}")]
-    DataFusion(#[from] datafusion::error::DataFusionError),
-
-    #[error(transparent)]
-    Core(#[from] CoreError),
 }
 
 impl ModelError {
-    /// Problems with the model file or the command's arguments.
-    pub fn is_config_error(&self) -> bool {
+    pub fn kind(&self) -> ErrorKind {
         match self {
             ModelError::ReadSpec { .. }
             | ModelError::InvalidSpec { .. }
             | ModelError::FeatureMismatch { .. }
-            | ModelError::UnknownModel { .. }
-            | ModelError::UnknownVersion { .. } => true,
-            ModelError::Feature(e) => e.is_config_error(),
-            _ => false,
-        }
-    }
-
-    /// The lake's data cannot support what was asked (too little history, too few churners).
-    pub fn is_data_error(&self) -> bool {
-        match self {
+            | ModelError::InputsMismatch { .. } => ErrorKind::Config,
             ModelError::TestLabelsNotObservable { .. }
             | ModelError::SnapshotBeforeData { .. }
             | ModelError::TooFewOfAClass { .. }
-            | ModelError::UnsupportedFeatureType { .. }
-            | ModelError::BadRegistryEntry { .. }
-            | ModelError::Btyd { .. } => true,
-            ModelError::Feature(e) => e.is_data_error(),
-            _ => false,
+            | ModelError::ColumnKindChanged { .. }
+            | ModelError::Btyd { .. } => ErrorKind::Data,
+            ModelError::Training { .. } => ErrorKind::Internal,
         }
     }
 }

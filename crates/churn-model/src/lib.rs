@@ -1,8 +1,12 @@
-//! Churn models: buy-till-you-die models (BG/NBD, Pareto/NBD, Gamma-Gamma) fitted by maximum
-//! likelihood; churn classifiers (linfa logistic regression, decision trees and forests,
-//! forust-ml gradient boosting) trained with a time-based backtest against baselines,
-//! calibrated, explained and kept in a versioned registry in the lake.
+//! Churn models as pure computations (data in, fitted models and metrics out; no lake and no
+//! query engine): buy-till-you-die models (BG/NBD, Pareto/NBD, Gamma-Gamma) fitted by maximum
+//! likelihood; churn classifiers (logistic regression, decision trees and forests, gradient
+//! boosting) with preprocessing, calibration and explanations; the time-based backtest against
+//! baselines and its grade. Reading snapshots from the lake and the registry live in
+//! `churn-train`.
 
+pub mod artifact;
+pub mod backtest;
 pub mod btyd;
 pub mod calibrate;
 pub mod classifier;
@@ -11,11 +15,9 @@ pub mod error;
 pub mod explain;
 pub mod metrics;
 pub mod optim;
-pub mod registry;
 pub mod spec;
 pub mod special;
-pub mod train;
 
-pub use error::{ModelError, Result};
+pub use artifact::Artifact;
+pub use error::{ErrorKind, ModelError, Result};
 pub use spec::ModelSpec;
-pub use train::{TrainOptions, TrainReport, train};

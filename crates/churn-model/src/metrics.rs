@@ -2,7 +2,13 @@
 //! fair tie-break would on average, so a score that ranks many customers equal (such as a
 //! "no purchase in N days" rule) is measured for what it is, neither flattered nor punished.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// JSON has no NaN: serde_json writes it as `null`. Reads `null` back as NaN (an empty
+/// calibration bin has no mean score), so stored metrics round-trip.
+pub fn f64_or_nan<'de, D: Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(deserializer)?.unwrap_or(f64::NAN))
+}
 
 /// One bin of a calibration table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -11,19 +17,25 @@ pub struct CalibrationBin {
     pub lower: f64,
     pub upper: f64,
     pub customers: u64,
+    #[serde(deserialize_with = "f64_or_nan")]
     pub mean_score: f64,
+    #[serde(deserialize_with = "f64_or_nan")]
     pub churn_rate: f64,
 }
 
 /// The metrics of one scorer on one labelled snapshot.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Metrics {
+    #[serde(deserialize_with = "f64_or_nan")]
     pub roc_auc: f64,
     /// Average precision (area under the precision-recall step curve).
+    #[serde(deserialize_with = "f64_or_nan")]
     pub pr_auc: f64,
     /// Churn rate among the top 10 % of scores divided by the overall churn rate.
+    #[serde(deserialize_with = "f64_or_nan")]
     pub top_decile_lift: f64,
     /// Mean squared difference between score and label.
+    #[serde(deserialize_with = "f64_or_nan")]
     pub brier: f64,
     pub calibration: Vec<CalibrationBin>,
     pub customers: u64,
@@ -196,6 +208,21 @@ pub fn recall_at_precision(scores: &[f64], labels: &[f64], precision: f64) -> f6
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn metrics_with_empty_calibration_bins_survive_a_json_round_trip() {
+        let metrics = evaluate(&[0.9, 0.8, 0.2], &[1.0, 1.0, 0.0]);
+        assert!(metrics.calibration.iter().any(|b| b.mean_score.is_nan()));
+        let text = serde_json::to_string(&metrics).unwrap();
+        let back: Metrics = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.roc_auc, metrics.roc_auc);
+        assert_eq!(back.calibration.len(), metrics.calibration.len());
+        for (a, b) in back.calibration.iter().zip(&metrics.calibration) {
+            assert!(
+                a.mean_score == b.mean_score || (a.mean_score.is_nan() && b.mean_score.is_nan())
+            );
+        }
+    }
 
     #[test]
     fn roc_auc_matches_a_hand_count_with_ties() {

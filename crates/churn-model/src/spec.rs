@@ -75,10 +75,43 @@ struct RawSpec {
     training: RawTraining,
     #[serde(default)]
     features: RawFeatures,
+    #[serde(default)]
+    scoring: ScoringSpec,
     logistic: Option<LogisticParams>,
     decision_tree: Option<TreeParams>,
     random_forest: Option<ForestParams>,
     gbdt: Option<GbdtParams>,
+}
+
+/// `[scoring]`: how `churn score` turns the model's probabilities and the BTYD outlook into
+/// what marketing sees.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScoringSpec {
+    /// Churn-probability cut-offs of the risk bands: below the first is `low`, from the first
+    /// to below the second `medium`, from the second up `high`. Default [0.33, 0.66].
+    #[serde(default = "default_risk_band_cutoffs")]
+    pub risk_band_cutoffs: [f64; 2],
+    /// Annual discount rate of `expected_value_12m` (0.10 = 10 % a year), applied per month.
+    /// Default 0.10.
+    #[serde(default = "default_annual_discount_rate")]
+    pub annual_discount_rate: f64,
+}
+
+impl Default for ScoringSpec {
+    fn default() -> ScoringSpec {
+        ScoringSpec {
+            risk_band_cutoffs: default_risk_band_cutoffs(),
+            annual_discount_rate: default_annual_discount_rate(),
+        }
+    }
+}
+
+fn default_risk_band_cutoffs() -> [f64; 2] {
+    [0.33, 0.66]
+}
+fn default_annual_discount_rate() -> f64 {
+    0.10
 }
 
 fn default_horizon_days() -> u32 {
@@ -362,6 +395,9 @@ pub struct ModelSpec {
     pub include: Vec<String>,
     pub exclude: Vec<String>,
     pub btyd_features: bool,
+    /// Absent in artifacts registered before scoring existed: the defaults then.
+    #[serde(default)]
+    pub scoring: ScoringSpec,
 }
 
 impl ModelSpec {
@@ -512,6 +548,18 @@ impl ModelSpec {
                 Learner::Gbdt(p)
             }
         };
+        let [low, high] = raw.scoring.risk_band_cutoffs;
+        if !(0.0 < low && low < high && high < 1.0) {
+            problems.push(format!(
+                "scoring.risk_band_cutoffs: expected two increasing probabilities between 0 and 1, got [{low}, {high}]"
+            ));
+        }
+        let rate = raw.scoring.annual_discount_rate;
+        if !(0.0..1.0).contains(&rate) {
+            problems.push(format!(
+                "scoring.annual_discount_rate: expected a rate from 0 to below 1, got {rate}"
+            ));
+        }
         if !problems.is_empty() {
             return Err(invalid(problems));
         }
@@ -529,6 +577,7 @@ impl ModelSpec {
             include: raw.features.include,
             exclude: raw.features.exclude,
             btyd_features: raw.features.btyd,
+            scoring: raw.scoring,
         })
     }
 }

@@ -3,7 +3,7 @@
 //! as listed in shared/datasets/cdnow/README.md. The summary file is the one shipped with the
 //! lifetimes package (tests/data/).
 
-use churn_model::btyd::{Fit, Summary, bgnbd_p_alive, fit_bgnbd, fit_gamma_gamma, fit_pareto_nbd};
+use churn_model::btyd::{BgNbd, Fit, Summary, fit_bgnbd, fit_gamma_gamma, fit_pareto_nbd};
 
 fn cdnow() -> Vec<Summary> {
     let path = concat!(
@@ -58,14 +58,19 @@ fn bgnbd_reproduces_the_published_cdnow_estimates() {
         fit.standard_errors
     );
     // A one-time buyer is certainly alive under BG/NBD; a lapsed regular is not.
-    assert_eq!(bgnbd_p_alive(&fit, &data[1].clone_with(0.0, 0.0)), 1.0);
+    assert_eq!(
+        BgNbd::from_fit(&fit)
+            .unwrap()
+            .p_alive(&data[1].clone_with(0.0, 0.0)),
+        1.0
+    );
     let lapsed = Summary {
         frequency: 10.0,
         recency: 5.0,
         age: 38.86,
         monetary: 20.0,
     };
-    assert!(bgnbd_p_alive(&fit, &lapsed) < 0.1);
+    assert!(BgNbd::from_fit(&fit).unwrap().p_alive(&lapsed) < 0.1);
 }
 
 #[test]

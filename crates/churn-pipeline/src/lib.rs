@@ -7,11 +7,12 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use chrono::NaiveDate;
-use churn_core::Lake;
 use churn_core::session::SessionOptions;
-use churn_features::{FeatureFile, FeatureOptions};
-use churn_ingest::{IngestOptions, SourceConfig, SourceSpec};
+use churn_core::{ErrorKind, Lake};
+use churn_features::{FeatureFile, FeatureOptions, FeaturesSummary, LabelsSummary};
+use churn_ingest::{IngestOptions, IngestSummary, SourceConfig, SourceSpec};
 use churn_model::ModelSpec;
+use churn_train::TrainReport;
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
@@ -52,32 +53,23 @@ pub enum PipelineError {
     Train {
         model: String,
         #[source]
-        error: Box<churn_model::ModelError>,
+        error: Box<churn_train::TrainError>,
     },
     #[error(transparent)]
     Core(#[from] churn_core::CoreError),
 }
 
 impl PipelineError {
-    pub fn is_config_error(&self) -> bool {
+    pub fn kind(&self) -> ErrorKind {
         match self {
             PipelineError::Read { .. }
             | PipelineError::Parse { .. }
             | PipelineError::Invalid { .. }
-            | PipelineError::UnknownSource { .. } => true,
-            PipelineError::Ingest { error, .. } => error.is_config_error(),
-            PipelineError::Features { error, .. } => error.is_config_error(),
-            PipelineError::Train { error, .. } => error.is_config_error(),
-            PipelineError::Core(_) => false,
-        }
-    }
-
-    pub fn is_data_error(&self) -> bool {
-        match self {
-            PipelineError::Ingest { error, .. } => error.is_data_error(),
-            PipelineError::Features { error, .. } => error.is_data_error(),
-            PipelineError::Train { error, .. } => error.is_data_error(),
-            _ => false,
+            | PipelineError::UnknownSource { .. } => ErrorKind::Config,
+            PipelineError::Ingest { error, .. } => error.kind(),
+            PipelineError::Features { error, .. } => error.kind(),
+            PipelineError::Train { error, .. } => error.kind(),
+            PipelineError::Core(e) => e.kind(),
         }
     }
 }
@@ -288,15 +280,32 @@ impl Pipeline {
     }
 }
 
+/// What one step of a run did: the summary the matching command prints with `--json`, or why
+/// the step was skipped.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum StepOutcome {
+    Ingest(Box<IngestSummary>),
+    Features(FeaturesSummary),
+    Labels(LabelsSummary),
+    Train(Box<TrainReport>),
+    /// The data does not reach far enough yet (labels or a test snapshot not observable).
+    Skipped {
+        kind: &'static str,
+        skipped: String,
+    },
+}
+
 /// One executed step of a run.
 #[derive(Debug, Clone, Serialize)]
 pub struct StepSummary {
     /// `ingest`, `features`, `labels` or `train`.
     pub step: &'static str,
-    /// Source name for ingest steps, the snapshot date otherwise.
+    /// Source name for ingest steps, the model name for train steps, the snapshot date
+    /// otherwise.
     pub name: String,
-    /// The step's own summary (as printed by the matching command with `--json`).
-    pub summary: serde_json::Value,
+    #[serde(rename = "summary")]
+    pub outcome: StepOutcome,
 }
 
 /// What `churn run` did.
@@ -312,8 +321,20 @@ pub struct RunSummary {
     pub duration_ms: u64,
 }
 
-fn to_value<T: Serialize>(summary: &T) -> serde_json::Value {
-    serde_json::to_value(summary).expect("summaries serialise")
+/// The feature options of steps that build snapshots: the `[features]` section's, or the
+/// built-in files with default settings.
+fn feature_options(pipeline: &Pipeline, step: &'static str) -> Result<FeatureOptions> {
+    match &pipeline.features {
+        Some(f) => Ok(f.clone()),
+        None => Ok(FeatureOptions {
+            lookback_days: churn_features::DEFAULT_LOOKBACK_DAYS,
+            session: SessionOptions::default(),
+            files: FeatureFile::built_in().map_err(|error| PipelineError::Features {
+                step,
+                error: Box::new(error),
+            })?,
+        }),
+    }
 }
 
 /// Trains one model with test snapshot `as_of - horizon`; a lake that does not reach that far
@@ -327,27 +348,17 @@ async fn train_step(
 ) -> Result<StepSummary> {
     let test_date = as_of - chrono::Duration::days(spec.horizon_days as i64);
     tracing::info!(model = %spec.name, as_of = %test_date, "train step");
-    let (session, feature_files, lookback_days) = match &pipeline.features {
-        Some(f) => (f.session.clone(), f.files.clone(), f.lookback_days),
-        None => (
-            SessionOptions::default(),
-            FeatureFile::built_in().map_err(|error| PipelineError::Features {
-                step: "train",
-                error: Box::new(error),
-            })?,
-            churn_features::DEFAULT_LOOKBACK_DAYS,
-        ),
-    };
-    let options = churn_model::TrainOptions {
-        session,
-        feature_files,
-        lookback_days,
-    };
-    let summary = match churn_model::train(lake, spec, test_date, &options).await {
-        Ok(report) => to_value(&report),
-        Err(e @ churn_model::ModelError::TestLabelsNotObservable { .. }) => {
+    let features = feature_options(pipeline, "train")?;
+    let outcome = match churn_train::train(lake, spec, test_date, &features).await {
+        Ok(report) => StepOutcome::Train(Box::new(report)),
+        Err(churn_train::TrainError::Model(
+            e @ churn_model::ModelError::TestLabelsNotObservable { .. },
+        )) => {
             tracing::warn!(error = %e, "train skipped");
-            serde_json::json!({"kind": "train", "skipped": e.to_string()})
+            StepOutcome::Skipped {
+                kind: "train",
+                skipped: e.to_string(),
+            }
         }
         Err(error) => {
             return Err(PipelineError::Train {
@@ -359,7 +370,7 @@ async fn train_step(
     Ok(StepSummary {
         step: "train",
         name: spec.name.clone(),
-        summary,
+        outcome,
     })
 }
 
@@ -390,7 +401,7 @@ pub async fn run(
         steps.push(StepSummary {
             step: "ingest",
             name: name.clone(),
-            summary: to_value(&summary),
+            outcome: StepOutcome::Ingest(Box::new(summary)),
         });
     }
     if let Some(features) = &pipeline.features {
@@ -404,7 +415,7 @@ pub async fn run(
         steps.push(StepSummary {
             step: "features",
             name: as_of.to_string(),
-            summary: to_value(&summary),
+            outcome: StepOutcome::Features(summary),
         });
     }
     if let Some((horizon_days, lookback_days)) = pipeline.labels {
@@ -415,7 +426,7 @@ pub async fn run(
             .as_ref()
             .map(|f| f.session.clone())
             .unwrap_or_default();
-        let summary = match churn_features::build_labels(
+        let outcome = match churn_features::build_labels(
             lake,
             &[label_date],
             horizon_days,
@@ -424,11 +435,14 @@ pub async fn run(
         )
         .await
         {
-            Ok(s) => to_value(&s),
+            Ok(s) => StepOutcome::Labels(s),
             // Data that does not reach the horizon yet (no sales yesterday) is normal: say so.
             Err(e @ churn_features::FeatureError::LabelsNotObservable { .. }) => {
                 tracing::warn!(error = %e, "labels skipped");
-                serde_json::json!({"kind": "labels", "skipped": e.to_string()})
+                StepOutcome::Skipped {
+                    kind: "labels",
+                    skipped: e.to_string(),
+                }
             }
             Err(error) => {
                 return Err(PipelineError::Features {
@@ -440,7 +454,7 @@ pub async fn run(
         steps.push(StepSummary {
             step: "labels",
             name: label_date.to_string(),
-            summary,
+            outcome,
         });
     }
     for (model_path, spec) in &pipeline.train {

@@ -61,6 +61,15 @@ pub enum SynthError {
     InvalidOptions(String),
 }
 
+impl SynthError {
+    pub fn kind(&self) -> churn_core::ErrorKind {
+        match self {
+            SynthError::InvalidOptions(_) => churn_core::ErrorKind::Config,
+            SynthError::Io { .. } | SynthError::Parquet { .. } => churn_core::ErrorKind::Internal,
+        }
+    }
+}
+
 pub type Result<T, E = SynthError> = std::result::Result<T, E>;
 
 /// What was generated and where.

@@ -2,9 +2,9 @@
 
 use anyhow::Context;
 use churn_core::Lake;
-use churn_model::registry;
-
-use crate::exit::UsageError;
+use churn_model::backtest::GradeLetter;
+use churn_model::metrics::Metrics;
+use churn_train::registry;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -36,25 +36,24 @@ struct ShowArgs {
     model: String,
 }
 
-fn parse_reference(reference: &str) -> Result<(String, Option<u32>), UsageError> {
-    match reference.split_once('@') {
-        None => Ok((reference.to_string(), None)),
-        Some((name, version)) => version
-            .parse::<u32>()
-            .map(|v| (name.to_string(), Some(v)))
-            .map_err(|_| {
-                UsageError(format!(
-                    "expected NAME or NAME@VERSION with a whole-number version, got {reference:?}"
-                ))
-            }),
-    }
+/// One row of `churn models list`.
+#[derive(Debug, serde::Serialize)]
+struct ListedVersion {
+    name: String,
+    version: u32,
+    algorithm: String,
+    as_of: String,
+    trained_at: String,
+    grade: GradeLetter,
+    roc_auc: f64,
+    top_decile_lift: f64,
 }
 
-fn number(v: &serde_json::Value, path: &[&str]) -> f64 {
-    path.iter()
-        .fold(v, |v, key| &v[*key])
-        .as_f64()
-        .unwrap_or(f64::NAN)
+fn metrics_line(label: &str, m: &Metrics) -> String {
+    format!(
+        "  {label:<30} roc_auc {:.3}  pr_auc {:.3}  top_decile_lift {:.2}  brier {:.3}\n",
+        m.roc_auc, m.pr_auc, m.top_decile_lift, m.brier
+    )
 }
 
 pub async fn run(args: Args, json: bool) -> anyhow::Result<()> {
@@ -67,16 +66,16 @@ pub async fn run(args: Args, json: bool) -> anyhow::Result<()> {
                     let stored = registry::read(&lake, &model.name, Some(version))
                         .await
                         .with_context(|| format!("reading {}@{version}", model.name))?;
-                    rows.push(serde_json::json!({
-                        "name": model.name,
-                        "version": version,
-                        "algorithm": stored.manifest["algorithm"],
-                        "as_of": stored.manifest["as_of"],
-                        "trained_at": stored.manifest["trained_at"],
-                        "grade": stored.metrics["grade"]["grade"],
-                        "roc_auc": stored.metrics["model"]["roc_auc"],
-                        "top_decile_lift": stored.metrics["model"]["top_decile_lift"],
-                    }));
+                    rows.push(ListedVersion {
+                        name: model.name.clone(),
+                        version,
+                        algorithm: stored.manifest.algorithm,
+                        as_of: stored.manifest.as_of,
+                        trained_at: stored.manifest.trained_at,
+                        grade: stored.report.grade.grade,
+                        roc_auc: stored.report.model.roc_auc,
+                        top_decile_lift: stored.report.model.top_decile_lift,
+                    });
                 }
             }
             let summary =
@@ -102,111 +101,79 @@ pub async fn run(args: Args, json: bool) -> anyhow::Result<()> {
                 for r in &rows {
                     text.push_str(&format!(
                         "{:<24} {:>7} {:<14} {:<11} {:>5} {:>8.3} {:>6.2}  {}\n",
-                        r["name"].as_str().unwrap_or(""),
-                        r["version"].to_string(),
-                        r["algorithm"].as_str().unwrap_or(""),
-                        r["as_of"].as_str().unwrap_or(""),
-                        r["grade"].as_str().unwrap_or(""),
-                        r["roc_auc"].as_f64().unwrap_or(f64::NAN),
-                        r["top_decile_lift"].as_f64().unwrap_or(f64::NAN),
-                        r["trained_at"].as_str().unwrap_or("")
+                        r.name,
+                        r.version,
+                        r.algorithm,
+                        r.as_of,
+                        r.grade.to_string(),
+                        r.roc_auc,
+                        r.top_decile_lift,
+                        r.trained_at
                     ));
                 }
                 text
             })
         }
         What::Show(args) => {
-            let (name, version) = parse_reference(&args.model)?;
+            let (name, version) = registry::parse_reference(&args.model)?;
             let lake = Lake::open(&args.lake)?;
             let stored = registry::read(&lake, &name, version).await?;
-            let m = &stored.metrics;
             let summary = serde_json::json!({
                 "kind": "model",
                 "name": name,
                 "version": stored.version,
                 "description": stored.artifact.spec.description,
                 "manifest": stored.manifest,
-                "metrics": m,
+                "metrics": stored.report,
                 "features": stored.artifact.preprocessor.inputs.iter().map(|i| serde_json::json!({
                     "name": i.name, "data_type": i.data_type, "description": i.description,
                 })).collect::<Vec<_>>(),
                 "spec": stored.artifact.spec,
             });
             crate::output::emit(json, &summary, || {
-                let mf = &stored.manifest;
+                let (mf, m) = (&stored.manifest, &stored.report);
                 let mut text = format!(
                     "{name}@{} ({}, {}-day horizon, seed {})\n",
-                    stored.version,
-                    mf["algorithm"].as_str().unwrap_or(""),
-                    mf["horizon_days"],
-                    mf["seed"]
+                    stored.version, mf.algorithm, mf.horizon_days, mf.seed
                 );
                 if !stored.artifact.spec.description.is_empty() {
                     text.push_str(&format!("  {}\n", stored.artifact.spec.description));
                 }
                 text.push_str(&format!(
                     "Trained at {} by {}; data fingerprint {}\n",
-                    mf["trained_at"].as_str().unwrap_or(""),
-                    mf["code_version"].as_str().unwrap_or(""),
-                    mf["data_fingerprint"].as_str().unwrap_or("")
+                    mf.trained_at, mf.code_version, mf.data_fingerprint
                 ));
-                for slice in ["training", "calibration", "test"] {
-                    let s = &mf["snapshots"][slice];
-                    if s.is_null() {
-                        continue;
-                    }
-                    let dates: Vec<&str> = s["snapshots"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .filter_map(|d| d.as_str())
-                        .collect();
+                let slices = [
+                    ("training", Some(&mf.snapshots.training)),
+                    ("calibration", mf.snapshots.calibration.as_ref()),
+                    ("test", Some(&mf.snapshots.test)),
+                ];
+                for (slice, s) in slices {
+                    let Some(s) = s else { continue };
                     text.push_str(&format!(
                         "  {slice:<12} {}: {} rows, {} churners\n",
-                        dates.join(", "),
-                        s["customers"],
-                        s["churners"]
+                        s.snapshots.join(", "),
+                        s.customers,
+                        s.churners
                     ));
                 }
                 text.push_str("Test metrics:\n");
-                for (label, key) in [
-                    ("model", "model"),
-                    ("baseline: rule", "baseline_rule"),
-                    ("baseline: BG/NBD 1 - P(alive)", "baseline_bgnbd"),
-                ] {
-                    let base: Vec<&str> = if key == "baseline_rule" {
-                        vec![key, "metrics"]
-                    } else {
-                        vec![key]
-                    };
-                    let get = |metric: &str| {
-                        let mut path = base.clone();
-                        path.push(metric);
-                        number(m, &path)
-                    };
-                    text.push_str(&format!(
-                        "  {label:<30} roc_auc {:.3}  pr_auc {:.3}  top_decile_lift {:.2}  brier {:.3}\n",
-                        get("roc_auc"), get("pr_auc"), get("top_decile_lift"), get("brier")
-                    ));
-                }
+                text.push_str(&metrics_line("model", &m.model));
+                text.push_str(&metrics_line("baseline: rule", &m.baseline_rule.metrics));
+                text.push_str(&metrics_line(
+                    "baseline: BG/NBD 1 - P(alive)",
+                    &m.baseline_bgnbd,
+                ));
                 text.push_str(&format!(
                     "  (rule: no purchase in {} days)\n",
-                    m["baseline_rule"]["no_purchase_days"]
+                    m.baseline_rule.no_purchase_days
                 ));
-                text.push_str(&format!(
-                    "Grade {}: {}\n",
-                    m["grade"]["grade"].as_str().unwrap_or(""),
-                    m["grade"]["verdict"].as_str().unwrap_or("")
-                ));
+                text.push_str(&format!("Grade {}: {}\n", m.grade.grade, m.grade.verdict));
                 text.push_str("Calibration (test snapshot):\n  score bin    customers  mean score  churn rate\n");
-                for bin in m["model"]["calibration"].as_array().into_iter().flatten() {
+                for bin in &m.model.calibration {
                     text.push_str(&format!(
                         "  [{:.1}, {:.1})  {:>9}  {:>10.3}  {:>10.3}\n",
-                        number(bin, &["lower"]),
-                        number(bin, &["upper"]),
-                        bin["customers"].to_string(),
-                        number(bin, &["mean_score"]),
-                        number(bin, &["churn_rate"])
+                        bin.lower, bin.upper, bin.customers, bin.mean_score, bin.churn_rate
                     ));
                 }
                 text.push_str(&format!(

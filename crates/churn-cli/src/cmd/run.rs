@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use churn_core::Lake;
 use churn_ingest::IngestOptions;
-use churn_pipeline::{Pipeline, RunSummary};
+use churn_pipeline::{Pipeline, RunSummary, StepOutcome};
 
 use crate::exit::UsageError;
 
@@ -57,50 +57,45 @@ pub fn human(s: &RunSummary) -> String {
         s.duration_ms as f64 / 1000.0
     );
     for step in &s.steps {
-        let v = &step.summary;
-        let line = match step.step {
-            "ingest" => format!(
+        let line = match &step.outcome {
+            StepOutcome::Ingest(v) => format!(
                 "{:<16} read {:>8}  accepted {:>8}  rejected {:>6}  duplicates {:>7}",
-                v["table"].as_str().unwrap_or(""),
-                v["rows_read"].to_string(),
-                v["accepted"].to_string(),
-                v["rejected"].to_string(),
-                v["duplicates"].to_string()
+                v.table, v.rows_read, v.accepted, v.rejected, v.duplicates
             ),
-            "features" => {
-                let snap = &v["snapshots"][0];
-                format!(
-                    "{} customers x {} columns -> {}",
-                    snap["customers"],
-                    snap["columns"],
-                    snap["output"].as_str().unwrap_or("")
-                )
-            }
-            _ => match v["skipped"].as_str() {
-                Some(reason) => format!("skipped: {reason}"),
-                None if step.step == "train" => format!(
-                    "{}@{} test {}: roc_auc {:.3} (rule {:.3}, BG/NBD {:.3}), grade {} -> {}",
-                    v["name"].as_str().unwrap_or(""),
-                    v["version"],
-                    v["as_of"].as_str().unwrap_or(""),
-                    v["model"]["roc_auc"].as_f64().unwrap_or(f64::NAN),
-                    v["baseline_rule"]["metrics"]["roc_auc"]
-                        .as_f64()
-                        .unwrap_or(f64::NAN),
-                    v["baseline_bgnbd"]["roc_auc"].as_f64().unwrap_or(f64::NAN),
-                    v["grade"]["grade"].as_str().unwrap_or(""),
-                    v["registry_path"].as_str().unwrap_or("")
-                ),
-                None => {
-                    let snap = &v["snapshots"][0];
+            StepOutcome::Features(v) => v
+                .snapshots
+                .iter()
+                .map(|snap| {
+                    format!(
+                        "{} customers x {} columns -> {}",
+                        snap.customers, snap.columns, snap.output
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("; "),
+            StepOutcome::Labels(v) => v
+                .snapshots
+                .iter()
+                .map(|snap| {
                     format!(
                         "{} customers, {} churned -> {}",
-                        snap["customers"],
-                        snap["churned"],
-                        snap["output"].as_str().unwrap_or("")
+                        snap.customers, snap.churned, snap.output
                     )
-                }
-            },
+                })
+                .collect::<Vec<_>>()
+                .join("; "),
+            StepOutcome::Train(v) => format!(
+                "{}@{} test {}: roc_auc {:.3} (rule {:.3}, BG/NBD {:.3}), grade {} -> {}",
+                v.name,
+                v.version,
+                v.as_of,
+                v.model.roc_auc,
+                v.baseline_rule.metrics.roc_auc,
+                v.baseline_bgnbd.roc_auc,
+                v.grade.grade,
+                v.registry_path
+            ),
+            StepOutcome::Skipped { skipped, .. } => format!("skipped: {skipped}"),
         };
         text.push_str(&format!("  {:<8} {:<16} {line}\n", step.step, step.name));
     }

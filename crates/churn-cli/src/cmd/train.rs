@@ -6,8 +6,10 @@ use std::path::PathBuf;
 use anyhow::Context;
 use churn_core::Lake;
 use churn_core::session::SessionOptions;
+use churn_features::FeatureOptions;
+use churn_model::ModelSpec;
+use churn_model::backtest::GradeLetter;
 use churn_model::metrics::Metrics;
-use churn_model::{ModelSpec, TrainOptions};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -43,15 +45,15 @@ fn metrics_line(label: &str, m: &Metrics) -> String {
 pub async fn run(args: Args, json: bool) -> anyhow::Result<()> {
     let spec = ModelSpec::load(&args.model)?;
     let lake = Lake::open(&args.lake)?;
-    let options = TrainOptions {
+    let features = FeatureOptions {
         session: SessionOptions {
             memory_limit_bytes: args.memory_limit,
             spill_dir: None,
         },
-        feature_files: super::features::feature_files(args.features_dir.as_ref())?,
+        files: super::features::feature_files(args.features_dir.as_ref())?,
         lookback_days: args.lookback_days,
     };
-    let report = churn_model::train(&lake, &spec, args.as_of, &options)
+    let report = churn_train::train(&lake, &spec, args.as_of, &features)
         .await
         .with_context(|| {
             format!(
@@ -61,7 +63,7 @@ pub async fn run(args: Args, json: bool) -> anyhow::Result<()> {
                 args.as_of
             )
         })?;
-    if report.grade.grade == "C" {
+    if report.grade.grade == GradeLetter::C {
         eprintln!(
             "WARNING: model {}@{} is grade C: it {}.",
             report.name, report.version, report.grade.verdict

@@ -274,7 +274,7 @@ SELECT
     -- buy-till-you-die summary (daily grain, weeks)
     CAST(gs.n_purchase_days - 1 AS BIGINT)                        AS btyd_frequency,
     CAST(gs.last_day - gs.first_day AS DOUBLE) / 7.0              AS btyd_recency_weeks,
-    CAST(b.d - gs.first_day AS DOUBLE) / 7.0                      AS btyd_age_weeks
+    CAST(b.d - 1 - gs.first_day AS DOUBLE) / 7.0                  AS btyd_age_weeks
 FROM population pop
 CROSS JOIN bounds b
 JOIN purchase_stats ps  ON ps.customer_id = pop.customer_id

@@ -10,30 +10,45 @@ use arrow::array::{ArrayRef, Float64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use bytes::Bytes;
 use churn_core::Lake;
+use churn_model::artifact::{ARTIFACT_SCHEMA_VERSION, Artifact};
+use churn_model::backtest::SliceSummary;
+use churn_model::dataset::Frame;
+use churn_model::explain::{Explanation, REASONS};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::calibrate::Calibrator;
-use crate::classifier::Classifier;
-use crate::dataset::{Frame, Preprocessor};
-use crate::error::{ModelError, Result};
-use crate::explain::{Explanation, REASONS};
-use crate::spec::ModelSpec;
-
-/// Bumped whenever the artifact's layout changes incompatibly.
-pub const ARTIFACT_SCHEMA_VERSION: u32 = 1;
+use crate::error::{Result, TrainError};
+use crate::train::TrainReport;
 
 const ROOT: &str = "_models";
 
-/// A trained model, as data. Serialised deterministically: the same data and seed give the
-/// same bytes.
-#[derive(Serialize, Deserialize)]
-pub struct Artifact {
-    pub schema_version: u32,
+/// The snapshots a version was trained, calibrated and tested on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ManifestSnapshots {
+    pub training: SliceSummary,
+    pub calibration: Option<SliceSummary>,
+    pub test: SliceSummary,
+}
+
+/// `manifest.json`: how a version was made (written last: its presence marks a finished
+/// version).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainingManifest {
     pub name: String,
-    pub spec: ModelSpec,
-    pub preprocessor: Preprocessor,
-    pub classifier: Classifier,
-    pub calibrator: Calibrator,
+    pub version: u32,
+    pub algorithm: String,
+    /// The test snapshot.
+    pub as_of: String,
+    pub horizon_days: u32,
+    pub seed: u64,
+    pub snapshots: ManifestSnapshots,
+    /// A stable hash of the rows the model saw (ids, dates, labels, input values).
+    pub data_fingerprint: String,
+    pub code_version: String,
+    pub features: Vec<String>,
+    pub skipped_features: Vec<String>,
+    /// RFC 3339, UTC.
+    pub trained_at: String,
 }
 
 /// A model name with its finished versions, oldest first.
@@ -91,14 +106,21 @@ pub async fn next_version(lake: &Lake, name: &str) -> Result<u32> {
     Ok(highest + 1)
 }
 
-fn json_bytes<T: Serialize>(value: &T) -> Bytes {
-    let mut bytes = serde_json::to_vec_pretty(value).expect("registry values serialise");
+fn json_bytes<T: Serialize>(path: &str, value: &T) -> Result<Bytes> {
+    let mut bytes = serde_json::to_vec_pretty(value).map_err(|e| TrainError::BadRegistryEntry {
+        path: path.to_string(),
+        reason: format!("cannot serialise: {e}"),
+    })?;
     bytes.push(b'\n');
-    Bytes::from(bytes)
+    Ok(Bytes::from(bytes))
 }
 
 /// The test snapshot's calibrated scores, labels and reasons as a record batch.
-fn scores_batch(frame: &Frame, scores: &[f64], explanations: &[Explanation]) -> RecordBatch {
+fn scores_batch(
+    frame: &Frame,
+    scores: &[f64],
+    explanations: &[Explanation],
+) -> Result<RecordBatch> {
     let mut fields = vec![
         Field::new("customer_id", DataType::Utf8, false),
         Field::new("churn_probability", DataType::Float64, false),
@@ -126,14 +148,15 @@ fn scores_batch(frame: &Frame, scores: &[f64], explanations: &[Explanation]) -> 
             columns.push(Arc::new(texts));
         }
     }
-    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).expect("columns match fields")
+    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+        .map_err(datafusion::error::DataFusionError::from)?)
 }
 
 /// What a registered version holds.
 pub struct Entry<'a> {
     pub artifact: &'a Artifact,
-    pub manifest: serde_json::Value,
-    pub metrics: serde_json::Value,
+    pub manifest: &'a TrainingManifest,
+    pub report: &'a TrainReport,
     pub test_frame: &'a Frame,
     pub test_scores: &'a [f64],
     pub explanations: &'a [Explanation],
@@ -149,50 +172,51 @@ pub fn version_path(lake: &Lake, name: &str, version: u32) -> String {
 }
 
 /// Writes a version: artifact, metrics, test scores, then the manifest.
-pub async fn write(lake: &Lake, version: u32, entry: Entry<'_>) -> Result<()> {
-    let dir = version_dir(&entry.artifact.name, version);
-    lake.put(
-        &lake.path(&format!("{dir}/artifact.json")),
-        json_bytes(entry.artifact),
-    )
-    .await?;
-    lake.put(
-        &lake.path(&format!("{dir}/metrics.json")),
-        json_bytes(&entry.metrics),
-    )
-    .await?;
-    let batch = scores_batch(entry.test_frame, entry.test_scores, entry.explanations);
+pub async fn write(lake: &Lake, entry: Entry<'_>) -> Result<()> {
+    let dir = version_dir(&entry.manifest.name, entry.manifest.version);
+    let put_json = async |file: &str, bytes: Result<Bytes>| -> Result<()> {
+        lake.put(&lake.path(&format!("{dir}/{file}")), bytes?)
+            .await?;
+        Ok(())
+    };
+    put_json("artifact.json", json_bytes(&dir, entry.artifact)).await?;
+    put_json("metrics.json", json_bytes(&dir, entry.report)).await?;
+    let batch = scores_batch(entry.test_frame, entry.test_scores, entry.explanations)?;
     lake.write_parquet(&lake.path(&format!("{dir}/test_scores.parquet")), &[batch])
         .await?;
-    let mut manifest = entry.manifest;
-    manifest["version"] = version.into();
-    lake.put(
-        &lake.path(&format!("{dir}/manifest.json")),
-        json_bytes(&manifest),
-    )
-    .await?;
-    Ok(())
+    put_json("manifest.json", json_bytes(&dir, entry.manifest)).await
 }
 
 /// A registered version read back.
 pub struct Stored {
     pub version: u32,
     pub artifact: Artifact,
-    pub manifest: serde_json::Value,
-    pub metrics: serde_json::Value,
+    pub manifest: TrainingManifest,
+    pub report: TrainReport,
+}
+
+/// Parses `NAME` or `NAME@VERSION`.
+pub fn parse_reference(reference: &str) -> Result<(String, Option<u32>)> {
+    match reference.split_once('@') {
+        None => Ok((reference.to_string(), None)),
+        Some((name, version)) => version
+            .parse::<u32>()
+            .map(|v| (name.to_string(), Some(v)))
+            .map_err(|_| TrainError::InvalidModelReference(reference.to_string())),
+    }
 }
 
 /// Reads `name` at `version`, or its newest version.
 pub async fn read(lake: &Lake, name: &str, version: Option<u32>) -> Result<Stored> {
     let known = versions(lake, name).await?;
     let version = match version {
-        None => *known.last().ok_or_else(|| ModelError::UnknownModel {
+        None => *known.last().ok_or_else(|| TrainError::UnknownModel {
             name: name.to_string(),
             registry: format!("{}{ROOT}/", lake.display()),
         })?,
         Some(v) if known.contains(&v) => v,
         Some(v) => {
-            return Err(ModelError::UnknownVersion {
+            return Err(TrainError::UnknownVersion {
                 name: name.to_string(),
                 version: v.to_string(),
                 known: if known.is_empty() {
@@ -208,14 +232,9 @@ pub async fn read(lake: &Lake, name: &str, version: Option<u32>) -> Result<Store
         }
     };
     let dir = version_dir(name, version);
-    let artifact_value = read_json(lake, &dir, "artifact.json").await?;
-    let artifact: Artifact =
-        serde_json::from_value(artifact_value).map_err(|e| ModelError::BadRegistryEntry {
-            path: format!("{dir}/artifact.json"),
-            reason: e.to_string(),
-        })?;
+    let artifact: Artifact = read_json(lake, &dir, "artifact.json").await?;
     if artifact.schema_version != ARTIFACT_SCHEMA_VERSION {
-        return Err(ModelError::BadRegistryEntry {
+        return Err(TrainError::BadRegistryEntry {
             path: format!("{dir}/artifact.json"),
             reason: format!(
                 "artifact schema version {} is not the {ARTIFACT_SCHEMA_VERSION} this churn reads",
@@ -227,13 +246,13 @@ pub async fn read(lake: &Lake, name: &str, version: Option<u32>) -> Result<Store
         version,
         artifact,
         manifest: read_json(lake, &dir, "manifest.json").await?,
-        metrics: read_json(lake, &dir, "metrics.json").await?,
+        report: read_json(lake, &dir, "metrics.json").await?,
     })
 }
 
-async fn read_json(lake: &Lake, dir: &str, file: &str) -> Result<serde_json::Value> {
+async fn read_json<T: DeserializeOwned>(lake: &Lake, dir: &str, file: &str) -> Result<T> {
     let bytes = lake.get(&lake.path(&format!("{dir}/{file}"))).await?;
-    serde_json::from_slice(&bytes).map_err(|e| ModelError::BadRegistryEntry {
+    serde_json::from_slice(&bytes).map_err(|e| TrainError::BadRegistryEntry {
         path: format!("{dir}/{file}"),
         reason: e.to_string(),
     })

@@ -1,0 +1,136 @@
+//! Pipeline files and runs: validation reports every problem at once, steps run in order with
+//! typed outcomes, a date the data cannot label yet is a skipped step, re-running a date adds
+//! nothing, and errors keep their kind through the runner. The fixture is small enough to
+//! count by hand.
+
+use std::path::Path;
+
+use churn_core::{ErrorKind, Lake};
+use churn_ingest::IngestOptions;
+use churn_pipeline::{Pipeline, PipelineError, StepOutcome};
+
+/// Six transactions written by hand (see the module comment of each test for the counts).
+const TRANSACTIONS: &str = "\
+transaction_id,customer_id,ts,amount,is_return
+t1,c1,2026-01-05 10:00:00,10.00,false
+t2,c1,2026-02-10 10:00:00,20.00,false
+t3,c1,2026-03-20 10:00:00,30.00,false
+t4,c2,2026-01-15 09:00:00,15.00,false
+t5,c3,2026-02-28 12:00:00,-5.00,true
+t6,c4,2026-03-31 18:00:00,40.00,false
+";
+
+fn write_pipeline(dir: &Path, extra: &str) -> std::path::PathBuf {
+    std::fs::write(dir.join("transactions.csv"), TRANSACTIONS).unwrap();
+    let path = dir.join("pipeline.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[lake]\npath = \"lake\"\ntimezone = \"UTC\"\n\n\
+             [sources.tx]\ntable = \"transactions\"\npath = \"transactions.csv\"\n\n\
+             [features]\nlookback_days = 365\n\n[labels]\nhorizon_days = 30\n{extra}"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+async fn run(
+    pipeline: &Pipeline,
+    as_of: &str,
+) -> Result<churn_pipeline::RunSummary, PipelineError> {
+    let lake = Lake::open(pipeline.lake.as_deref().unwrap()).unwrap();
+    churn_pipeline::run(
+        pipeline,
+        &lake,
+        as_of.parse().unwrap(),
+        &IngestOptions::default(),
+    )
+    .await
+}
+
+#[test]
+fn a_pipeline_file_reports_every_problem_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        "[lake]\ntimezone = \"Mars/Base\"\n[labels]\nhorizon_days = 0\n\
+         [sources.tx]\ntable = \"orders\"\npath = \"x.csv\"\n",
+    )
+    .unwrap();
+    let err = Pipeline::load(&path).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config);
+    let text = err.to_string();
+    for needle in ["Mars/Base", "horizon_days", "sources.tx", "orders"] {
+        assert!(text.contains(needle), "{needle} missing from: {text}");
+    }
+}
+
+#[test]
+fn paths_in_a_pipeline_file_are_relative_to_its_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = Pipeline::load(&write_pipeline(dir.path(), "")).unwrap();
+    assert_eq!(
+        pipeline.lake.as_deref(),
+        Some(dir.path().join("lake").to_str().unwrap())
+    );
+}
+
+#[tokio::test]
+async fn a_run_ingests_builds_features_and_labels_in_order_and_a_rerun_adds_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = Pipeline::load(&write_pipeline(dir.path(), "")).unwrap();
+    for attempt in 0..2 {
+        let summary = run(&pipeline, "2026-04-01").await.unwrap();
+        let steps: Vec<&str> = summary.steps.iter().map(|s| s.step).collect();
+        assert_eq!(steps, ["ingest", "features", "labels"]);
+        let StepOutcome::Ingest(ingest) = &summary.steps[0].outcome else {
+            panic!("ingest step: {:?}", summary.steps[0].outcome)
+        };
+        assert_eq!(ingest.rows_read, 6);
+        // Second run: every row is already in the lake.
+        let (accepted, duplicates) = if attempt == 0 { (6, 0) } else { (0, 6) };
+        assert_eq!((ingest.accepted, ingest.duplicates), (accepted, duplicates));
+        // Population of 2026-04-01: customers with a purchase before it (c1, c2, c4; c3 only
+        // returned something).
+        let StepOutcome::Features(features) = &summary.steps[1].outcome else {
+            panic!("features step: {:?}", summary.steps[1].outcome)
+        };
+        assert_eq!(features.snapshots[0].customers, 3);
+        // Labels of 2026-03-02 (30 days before): c1 bought again on 03-20, c2 did not; c4's
+        // first purchase is after 03-02, so c4 is not in that population.
+        assert_eq!(summary.steps[2].name, "2026-03-02");
+        let StepOutcome::Labels(labels) = &summary.steps[2].outcome else {
+            panic!("labels step: {:?}", summary.steps[2].outcome)
+        };
+        assert_eq!(
+            (labels.snapshots[0].customers, labels.snapshots[0].churned),
+            (2, 1)
+        );
+    }
+}
+
+#[tokio::test]
+async fn labels_the_data_cannot_observe_yet_are_a_skipped_step_not_a_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = Pipeline::load(&write_pipeline(dir.path(), "")).unwrap();
+    // Labels of 2026-04-15 need transactions through 2026-05-14; the data ends on 03-31.
+    let summary = run(&pipeline, "2026-05-15").await.unwrap();
+    let StepOutcome::Skipped { kind, skipped } = &summary.steps[2].outcome else {
+        panic!("labels step: {:?}", summary.steps[2].outcome)
+    };
+    assert_eq!(*kind, "labels");
+    assert!(skipped.contains("2026-05-14"), "{skipped}");
+}
+
+#[tokio::test]
+async fn a_time_zone_mismatch_keeps_its_configuration_kind_through_the_runner() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = Pipeline::load(&write_pipeline(dir.path(), "")).unwrap();
+    run(&pipeline, "2026-04-01").await.unwrap();
+    let mut other_zone = pipeline.clone();
+    other_zone.timezone = Some("Asia/Shanghai".into());
+    let err = run(&other_zone, "2026-04-01").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config, "{err}");
+}

@@ -1,0 +1,185 @@
+//! `churn btyd fit`: one buy-till-you-die model fitted on the lake as of a date, with its
+//! parameters, standard errors and log-likelihood, and per-customer outputs written to
+//! `<lake>/btyd/model=M/grain=G/as_of=D/`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow::array::{ArrayRef, Float64Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
+use chrono::NaiveDate;
+use churn_core::Lake;
+use churn_core::session::SessionOptions;
+use churn_features::{BtydInput, Grain, btyd_inputs};
+use churn_model::ModelError;
+use churn_model::btyd::{self, BgNbd, BtydError, Fit, GammaGamma, ParetoNbd, Summary};
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+use crate::outlook::summary;
+
+/// The buy-till-you-die models.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BtydModel {
+    Bgnbd,
+    ParetoNbd,
+    GammaGamma,
+}
+
+impl BtydModel {
+    pub fn name(self) -> &'static str {
+        match self {
+            BtydModel::Bgnbd => "bgnbd",
+            BtydModel::ParetoNbd => "pareto-nbd",
+            BtydModel::GammaGamma => "gamma-gamma",
+        }
+    }
+
+    fn fit(self, data: &[Summary]) -> Result<Fit, BtydError> {
+        match self {
+            BtydModel::Bgnbd => btyd::fit_bgnbd(data),
+            BtydModel::ParetoNbd => btyd::fit_pareto_nbd(data),
+            BtydModel::GammaGamma => btyd::fit_gamma_gamma(data),
+        }
+    }
+
+    /// The per-customer outputs of a fit of this model, by column name.
+    fn outputs(self, fit: &Fit, horizon_weeks: f64) -> Result<Vec<PerCustomer>, BtydError> {
+        Ok(match self {
+            BtydModel::Bgnbd => {
+                let m = BgNbd::from_fit(fit)?;
+                vec![
+                    ("p_alive", Box::new(move |s: &Summary| m.p_alive(s))),
+                    (
+                        "expected_purchases",
+                        Box::new(move |s: &Summary| m.expected_purchases(s, horizon_weeks)),
+                    ),
+                ]
+            }
+            BtydModel::ParetoNbd => {
+                let m = ParetoNbd::from_fit(fit)?;
+                vec![
+                    ("p_alive", Box::new(move |s: &Summary| m.p_alive(s))),
+                    (
+                        "expected_purchases",
+                        Box::new(move |s: &Summary| m.expected_purchases(s, horizon_weeks)),
+                    ),
+                ]
+            }
+            BtydModel::GammaGamma => {
+                let m = GammaGamma::from_fit(fit)?;
+                vec![(
+                    "expected_spend",
+                    Box::new(move |s: &Summary| m.expected_spend(s)),
+                )]
+            }
+        })
+    }
+}
+
+/// One of a summary's own values.
+type SummaryColumn = fn(&Summary) -> f64;
+
+/// A named per-customer value computed from a summary.
+type PerCustomer = (&'static str, Box<dyn Fn(&Summary) -> f64>);
+
+/// What a fit found and where its per-customer outputs went.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BtydFitSummary {
+    pub kind: String,
+    pub model: String,
+    pub as_of: String,
+    pub grain: String,
+    pub customers: usize,
+    /// Parameter names in the model's conventional order (r, alpha, a, b for BG/NBD).
+    pub parameter_order: Vec<String>,
+    pub parameters: BTreeMap<String, f64>,
+    pub standard_errors: BTreeMap<String, f64>,
+    pub log_likelihood: f64,
+    pub output: String,
+    pub duration_ms: u64,
+}
+
+/// The summaries and per-customer outputs as a record batch.
+fn outputs_batch(
+    inputs: &[BtydInput],
+    summaries: &[Summary],
+    outputs: &[PerCustomer],
+) -> Result<RecordBatch> {
+    let ids: StringArray = inputs
+        .iter()
+        .map(|i| Some(i.customer_id.as_str()))
+        .collect();
+    let mut fields = vec![Field::new("customer_id", DataType::Utf8, false)];
+    let mut columns: Vec<ArrayRef> = vec![Arc::new(ids)];
+    let summary_columns: [(&str, SummaryColumn); 4] = [
+        ("frequency", |s| s.frequency),
+        ("recency_weeks", |s| s.recency),
+        ("age_weeks", |s| s.age),
+        ("monetary", |s| s.monetary),
+    ];
+    let named = summary_columns
+        .iter()
+        .map(|(n, f)| (*n, f as &dyn Fn(&Summary) -> f64))
+        .chain(outputs.iter().map(|(n, f)| (*n, f.as_ref())));
+    for (name, value) in named {
+        fields.push(Field::new(name, DataType::Float64, false));
+        columns.push(Arc::new(
+            summaries.iter().map(value).collect::<Float64Array>(),
+        ));
+    }
+    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+        .map_err(datafusion::error::DataFusionError::from)?)
+}
+
+/// Fits `model` on every customer with a purchase before `as_of` and writes their outputs
+/// over `horizon_days`.
+pub async fn fit_btyd(
+    lake: &Lake,
+    as_of: NaiveDate,
+    model: BtydModel,
+    grain: Grain,
+    horizon_days: u32,
+) -> Result<BtydFitSummary> {
+    let started = Instant::now();
+    let inputs = btyd_inputs(lake, as_of, grain, &SessionOptions::default()).await?;
+    let summaries: Vec<Summary> = inputs.iter().map(summary).collect();
+    let wrap = |source| ModelError::Btyd { as_of, source };
+    let fit = model.fit(&summaries).map_err(wrap)?;
+    let outputs = model
+        .outputs(&fit, horizon_days as f64 / 7.0)
+        .map_err(wrap)?;
+    let batch = outputs_batch(&inputs, &summaries, &outputs)?;
+    let df = datafusion::prelude::SessionContext::new().read_batch(batch)?;
+    let name = model.name();
+    let grain = match grain {
+        Grain::Day => "day",
+        Grain::Week => "week",
+    };
+    let job = churn_core::commit::job_id("btyd", name);
+    let folder = format!("btyd/model={name}/grain={grain}/as_of={as_of}");
+    let manifest = serde_json::json!({"kind": "btyd", "model": name, "grain": grain, "as_of": as_of.to_string(), "fit": &fit});
+    let written = churn_features::write::write_partition(lake, df, &folder, &job, manifest).await?;
+    let by_name = |values: Vec<f64>| -> BTreeMap<String, f64> {
+        fit.parameters
+            .iter()
+            .map(|(n, _)| n.to_string())
+            .zip(values)
+            .collect()
+    };
+    Ok(BtydFitSummary {
+        kind: "btyd_fit".into(),
+        model: name.into(),
+        as_of: as_of.to_string(),
+        grain: grain.into(),
+        customers: fit.customers,
+        parameter_order: fit.parameters.iter().map(|(n, _)| n.to_string()).collect(),
+        parameters: by_name(fit.parameters.iter().map(|(_, v)| *v).collect()),
+        standard_errors: by_name(fit.standard_errors.clone()),
+        log_likelihood: fit.log_likelihood,
+        output: written.path,
+        duration_ms: started.elapsed().as_millis() as u64,
+    })
+}

@@ -1,0 +1,44 @@
+//! The buy-till-you-die outlook of every customer of the lake as of a date: BG/NBD (and
+//! Gamma-Gamma) fitted on the summaries of the history before the date, as used for the BTYD
+//! features, the BG/NBD baseline and scores.
+
+use std::collections::HashMap;
+
+use chrono::NaiveDate;
+use churn_core::Lake;
+use churn_core::session::SessionOptions;
+use churn_features::{BtydInput, Grain, btyd_inputs};
+use churn_model::ModelError;
+use churn_model::btyd::{CustomerOutlook, Summary, customer_outlooks};
+
+use crate::error::Result;
+
+/// The model's summary of a customer's history.
+pub fn summary(input: &BtydInput) -> Summary {
+    Summary {
+        frequency: input.frequency,
+        recency: input.recency_weeks,
+        age: input.age_weeks,
+        monetary: input.monetary,
+    }
+}
+
+/// Each customer's outlook over `horizon_days` as of `as_of`, by customer id. Without
+/// `with_value` only BG/NBD is fitted and the expected value is NaN.
+pub async fn outlooks(
+    lake: &Lake,
+    as_of: NaiveDate,
+    horizon_days: u32,
+    with_value: bool,
+    session: &SessionOptions,
+) -> Result<HashMap<String, CustomerOutlook>> {
+    let inputs = btyd_inputs(lake, as_of, Grain::Day, session).await?;
+    let summaries: Vec<Summary> = inputs.iter().map(summary).collect();
+    let outlooks = customer_outlooks(&summaries, horizon_days as f64 / 7.0, with_value)
+        .map_err(|source| ModelError::Btyd { as_of, source })?;
+    Ok(inputs
+        .into_iter()
+        .map(|i| i.customer_id)
+        .zip(outlooks)
+        .collect())
+}

@@ -1,0 +1,248 @@
+//! `churn train`: a model file becomes a registered model. The schedule of snapshots is
+//! checked against the lake's days, snapshots the lake lacks are built (by
+//! `churn-features`, the one code path that builds them), frames are read and given BTYD
+//! features, the pure backtest of `churn-model` runs, and the result is registered.
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::time::Instant;
+
+use chrono::NaiveDate;
+use churn_core::Lake;
+use churn_features::{FeatureOptions, ensure_labels, ensure_snapshot, lake_transaction_days};
+use churn_model::ModelSpec;
+use churn_model::backtest::{
+    Backtest, Grade, RuleBaseline, Schedule, SliceSummary, Slices, add_btyd_columns, backtest,
+    check_schedule,
+};
+use churn_model::btyd::CustomerOutlook;
+use churn_model::dataset::Frame;
+use churn_model::metrics::Metrics;
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+use crate::frames::read_labelled_snapshot;
+use crate::outlook::outlooks;
+use crate::registry::{self, ManifestSnapshots, TrainingManifest};
+
+/// Everything a training run measured and where it put the result (`metrics.json` of the
+/// version, and what `churn train --json` prints).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainReport {
+    pub kind: String,
+    pub name: String,
+    pub version: u32,
+    pub algorithm: String,
+    pub as_of: String,
+    pub horizon_days: u32,
+    pub training: SliceSummary,
+    pub calibration: Option<SliceSummary>,
+    pub test: SliceSummary,
+    pub features: Vec<String>,
+    /// Feature-table columns a glob selected but a model cannot use, with their types.
+    pub skipped_features: Vec<String>,
+    /// Snapshots whose features or labels were built by this run.
+    pub built: Vec<String>,
+    /// Metrics of the model on the test snapshot.
+    pub model: Metrics,
+    pub baseline_rule: RuleBaseline,
+    /// 1 − P(alive) of BG/NBD, fitted on the history before the test snapshot.
+    pub baseline_bgnbd: Metrics,
+    pub grade: Grade,
+    pub registry_path: String,
+    /// Wall time of the learner's fit alone.
+    pub fit_ms: u64,
+    pub duration_ms: u64,
+}
+
+/// Builds the features and labels of every snapshot of the schedule the lake lacks; returns
+/// what it built.
+async fn ensure_snapshots(
+    lake: &Lake,
+    schedule: &Schedule,
+    horizon_days: u32,
+    features: &FeatureOptions,
+) -> Result<Vec<String>> {
+    let mut built = Vec::new();
+    for as_of in schedule.all() {
+        if ensure_snapshot(lake, as_of, features).await? {
+            built.push(format!("features/as_of={as_of}"));
+        }
+        let lookback = features.lookback_days;
+        if ensure_labels(lake, as_of, horizon_days, lookback, &features.session).await? {
+            built.push(format!("labels/as_of={as_of}"));
+        }
+    }
+    Ok(built)
+}
+
+/// Reads the labelled snapshots of `dates` into one frame, with BTYD columns when the spec
+/// asks for them; outlooks are computed once per date.
+async fn read_slice(
+    lake: &Lake,
+    spec: &ModelSpec,
+    dates: &[NaiveDate],
+    features: &FeatureOptions,
+    outlook_cache: &mut HashMap<NaiveDate, HashMap<String, CustomerOutlook>>,
+    unusable: &mut Vec<(String, String)>,
+) -> Result<Frame> {
+    let mut frame = Frame::default();
+    for &as_of in dates {
+        let mut read = read_labelled_snapshot(lake, as_of, &features.session).await?;
+        if spec.btyd_features {
+            let found = match outlook_cache.entry(as_of) {
+                Entry::Occupied(e) => e.into_mut(),
+                Entry::Vacant(e) => e.insert(
+                    outlooks(lake, as_of, spec.horizon_days, true, &features.session).await?,
+                ),
+            };
+            add_btyd_columns(&mut read.frame, found);
+        }
+        for column in read.unusable {
+            if !unusable.contains(&column) {
+                unusable.push(column);
+            }
+        }
+        frame.append(read.frame)?;
+    }
+    Ok(frame)
+}
+
+/// The feature descriptions from the feature files' headers, by column.
+fn descriptions(features: &FeatureOptions) -> HashMap<String, String> {
+    features
+        .files
+        .iter()
+        .flat_map(|f| &f.columns)
+        .map(|c| (c.name.clone(), c.description.clone()))
+        .collect()
+}
+
+/// Runs the backtest of `spec` with test snapshot `as_of` and registers the model.
+pub async fn train(
+    lake: &Lake,
+    spec: &ModelSpec,
+    as_of: NaiveDate,
+    features: &FeatureOptions,
+) -> Result<TrainReport> {
+    let started = Instant::now();
+    churn_core::commit::recover(lake).await?;
+    let schedule = Schedule::new(spec, as_of);
+    let (first, last) = lake_transaction_days(lake, &features.session).await?;
+    check_schedule(spec, &schedule, first, last)?;
+    let built = ensure_snapshots(lake, &schedule, spec.horizon_days, features).await?;
+
+    let mut cache = HashMap::new();
+    let mut unusable = Vec::new();
+    let cal_dates: Vec<NaiveDate> = schedule.calibration.into_iter().collect();
+    let fit = read_slice(
+        lake,
+        spec,
+        &schedule.fit,
+        features,
+        &mut cache,
+        &mut unusable,
+    )
+    .await?;
+    let calibration =
+        read_slice(lake, spec, &cal_dates, features, &mut cache, &mut unusable).await?;
+    let test = read_slice(
+        lake,
+        spec,
+        &[schedule.test],
+        features,
+        &mut cache,
+        &mut unusable,
+    )
+    .await?;
+    let slices = Slices {
+        fit,
+        calibration,
+        test,
+        unusable,
+    };
+    let test_outlooks = match cache.remove(&schedule.test) {
+        Some(found) => found,
+        None => {
+            outlooks(
+                lake,
+                schedule.test,
+                spec.horizon_days,
+                false,
+                &features.session,
+            )
+            .await?
+        }
+    };
+    let p_alive: HashMap<String, f64> = test_outlooks
+        .into_iter()
+        .map(|(id, o)| (id, o.p_alive))
+        .collect();
+
+    let result = backtest(spec, &schedule, &slices, &p_alive, &descriptions(features))?;
+    let version = registry::next_version(lake, &spec.name).await?;
+    let report = report(spec, as_of, &result, built, version, lake, started);
+    let manifest = TrainingManifest {
+        name: spec.name.clone(),
+        version,
+        algorithm: report.algorithm.clone(),
+        as_of: as_of.to_string(),
+        horizon_days: spec.horizon_days,
+        seed: spec.seed,
+        snapshots: ManifestSnapshots {
+            training: result.training.clone(),
+            calibration: result.calibration.clone(),
+            test: result.test.clone(),
+        },
+        data_fingerprint: result.data_fingerprint.clone(),
+        code_version: concat!("churn ", env!("CARGO_PKG_VERSION")).to_string(),
+        features: result.features.clone(),
+        skipped_features: result.skipped_features.clone(),
+        trained_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    };
+    registry::write(
+        lake,
+        registry::Entry {
+            artifact: &result.artifact,
+            manifest: &manifest,
+            report: &report,
+            test_frame: &slices.test,
+            test_scores: &result.test_scores,
+            explanations: &result.explanations,
+        },
+    )
+    .await?;
+    Ok(report)
+}
+
+fn report(
+    spec: &ModelSpec,
+    as_of: NaiveDate,
+    result: &Backtest,
+    built: Vec<String>,
+    version: u32,
+    lake: &Lake,
+    started: Instant,
+) -> TrainReport {
+    TrainReport {
+        kind: "train".into(),
+        name: spec.name.clone(),
+        version,
+        algorithm: spec.learner.algorithm().name().to_string(),
+        as_of: as_of.to_string(),
+        horizon_days: spec.horizon_days,
+        training: result.training.clone(),
+        calibration: result.calibration.clone(),
+        test: result.test.clone(),
+        features: result.features.clone(),
+        skipped_features: result.skipped_features.clone(),
+        built,
+        model: result.model.clone(),
+        baseline_rule: result.baseline_rule.clone(),
+        baseline_bgnbd: result.baseline_bgnbd.clone(),
+        grade: result.grade.clone(),
+        registry_path: registry::version_path(lake, &spec.name, version),
+        fit_ms: result.fit_ms,
+        duration_ms: started.elapsed().as_millis() as u64,
+    }
+}
