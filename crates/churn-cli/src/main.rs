@@ -47,6 +47,8 @@ enum Command {
     Run(cmd::run::Args),
     /// Train a model file with a time-based backtest, baselines and a grade; register it.
     Train(cmd::train::Args),
+    /// Score every customer of a date's population with a registered model.
+    Score(cmd::score::Args),
     /// List the registered models, or show one version in full.
     Models(cmd::models::Args),
     /// Buy-till-you-die models (BG/NBD, Pareto/NBD, Gamma-Gamma) on their own.
@@ -97,6 +99,7 @@ fn main() {
             Command::Labels(args) => cmd::labels::run(args, json).await,
             Command::Run(args) => cmd::run::run(args, json).await,
             Command::Train(args) => cmd::train::run(args, json).await,
+            Command::Score(args) => cmd::score::run(args, json).await,
             Command::Models(args) => cmd::models::run(args, json).await,
             Command::Btyd(args) => cmd::btyd::run(args, json).await,
             Command::Sql(args) => cmd::sql::run(args, json).await,

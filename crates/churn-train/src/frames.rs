@@ -140,3 +140,24 @@ pub async fn read_labelled_snapshot(
         .await?;
     frame_from_batches(&batches, as_of)
 }
+
+/// The features of snapshot `as_of` (no labels), ordered by customer id.
+pub async fn read_features(
+    lake: &Lake,
+    as_of: NaiveDate,
+    session: &SessionOptions,
+) -> Result<ReadFrame> {
+    let ctx = new_session(lake, session)?;
+    ctx.register_parquet(
+        "f",
+        lake.folder_url(&format!("features/as_of={as_of}")),
+        ParquetReadOptions::default(),
+    )
+    .await?;
+    let batches = ctx
+        .sql("SELECT * FROM f ORDER BY customer_id")
+        .await?
+        .collect()
+        .await?;
+    frame_from_batches(&batches, as_of)
+}

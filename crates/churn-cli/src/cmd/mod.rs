@@ -9,6 +9,7 @@ pub mod ingest;
 pub mod labels;
 pub mod models;
 pub mod run;
+pub mod score;
 pub mod sql;
 pub mod train;
 

@@ -1,0 +1,238 @@
+//! Acting on the model: `churn score` on the demo store. Scores are checked against an
+//! independent recomputation (Python reading the registered artifact and the features with
+//! DuckDB), the derived columns against their definitions (by DuckDB), and a model whose
+//! inputs the features table lacks is refused naming each missing column.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn churn(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_churn"))
+        .args(args)
+        .output()
+        .expect("churn runs")
+}
+
+fn json_of(out: &Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "churn failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("one JSON object")
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+fn python() -> String {
+    std::env::var("CHURN_PYTHON")
+        .expect("CHURN_PYTHON (set by tests/run.sh) names a Python with duckdb")
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// The demo store's transactions and customers in a fresh lake.
+fn demo_lake(dir: &Path) -> PathBuf {
+    let lake = dir.join("lake");
+    for table in ["transactions", "customers", "campaign_events"] {
+        json_of(&churn(&[
+            "ingest",
+            "--json",
+            "--lake",
+            s(&lake),
+            "--table",
+            table,
+            "--source",
+            s(&repo_root().join(format!("data/demo/{table}.csv"))),
+            "--timezone",
+            "UTC",
+        ]));
+    }
+    lake
+}
+
+/// A logistic model without BTYD features, so its scores can be recomputed from the
+/// features table and the artifact alone.
+fn logistic_model(dir: &Path) -> PathBuf {
+    let path = dir.join("plain-logistic.toml");
+    std::fs::write(
+        &path,
+        "algorithm = \"logistic\"\n[training]\nsnapshots = 3\n\
+         [features]\ninclude = [\"*\"]\nexclude = [\"tier\"]\nbtyd = false\n\
+         [scoring]\nrisk_band_cutoffs = [0.3, 0.7]\n",
+    )
+    .unwrap();
+    path
+}
+
+const AS_OF: &str = "2026-11-01";
+
+fn duckdb(sql: &str) -> String {
+    let out = Command::new(python())
+        .args([
+            "-c",
+            &format!("import duckdb; print(duckdb.sql({sql:?}).fetchall())"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn scores_equal_the_registered_logistic_model_applied_to_the_features_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = demo_lake(dir.path());
+    let model = logistic_model(dir.path());
+    let trained = json_of(&churn(&[
+        "train",
+        "--json",
+        "--lake",
+        s(&lake),
+        "--model",
+        s(&model),
+        "--as-of",
+        "2026-08-03",
+    ]));
+    let scored = json_of(&churn(&[
+        "score",
+        "--json",
+        "--lake",
+        s(&lake),
+        "--as-of",
+        AS_OF,
+        "--model",
+        "plain-logistic",
+    ]));
+    assert_eq!(scored["model_version"], trained["version"]);
+    assert_eq!(scored["built_features"], true);
+
+    let features = lake.join(format!("features/as_of={AS_OF}/*.parquet"));
+    let scores = lake.join(format!("scores/as_of={AS_OF}/*.parquet"));
+    // Every customer of the population is scored, once.
+    let population = duckdb(&format!(
+        "SELECT count(*), count(DISTINCT customer_id) FROM read_parquet('{}')",
+        s(&features)
+    ));
+    assert_eq!(
+        population,
+        format!("[({n}, {n})]", n = scored["customers"]),
+        "population {population} vs scored {}",
+        scored["customers"]
+    );
+
+    let artifact = lake.join(format!(
+        "_models/plain-logistic/{}/artifact.json",
+        trained["version"]
+    ));
+    let out = Command::new(python())
+        .arg(repo_root().join("crates/churn-cli/tests/data/score_reference.py"))
+        .args([s(&artifact), s(&features)])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let expected: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&out.stdout).unwrap();
+    let ours = Command::new(python())
+        .args([
+            "-c",
+            &format!(
+                "import duckdb, json; print(json.dumps(dict(duckdb.sql(\"SELECT customer_id, churn_probability FROM read_parquet('{}')\").fetchall())))",
+                s(&scores)
+            ),
+        ])
+        .output()
+        .unwrap();
+    let ours: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&ours.stdout).unwrap();
+    assert_eq!(ours.len(), expected.len());
+    for (id, p) in &expected {
+        let (p, q) = (p.as_f64().unwrap(), ours[id].as_f64().unwrap());
+        assert!((p - q).abs() < 1e-9, "{id}: reference {p}, churn {q}");
+    }
+
+    // Derived columns follow their definitions: bands at the model file's cut-offs, the
+    // percentile as the share below (ties half), value at risk as probability times value.
+    let violations = duckdb(&format!(
+        "WITH s AS (SELECT * FROM read_parquet('{scores}')), \
+         ranked AS (SELECT customer_id, 100.0 * ((SELECT count(*) FROM s t WHERE t.churn_probability < s.churn_probability) \
+           + ((SELECT count(*) FROM s t WHERE t.churn_probability = s.churn_probability) - 1) / 2.0) / (SELECT count(*) FROM s) AS pct FROM s) \
+         SELECT \
+           count(*) FILTER (WHERE risk_band <> CASE WHEN churn_probability >= 0.7 THEN 'high' WHEN churn_probability >= 0.3 THEN 'medium' ELSE 'low' END), \
+           count(*) FILTER (WHERE abs(risk_percentile - r.pct) > 1e-9), \
+           count(*) FILTER (WHERE abs(value_at_risk - churn_probability * expected_value_12m) > 1e-9 * (1 + expected_value_12m)), \
+           count(*) FILTER (WHERE p_alive IS NULL OR p_alive < 0 OR p_alive > 1 OR expected_purchases_90d < 0 OR expected_value_12m < 0), \
+           count(*) FILTER (WHERE model_name <> 'plain-logistic' OR reason_1 IS NULL) \
+         FROM s JOIN ranked r USING (customer_id)",
+        scores = s(&scores)
+    ));
+    assert_eq!(violations, "[(0, 0, 0, 0, 0)]");
+}
+
+#[test]
+fn a_model_whose_inputs_the_features_table_lacks_is_refused_naming_each_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = demo_lake(dir.path());
+    let model = logistic_model(dir.path());
+    json_of(&churn(&[
+        "train",
+        "--json",
+        "--lake",
+        s(&lake),
+        "--model",
+        s(&model),
+        "--as-of",
+        "2026-08-03",
+    ]));
+    // Features of D from the RFM file alone: the gaps and habits columns are missing.
+    let only_rfm = dir.path().join("only-rfm");
+    std::fs::create_dir(&only_rfm).unwrap();
+    std::fs::copy(
+        repo_root().join("pipelines/features/rfm.sql"),
+        only_rfm.join("rfm.sql"),
+    )
+    .unwrap();
+    json_of(&churn(&[
+        "features",
+        "--json",
+        "--lake",
+        s(&lake),
+        "--as-of",
+        AS_OF,
+        "--features-dir",
+        s(&only_rfm),
+    ]));
+    let out = churn(&[
+        "score",
+        "--lake",
+        s(&lake),
+        "--as-of",
+        AS_OF,
+        "--model",
+        "plain-logistic",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for column in ["mean_gap_days", "overdue_ratio"] {
+        assert!(
+            err.contains(&format!("{column} is not in the features table")),
+            "{err}"
+        );
+    }
+    assert!(!lake.join(format!("scores/as_of={AS_OF}")).exists());
+}
