@@ -236,3 +236,79 @@ fn a_model_whose_inputs_the_features_table_lacks_is_refused_naming_each_column()
     }
     assert!(!lake.join(format!("scores/as_of={AS_OF}")).exists());
 }
+
+#[test]
+fn training_refits_on_the_newest_labelled_snapshots_to_score_with_unless_backtest_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = demo_lake(dir.path());
+    let model = logistic_model(dir.path());
+    let read = |version: &serde_json::Value, file: &str| -> Option<serde_json::Value> {
+        let path = lake.join(format!("_models/plain-logistic/{version}/{file}"));
+        std::fs::read(path)
+            .ok()
+            .map(|b| serde_json::from_slice(&b).unwrap())
+    };
+    // Three snapshots 30 days apart, the newest held out to calibrate: the backtest with
+    // test snapshot 2026-08-03 fits on 2026-03-06 and 2026-04-05 and calibrates on
+    // 2026-05-05 (D - 90); the scoring fit moves the same schedule one horizon later, so it
+    // ends at the test snapshot itself.
+    let report = json_of(&churn(&[
+        "train",
+        "--json",
+        "--lake",
+        s(&lake),
+        "--model",
+        s(&model),
+        "--as-of",
+        "2026-08-03",
+    ]));
+    assert_eq!(
+        report["training"]["snapshots"],
+        serde_json::json!(["2026-03-06", "2026-04-05"])
+    );
+    assert_eq!(
+        report["calibration"]["snapshots"],
+        serde_json::json!(["2026-05-05"])
+    );
+    let fit = &report["scoring_fit"];
+    assert_eq!(
+        fit["training"]["snapshots"],
+        serde_json::json!(["2026-06-04", "2026-07-04"])
+    );
+    assert_eq!(
+        fit["calibration"]["snapshots"],
+        serde_json::json!(["2026-08-03"])
+    );
+    let version = &report["version"];
+    let manifest = read(version, "manifest.json").unwrap();
+    assert_eq!(&manifest["scoring_fit"], fit);
+    let (artifact, backtested) = (
+        read(version, "artifact.json").unwrap(),
+        read(version, "backtest_artifact.json").unwrap(),
+    );
+    assert_ne!(artifact["classifier"], backtested["classifier"]);
+
+    let only = json_of(&churn(&[
+        "train",
+        "--json",
+        "--backtest-only",
+        "--lake",
+        s(&lake),
+        "--model",
+        s(&model),
+        "--as-of",
+        "2026-08-03",
+    ]));
+    assert!(only["scoring_fit"].is_null());
+    let version = &only["version"];
+    assert!(read(version, "backtest_artifact.json").is_none());
+    // Same data, same seed: the backtested model is byte-for-byte the earlier backtest's.
+    assert_eq!(read(version, "artifact.json").unwrap(), backtested);
+    let shown = churn(&["models", "show", "--lake", s(&lake), "plain-logistic@1"]);
+    assert!(
+        String::from_utf8_lossy(&shown.stdout)
+            .contains("scoring fit  2026-06-04, 2026-07-04, calibrated on 2026-08-03"),
+        "{}",
+        String::from_utf8_lossy(&shown.stdout)
+    );
+}

@@ -233,7 +233,8 @@ fn select_features(
     Ok((features, skipped))
 }
 
-fn slice_summary(frame: &Frame, dates: &[NaiveDate]) -> SliceSummary {
+/// Customers and churners of a frame of labelled snapshots.
+pub fn slice_summary(frame: &Frame, dates: &[NaiveDate]) -> SliceSummary {
     SliceSummary {
         snapshots: dates.iter().map(|d| d.to_string()).collect(),
         customers: frame.rows() as u64,
@@ -241,7 +242,8 @@ fn slice_summary(frame: &Frame, dates: &[NaiveDate]) -> SliceSummary {
     }
 }
 
-fn check_classes(
+/// Refuses a slice with too few churners or non-churners for `purpose`.
+pub fn check_classes(
     spec: &ModelSpec,
     slice: &'static str,
     summary: &SliceSummary,

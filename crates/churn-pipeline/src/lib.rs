@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use chrono::NaiveDate;
+use churn_activate::ScoreSummary;
 use churn_core::session::SessionOptions;
 use churn_core::{ErrorKind, Lake};
 use churn_features::{FeatureFile, FeatureOptions, FeaturesSummary, LabelsSummary};
@@ -55,6 +56,12 @@ pub enum PipelineError {
         #[source]
         error: Box<churn_train::TrainError>,
     },
+    #[error("score step, model {model}: {error}")]
+    Score {
+        model: String,
+        #[source]
+        error: Box<churn_train::TrainError>,
+    },
     #[error(transparent)]
     Core(#[from] churn_core::CoreError),
 }
@@ -68,7 +75,7 @@ impl PipelineError {
             | PipelineError::UnknownSource { .. } => ErrorKind::Config,
             PipelineError::Ingest { error, .. } => error.kind(),
             PipelineError::Features { error, .. } => error.kind(),
-            PipelineError::Train { error, .. } => error.kind(),
+            PipelineError::Train { error, .. } | PipelineError::Score { error, .. } => error.kind(),
             PipelineError::Core(e) => e.kind(),
         }
     }
@@ -126,6 +133,19 @@ pub struct TrainSection {
     pub models: Vec<String>,
 }
 
+/// `[score]` section: score the run's date with a registered model (after any train step).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScoreSection {
+    /// Registered model: NAME (its newest version) or NAME@VERSION. Default "churn".
+    #[serde(default = "default_score_model")]
+    pub model: String,
+}
+
+fn default_score_model() -> String {
+    "churn".to_string()
+}
+
 /// A pipeline file as written.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -141,6 +161,8 @@ pub struct PipelineFile {
     pub labels: Option<LabelsSection>,
     #[serde(default)]
     pub train: Option<TrainSection>,
+    #[serde(default)]
+    pub score: Option<ScoreSection>,
 }
 
 /// A validated pipeline: paths resolved against the file's folder, sources checked.
@@ -156,6 +178,8 @@ pub struct Pipeline {
     pub labels: Option<(u32, u32)>,
     /// Train steps: each model file's path and validated spec.
     pub train: Vec<(String, ModelSpec)>,
+    /// Score step: the registered model to score the run's date with.
+    pub score: Option<String>,
 }
 
 /// Paths in a pipeline file are relative to the file's folder, URLs are left alone.
@@ -263,6 +287,7 @@ impl Pipeline {
             features,
             labels,
             train,
+            score: file.score.as_ref().map(|s| s.model.clone()),
         })
     }
 
@@ -289,6 +314,7 @@ pub enum StepOutcome {
     Features(FeaturesSummary),
     Labels(LabelsSummary),
     Train(Box<TrainReport>),
+    Score(Box<ScoreSummary>),
     /// The data does not reach far enough yet (labels or a test snapshot not observable).
     Skipped {
         kind: &'static str,
@@ -299,7 +325,7 @@ pub enum StepOutcome {
 /// One executed step of a run.
 #[derive(Debug, Clone, Serialize)]
 pub struct StepSummary {
-    /// `ingest`, `features`, `labels` or `train`.
+    /// `ingest`, `features`, `labels`, `train` or `score`.
     pub step: &'static str,
     /// Source name for ingest steps, the model name for train steps, the snapshot date
     /// otherwise.
@@ -349,7 +375,15 @@ async fn train_step(
     let test_date = as_of - chrono::Duration::days(spec.horizon_days as i64);
     tracing::info!(model = %spec.name, as_of = %test_date, "train step");
     let features = feature_options(pipeline, "train")?;
-    let outcome = match churn_train::train(lake, spec, test_date, &features).await {
+    let outcome = match churn_train::train(
+        lake,
+        spec,
+        test_date,
+        &features,
+        churn_train::Register::ScoringFit,
+    )
+    .await
+    {
         Ok(report) => StepOutcome::Train(Box::new(report)),
         Err(churn_train::TrainError::Model(
             e @ churn_model::ModelError::TestLabelsNotObservable { .. },
@@ -376,7 +410,7 @@ async fn train_step(
 
 /// Runs every step of the pipeline for the logical date `as_of`: ingest each source, then
 /// build the feature snapshot of `as_of`, then the labels of `as_of - horizon`, then train
-/// each model with test snapshot `as_of - horizon`.
+/// each model with test snapshot `as_of - horizon`, then score `as_of`.
 pub async fn run(
     pipeline: &Pipeline,
     lake: &Lake,
@@ -459,6 +493,21 @@ pub async fn run(
     }
     for (model_path, spec) in &pipeline.train {
         steps.push(train_step(pipeline, lake, as_of, model_path, spec).await?);
+    }
+    if let Some(model) = &pipeline.score {
+        tracing::info!(as_of = %as_of, model = %model, "score step");
+        let features = feature_options(pipeline, "score")?;
+        let summary = churn_activate::score(lake, as_of, model, &features)
+            .await
+            .map_err(|error| PipelineError::Score {
+                model: model.clone(),
+                error: Box::new(error),
+            })?;
+        steps.push(StepSummary {
+            step: "score",
+            name: as_of.to_string(),
+            outcome: StepOutcome::Score(Box::new(summary)),
+        });
     }
     let manifest = format!("_runs/{run_id}.json");
     let summary = RunSummary {

@@ -13,4 +13,4 @@ pub mod registry;
 pub mod train;
 
 pub use error::{Result, TrainError};
-pub use train::{TrainReport, train};
+pub use train::{Register, TrainReport, train};

@@ -30,6 +30,14 @@ pub struct ManifestSnapshots {
     pub test: SliceSummary,
 }
 
+/// The snapshots of the fit that scores: the backtest's spec refitted on the newest labelled
+/// snapshots, the test snapshot included.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScoringFit {
+    pub training: SliceSummary,
+    pub calibration: Option<SliceSummary>,
+}
+
 /// `manifest.json`: how a version was made (written last: its presence marks a finished
 /// version).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -41,7 +49,13 @@ pub struct TrainingManifest {
     pub as_of: String,
     pub horizon_days: u32,
     pub seed: u64,
+    /// The backtest's snapshots (its model is `backtest_artifact.json` when a scoring fit
+    /// followed).
     pub snapshots: ManifestSnapshots,
+    /// The refit that `artifact.json` holds; absent with `--backtest-only`, when
+    /// `artifact.json` is the backtested model itself.
+    #[serde(default)]
+    pub scoring_fit: Option<ScoringFit>,
     /// A stable hash of the rows the model saw (ids, dates, labels, input values).
     pub data_fingerprint: String,
     pub code_version: String,
@@ -154,7 +168,10 @@ fn scores_batch(
 
 /// What a registered version holds.
 pub struct Entry<'a> {
+    /// The model to score with.
     pub artifact: &'a Artifact,
+    /// The backtested model, when `artifact` is a refit of it.
+    pub backtest_artifact: Option<&'a Artifact>,
     pub manifest: &'a TrainingManifest,
     pub report: &'a TrainReport,
     pub test_frame: &'a Frame,
@@ -180,6 +197,9 @@ pub async fn write(lake: &Lake, entry: Entry<'_>) -> Result<()> {
         Ok(())
     };
     put_json("artifact.json", json_bytes(&dir, entry.artifact)).await?;
+    if let Some(backtested) = entry.backtest_artifact {
+        put_json("backtest_artifact.json", json_bytes(&dir, backtested)).await?;
+    }
     put_json("metrics.json", json_bytes(&dir, entry.report)).await?;
     let batch = scores_batch(entry.test_frame, entry.test_scores, entry.explanations)?;
     lake.write_parquet(&lake.path(&format!("{dir}/test_scores.parquet")), &[batch])

@@ -11,9 +11,10 @@ use chrono::NaiveDate;
 use churn_core::Lake;
 use churn_features::{FeatureOptions, ensure_labels, ensure_snapshot, lake_transaction_days};
 use churn_model::ModelSpec;
+use churn_model::artifact::Artifact;
 use churn_model::backtest::{
-    Backtest, Grade, RuleBaseline, Schedule, SliceSummary, Slices, add_btyd_columns, backtest,
-    check_schedule,
+    Backtest, Fitted, Grade, RuleBaseline, Schedule, SliceSummary, Slices, add_btyd_columns,
+    backtest, check_classes, check_schedule, fit_artifact, slice_summary,
 };
 use churn_model::btyd::CustomerOutlook;
 use churn_model::dataset::Frame;
@@ -23,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::Result;
 use crate::frames::read_labelled_snapshot;
 use crate::outlook::outlooks;
-use crate::registry::{self, ManifestSnapshots, TrainingManifest};
+use crate::registry::{self, ManifestSnapshots, ScoringFit, TrainingManifest};
 
 /// Everything a training run measured and where it put the result (`metrics.json` of the
 /// version, and what `churn train --json` prints).
@@ -43,6 +44,10 @@ pub struct TrainReport {
     pub skipped_features: Vec<String>,
     /// Snapshots whose features or labels were built by this run.
     pub built: Vec<String>,
+    /// The refit on the newest labelled snapshots that the registered artifact holds (absent
+    /// with `--backtest-only`: the artifact is then the backtested model).
+    #[serde(default)]
+    pub scoring_fit: Option<ScoringFit>,
     /// Metrics of the model on the test snapshot.
     pub model: Metrics,
     pub baseline_rule: RuleBaseline,
@@ -118,19 +123,88 @@ fn descriptions(features: &FeatureOptions) -> HashMap<String, String> {
         .collect()
 }
 
-/// Runs the backtest of `spec` with test snapshot `as_of` and registers the model.
+/// What to register after the backtest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Register {
+    /// Refit the spec on the newest labelled snapshots (the test snapshot included) and
+    /// register that fit to score with: a model trained today is then not two horizons old.
+    ScoringFit,
+    /// Register the backtested model itself.
+    BacktestOnly,
+}
+
+/// Refits `spec` on the schedule whose newest labelled snapshot is `as_of` (the backtest's
+/// test snapshot), with the features the backtest selected.
+async fn scoring_fit(
+    lake: &Lake,
+    spec: &ModelSpec,
+    as_of: NaiveDate,
+    selected: &[String],
+    features: &FeatureOptions,
+    cache: &mut HashMap<NaiveDate, HashMap<String, CustomerOutlook>>,
+    built: &mut Vec<String>,
+) -> Result<(Artifact, ScoringFit)> {
+    // The schedule of a test snapshot one horizon later ends its training at `as_of`.
+    let schedule = Schedule::new(
+        spec,
+        as_of + chrono::Duration::days(spec.horizon_days as i64),
+    );
+    let mut dates = schedule.fit.clone();
+    dates.extend(schedule.calibration);
+    for &d in &dates {
+        if ensure_snapshot(lake, d, features).await? {
+            built.push(format!("features/as_of={d}"));
+        }
+        if ensure_labels(
+            lake,
+            d,
+            spec.horizon_days,
+            features.lookback_days,
+            &features.session,
+        )
+        .await?
+        {
+            built.push(format!("labels/as_of={d}"));
+        }
+    }
+    let mut unusable = Vec::new();
+    let fit = read_slice(lake, spec, &schedule.fit, features, cache, &mut unusable).await?;
+    let cal_dates: Vec<NaiveDate> = schedule.calibration.into_iter().collect();
+    let calibration = read_slice(lake, spec, &cal_dates, features, cache, &mut unusable).await?;
+    let training = slice_summary(&fit, &schedule.fit);
+    check_classes(spec, "scoring fit", &training, "refit the model")?;
+    let calibration_summary = schedule
+        .calibration
+        .map(|_| slice_summary(&calibration, &cal_dates));
+    if let Some(c) = &calibration_summary {
+        check_classes(spec, "scoring calibration", c, "calibrate the refit")?;
+    }
+    let Fitted { artifact, .. } =
+        fit_artifact(spec, selected, &fit, &calibration, &descriptions(features))?;
+    Ok((
+        artifact,
+        ScoringFit {
+            training,
+            calibration: calibration_summary,
+        },
+    ))
+}
+
+/// Runs the backtest of `spec` with test snapshot `as_of`, refits for scoring unless told
+/// not to, and registers the model.
 pub async fn train(
     lake: &Lake,
     spec: &ModelSpec,
     as_of: NaiveDate,
     features: &FeatureOptions,
+    register: Register,
 ) -> Result<TrainReport> {
     let started = Instant::now();
     churn_core::commit::recover(lake).await?;
     let schedule = Schedule::new(spec, as_of);
     let (first, last) = lake_transaction_days(lake, &features.session).await?;
     check_schedule(spec, &schedule, first, last)?;
-    let built = ensure_snapshots(lake, &schedule, spec.horizon_days, features).await?;
+    let mut built = ensure_snapshots(lake, &schedule, spec.horizon_days, features).await?;
 
     let mut cache = HashMap::new();
     let mut unusable = Vec::new();
@@ -161,27 +235,43 @@ pub async fn train(
         test,
         unusable,
     };
-    let test_outlooks = match cache.remove(&schedule.test) {
-        Some(found) => found,
-        None => {
-            outlooks(
-                lake,
-                schedule.test,
-                spec.horizon_days,
-                false,
-                &features.session,
-            )
-            .await?
-        }
-    };
-    let p_alive: HashMap<String, f64> = test_outlooks
+    let p_alive: HashMap<String, f64> = match cache.get(&schedule.test) {
+        Some(found) => found
+            .iter()
+            .map(|(id, o)| (id.clone(), o.p_alive))
+            .collect(),
+        None => outlooks(
+            lake,
+            schedule.test,
+            spec.horizon_days,
+            false,
+            &features.session,
+        )
+        .await?
         .into_iter()
         .map(|(id, o)| (id, o.p_alive))
-        .collect();
+        .collect(),
+    };
 
     let result = backtest(spec, &schedule, &slices, &p_alive, &descriptions(features))?;
+    let refit = match register {
+        Register::ScoringFit => Some(
+            scoring_fit(
+                lake,
+                spec,
+                as_of,
+                &result.features,
+                features,
+                &mut cache,
+                &mut built,
+            )
+            .await?,
+        ),
+        Register::BacktestOnly => None,
+    };
     let version = registry::next_version(lake, &spec.name).await?;
-    let report = report(spec, as_of, &result, built, version, lake, started);
+    let mut report = report(spec, as_of, &result, built, version, lake, started);
+    report.scoring_fit = refit.as_ref().map(|(_, f)| f.clone());
     let manifest = TrainingManifest {
         name: spec.name.clone(),
         version,
@@ -194,6 +284,7 @@ pub async fn train(
             calibration: result.calibration.clone(),
             test: result.test.clone(),
         },
+        scoring_fit: report.scoring_fit.clone(),
         data_fingerprint: result.data_fingerprint.clone(),
         code_version: concat!("churn ", env!("CARGO_PKG_VERSION")).to_string(),
         features: result.features.clone(),
@@ -203,7 +294,8 @@ pub async fn train(
     registry::write(
         lake,
         registry::Entry {
-            artifact: &result.artifact,
+            artifact: refit.as_ref().map_or(&result.artifact, |(a, _)| a),
+            backtest_artifact: refit.as_ref().map(|_| &result.artifact),
             manifest: &manifest,
             report: &report,
             test_frame: &slices.test,
@@ -237,6 +329,7 @@ fn report(
         features: result.features.clone(),
         skipped_features: result.skipped_features.clone(),
         built,
+        scoring_fit: None,
         model: result.model.clone(),
         baseline_rule: result.baseline_rule.clone(),
         baseline_bgnbd: result.baseline_bgnbd.clone(),

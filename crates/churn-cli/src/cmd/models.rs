@@ -157,6 +157,19 @@ pub async fn run(args: Args, json: bool) -> anyhow::Result<()> {
                         s.churners
                     ));
                 }
+                match &mf.scoring_fit {
+                    Some(fit) => text.push_str(&format!(
+                        "  scoring fit  {}{}: {} rows, {} churners (artifact.json; the backtested model is backtest_artifact.json)\n",
+                        fit.training.snapshots.join(", "),
+                        fit.calibration
+                            .as_ref()
+                            .map(|c| format!(", calibrated on {}", c.snapshots.join(", ")))
+                            .unwrap_or_default(),
+                        fit.training.customers,
+                        fit.training.churners
+                    )),
+                    None => text.push_str("  scoring fit  none: artifact.json is the backtested model\n"),
+                }
                 text.push_str("Test metrics:\n");
                 text.push_str(&metrics_line("model", &m.model));
                 text.push_str(&metrics_line("baseline: rule", &m.baseline_rule.metrics));

@@ -95,6 +95,16 @@ pub fn human(s: &RunSummary) -> String {
                 v.grade.grade,
                 v.registry_path
             ),
+            StepOutcome::Score(v) => format!(
+                "{} customers with {}@{}: {} high, {} medium, {} low risk -> {}",
+                v.customers,
+                v.model_name,
+                v.model_version,
+                v.risk_bands.high,
+                v.risk_bands.medium,
+                v.risk_bands.low,
+                v.output
+            ),
             StepOutcome::Skipped { skipped, .. } => format!("skipped: {skipped}"),
         };
         text.push_str(&format!("  {:<8} {:<16} {line}\n", step.step, step.name));

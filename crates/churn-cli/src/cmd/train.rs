@@ -30,6 +30,10 @@ pub struct Args {
     /// Population window of snapshots built here (days).
     #[arg(long, default_value_t = churn_features::DEFAULT_LOOKBACK_DAYS)]
     lookback_days: u32,
+    /// Register the backtested model itself instead of refitting it on the newest labelled
+    /// snapshots (the test snapshot included) to score with.
+    #[arg(long)]
+    backtest_only: bool,
     /// Memory budget of the query engine (e.g. 2GiB); beyond it, work spills to disk.
     #[arg(long, value_parser = super::parse_bytes)]
     memory_limit: Option<usize>,
@@ -53,7 +57,12 @@ pub async fn run(args: Args, json: bool) -> anyhow::Result<()> {
         files: super::features::feature_files(args.features_dir.as_ref())?,
         lookback_days: args.lookback_days,
     };
-    let report = churn_train::train(&lake, &spec, args.as_of, &features)
+    let register = if args.backtest_only {
+        churn_train::Register::BacktestOnly
+    } else {
+        churn_train::Register::ScoringFit
+    };
+    let report = churn_train::train(&lake, &spec, args.as_of, &features, register)
         .await
         .with_context(|| {
             format!(
@@ -122,6 +131,19 @@ pub async fn run(args: Args, json: bool) -> anyhow::Result<()> {
                 "Skipped (type not usable): {}\n",
                 report.skipped_features.join(", ")
             ));
+        }
+        match &report.scoring_fit {
+            Some(fit) => text.push_str(&format!(
+                "Refitted to score with on snapshots {}{} ({} rows, {} churners)\n",
+                fit.training.snapshots.join(", "),
+                fit.calibration
+                    .as_ref()
+                    .map(|c| format!(", calibrated on {}", c.snapshots.join(", ")))
+                    .unwrap_or_default(),
+                fit.training.customers,
+                fit.training.churners
+            )),
+            None => text.push_str("Registered the backtested model itself (--backtest-only)\n"),
         }
         text.push_str(&format!("Registered in {}\n", report.registry_path));
         text
