@@ -39,8 +39,29 @@ fn s(p: &Path) -> &str {
 fn help_documents_every_subcommand() {
     let out = churn(&["--help"]);
     let text = String::from_utf8_lossy(&out.stdout);
-    for cmd in ["demo", "generate", "ingest", "run", "sql", "bench"] {
-        assert!(text.contains(cmd), "{cmd} missing from --help");
+    // The Commands section: one `  name  description` line per subcommand.
+    let listed: Vec<(String, String)> = text
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| {
+            let l = l.trim_start();
+            let (name, description) = l.split_once(' ')?;
+            Some((name.to_string(), description.trim().to_string()))
+        })
+        .collect();
+    let names: Vec<&str> = listed.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "demo", "generate", "ingest", "features", "labels", "run", "train", "score", "models",
+            "btyd", "sql", "bench", "help"
+        ],
+        "{text}"
+    );
+    for (name, description) in &listed {
+        assert!(!description.is_empty(), "{name} has no description");
     }
 }
 
