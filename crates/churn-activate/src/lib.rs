@@ -2,8 +2,22 @@
 //! population and writes `<lake>/scores/as_of=D/`: churn probability, risk band and
 //! percentile, the buy-till-you-die outlook (P(alive), expected purchases, discounted
 //! 12-month value), value at risk and the main reasons, so marketing gets a ranked,
-//! explained list.
+//! explained list. `segment` gives every customer RFM scores and a named segment, a
+//! lifecycle stage, a suggested tier and rule tags (`segments/as_of=D/`); `triggers` runs the
+//! retention rules of the activation file into the day's action list (`triggers/as_of=D/`).
 
+mod arrays;
+pub mod error;
+pub mod lang;
+pub mod rules;
 pub mod score;
+pub mod segment;
+pub mod triggers;
+pub mod view;
 
+pub use error::{ActivateError, Result};
+pub use lang::Lang;
+pub use rules::Activation;
 pub use score::{ScoreSummary, score};
+pub use segment::{SegmentSummary, segment};
+pub use triggers::{TriggersSummary, triggers};

@@ -49,6 +49,10 @@ enum Command {
     Train(cmd::train::Args),
     /// Score every customer of a date's population with a registered model.
     Score(cmd::score::Args),
+    /// RFM segments, lifecycle stages, suggested tiers and tags of a date's population.
+    Segment(cmd::segment::Args),
+    /// The day's action list from the retention rules (cooldowns, caps, opt-in).
+    Triggers(cmd::triggers::Args),
     /// List the registered models, or show one version in full.
     Models(cmd::models::Args),
     /// Buy-till-you-die models (BG/NBD, Pareto/NBD, Gamma-Gamma) on their own.
@@ -100,6 +104,8 @@ fn main() {
             Command::Run(args) => cmd::run::run(args, json).await,
             Command::Train(args) => cmd::train::run(args, json).await,
             Command::Score(args) => cmd::score::run(args, json).await,
+            Command::Segment(args) => cmd::segment::run(args, json).await,
+            Command::Triggers(args) => cmd::triggers::run(args, json).await,
             Command::Models(args) => cmd::models::run(args, json).await,
             Command::Btyd(args) => cmd::btyd::run(args, json).await,
             Command::Sql(args) => cmd::sql::run(args, json).await,

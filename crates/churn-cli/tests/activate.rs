@@ -312,3 +312,229 @@ fn training_refits_on_the_newest_labelled_snapshots_to_score_with_unless_backtes
         String::from_utf8_lossy(&shown.stdout)
     );
 }
+
+/// A hand-made store of seven customers as of 2026-03-01 (days before D in brackets):
+/// A buys five times at 100 (1, 9, 20, 45, 90), B twice at 50 (4, 59), C once at 30 (14),
+/// D twice at 200 (40, 273), E three times at 20 (71, 122, 151), F twice at 10 (212, 243),
+/// G once at 1000 (106). B was referred by A. C has opted out of marketing, G has not said.
+fn hand_made_lake(dir: &Path) -> PathBuf {
+    let purchases: &[(&str, &[(&str, f64)])] = &[
+        (
+            "A",
+            &[
+                ("2026-02-28", 100.0),
+                ("2026-02-20", 100.0),
+                ("2026-02-09", 100.0),
+                ("2026-01-15", 100.0),
+                ("2025-12-01", 100.0),
+            ],
+        ),
+        ("B", &[("2026-02-25", 50.0), ("2026-01-01", 50.0)]),
+        ("C", &[("2026-02-15", 30.0)]),
+        ("D", &[("2026-01-20", 200.0), ("2025-06-01", 200.0)]),
+        (
+            "E",
+            &[
+                ("2025-12-20", 20.0),
+                ("2025-10-30", 20.0),
+                ("2025-10-01", 20.0),
+            ],
+        ),
+        ("F", &[("2025-08-01", 10.0), ("2025-07-01", 10.0)]),
+        ("G", &[("2025-11-15", 1000.0)]),
+    ];
+    let mut csv = String::from("transaction_id,customer_id,ts,amount\n");
+    let mut n = 0;
+    for (customer, rows) in purchases {
+        for (day, amount) in rows.iter() {
+            n += 1;
+            csv.push_str(&format!("T{n},{customer},{day} 12:00:00,{amount}\n"));
+        }
+    }
+    std::fs::write(dir.join("transactions.csv"), csv).unwrap();
+    std::fs::write(
+        dir.join("customers.csv"),
+        "customer_id,referrer_id,marketing_opt_in\nA,,true\nB,A,true\nC,,false\nD,,true\nE,,true\nF,,true\nG,,\n",
+    )
+    .unwrap();
+    let lake = dir.join("lake");
+    for table in ["transactions", "customers"] {
+        json_of(&churn(&[
+            "ingest",
+            "--json",
+            "--lake",
+            s(&lake),
+            "--table",
+            table,
+            "--source",
+            s(&dir.join(format!("{table}.csv"))),
+            "--timezone",
+            "UTC",
+        ]));
+    }
+    lake
+}
+
+/// Gold from 400 spent and two purchases; a tag for 400 or more spent; the given rules.
+fn rules_file(dir: &Path, rules: &str) -> PathBuf {
+    let path = dir.join("rules.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[[segments.tiers]]\nname = \"gold\"\nlabel_zh = \"金卡\"\nmin_net_spend_365d = 400.0\nmin_purchases_365d = 2\n\
+             [[segments.tiers]]\nname = \"silver\"\n\
+             [[rules]]\nname = \"big_basket\"\nwhen = \"monetary_365d >= 400\"\ntag = \"big basket\"\n{rules}"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn segment(lake: &Path, rules: &Path, as_of: &str, lang: &str) -> serde_json::Value {
+    json_of(&churn(&[
+        "segment",
+        "--json",
+        "--lake",
+        s(lake),
+        "--as-of",
+        as_of,
+        "--rules",
+        s(rules),
+        "--lang",
+        lang,
+    ]))
+}
+
+fn triggers(lake: &Path, rules: &Path, as_of: &str) -> serde_json::Value {
+    json_of(&churn(&[
+        "triggers",
+        "--json",
+        "--lake",
+        s(lake),
+        "--as-of",
+        as_of,
+        "--rules",
+        s(rules),
+    ]))
+}
+
+#[test]
+fn rfm_scores_segments_lifecycle_stages_and_tiers_equal_hand_computed_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = hand_made_lake(dir.path());
+    let rules = rules_file(dir.path(), "");
+    let summary = segment(&lake, &rules, "2026-03-01", "en");
+    assert_eq!(summary["customers"], 7);
+    // By hand, score = 1 + floor(5 × customers with a worse value / 7):
+    // recency A1 B4 C14 D40 E71 G106 F212 -> R 5 4 3 3 2 1 1;
+    // purchases A5 E3 B2 D2 F2 C1 G1 -> F 5 4 2 2 2 1 1;
+    // spend G1000 A500 D400 B100 E60 C30 F20 -> M 5 4 3 3 2 1 1; FM = ceil((F+M)/2).
+    // Lifecycle: C's first purchase is 14 days ago (new); D came back after a 233-day gap
+    // (reactivated); E 71 days (at risk), G 106 (dormant), F 212 (lost).
+    let got = duckdb(&format!(
+        "SELECT customer_id, r_score, f_score, m_score, fm_score, rfm_segment, lifecycle_stage, suggested_tier, tags \
+         FROM read_parquet('{}/segments/*/*.parquet', hive_partitioning = true) ORDER BY 1",
+        s(&lake)
+    ));
+    let expected = "[('A', 5, 5, 4, 5, 'champions', 'active', 'gold', 'big basket'), \
+                    ('B', 4, 2, 3, 3, 'potential_loyalist', 'active', 'silver', None), \
+                    ('C', 3, 1, 1, 1, 'about_to_sleep', 'new', 'silver', None), \
+                    ('D', 3, 2, 3, 3, 'need_attention', 'reactivated', 'gold', 'big basket'), \
+                    ('E', 2, 4, 2, 3, 'at_risk', 'at_risk', 'silver', None), \
+                    ('F', 1, 2, 1, 2, 'hibernating', 'lost', 'silver', None), \
+                    ('G', 1, 1, 5, 3, 'at_risk', 'dormant', 'silver', 'big basket')]";
+    assert_eq!(got, expected);
+
+    // Chinese labels, same codes.
+    segment(&lake, &rules, "2026-03-01", "zh-CN");
+    let got = duckdb(&format!(
+        "SELECT customer_id, rfm_segment, rfm_segment_label, lifecycle_label, suggested_tier_label \
+         FROM read_parquet('{}/segments/*/*.parquet', hive_partitioning = true) WHERE customer_id IN ('A', 'C') ORDER BY 1",
+        s(&lake)
+    ));
+    assert_eq!(
+        got,
+        "[('A', 'champions', '重要价值客户', '活跃客户', '金卡'), ('C', 'about_to_sleep', '即将沉睡客户', '新客户', 'silver')]"
+    );
+}
+
+#[test]
+fn cooldowns_hold_across_days_and_reruns_and_opted_out_customers_get_no_action() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = hand_made_lake(dir.path());
+    let rules = rules_file(
+        dir.path(),
+        "[[rules]]\nname = \"everyone\"\nwhen = \"true\"\naction = \"hello\"\ncooldown_days = 2\n\
+         [[rules]]\nname = \"capped\"\nwhen = \"true\"\naction = \"call\"\ncooldown_days = 0\ndaily_cap = 2\n\
+         [[rules]]\nname = \"referral\"\nwhen = \"customer_id = 'B'\"\naction = \"coupon for both\"\ninclude_referrer = true\n",
+    );
+    let actions_of = |day: &str| {
+        duckdb(&format!(
+            "SELECT rule, customer_id, recipient FROM read_parquet('{}/triggers/*/*.parquet', hive_partitioning = true) \
+             WHERE as_of = DATE '{day}' ORDER BY 1, 2",
+            s(&lake)
+        ))
+    };
+    let everyone = |v: &serde_json::Value| v["rules"][0].clone();
+    for day in ["2026-03-01", "2026-03-02", "2026-03-03"] {
+        segment(&lake, &rules, day, "en");
+    }
+    // Day 1: everyone opted in (not C, who opted out, nor G, who never said).
+    let day1 = triggers(&lake, &rules, "2026-03-01");
+    assert_eq!(everyone(&day1)["matched"], 7);
+    assert_eq!(everyone(&day1)["not_opted_in"], 2);
+    assert_eq!(everyone(&day1)["actions"], 5);
+    // No scores in this lake: the cap keeps the first customer ids.
+    let day1_actions = "[('capped', 'A', 'customer'), ('capped', 'B', 'customer'), \
+                        ('everyone', 'A', 'customer'), ('everyone', 'B', 'customer'), ('everyone', 'D', 'customer'), \
+                        ('everyone', 'E', 'customer'), ('everyone', 'F', 'customer'), \
+                        ('referral', 'A', 'referrer'), ('referral', 'B', 'customer')]";
+    assert_eq!(actions_of("2026-03-01"), day1_actions);
+    // Day 2: within the two-day cooldown, twice (a re-run counts nothing against itself).
+    for _ in 0..2 {
+        let day2 = triggers(&lake, &rules, "2026-03-02");
+        assert_eq!(everyone(&day2)["actions"], 0);
+        assert_eq!(everyone(&day2)["in_cooldown"], 5);
+    }
+    // Re-running day 1 gives day 1's actions again, not fewer and not twice.
+    triggers(&lake, &rules, "2026-03-01");
+    assert_eq!(actions_of("2026-03-01"), day1_actions);
+    // Day 3: two days have passed.
+    let day3 = triggers(&lake, &rules, "2026-03-03");
+    assert_eq!(everyone(&day3)["actions"], 5);
+    let all = duckdb(&format!(
+        "SELECT count(*) FROM read_parquet('{}/triggers/*/*.parquet', hive_partitioning = true) WHERE customer_id IN ('C', 'G')",
+        s(&lake)
+    ));
+    assert_eq!(all, "[(0,)]");
+}
+
+#[test]
+fn a_rule_whose_sql_fails_is_named_and_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = hand_made_lake(dir.path());
+    let rules = rules_file(
+        dir.path(),
+        "[[rules]]\nname = \"broken_rule\"\nwhen = \"no_such_column > 1\"\naction = \"x\"\n",
+    );
+    let out = churn(&[
+        "segment",
+        "--lake",
+        s(&lake),
+        "--as-of",
+        "2026-03-01",
+        "--rules",
+        s(&rules),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("broken_rule") && stderr.contains("no_such_column"),
+        "{stderr}"
+    );
+    // Triggers without the day's segments: a data error naming the missing step.
+    let out = churn(&["triggers", "--lake", s(&lake), "--as-of", "2026-03-01"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("churn segment"), "{stderr}");
+}

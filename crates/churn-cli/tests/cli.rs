@@ -55,8 +55,8 @@ fn help_documents_every_subcommand() {
     assert_eq!(
         names,
         [
-            "demo", "generate", "ingest", "features", "labels", "run", "train", "score", "models",
-            "btyd", "sql", "bench", "help"
+            "demo", "generate", "ingest", "features", "labels", "run", "train", "score", "segment",
+            "triggers", "models", "btyd", "sql", "bench", "help"
         ],
         "{text}"
     );

@@ -62,6 +62,12 @@ pub enum PipelineError {
         #[source]
         error: Box<churn_train::TrainError>,
     },
+    #[error("{step} step: {error}")]
+    Activate {
+        step: &'static str,
+        #[source]
+        error: Box<churn_activate::ActivateError>,
+    },
     #[error(transparent)]
     Core(#[from] churn_core::CoreError),
 }
@@ -76,6 +82,7 @@ impl PipelineError {
             PipelineError::Ingest { error, .. } => error.kind(),
             PipelineError::Features { error, .. } => error.kind(),
             PipelineError::Train { error, .. } | PipelineError::Score { error, .. } => error.kind(),
+            PipelineError::Activate { error, .. } => error.kind(),
             PipelineError::Core(e) => e.kind(),
         }
     }
@@ -146,6 +153,20 @@ fn default_score_model() -> String {
     "churn".to_string()
 }
 
+/// `[activate]` section: segment the run's date and run the retention rules into the day's
+/// action list (after any score step).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActivateSection {
+    /// Activation file (segment thresholds and rules), relative to the pipeline file.
+    /// Default: the built-in playbook (pipelines/rules.toml as shipped).
+    #[serde(default)]
+    pub rules: Option<String>,
+    /// Language of the segment labels: "en" or "zh-CN". Default "en".
+    #[serde(default)]
+    pub lang: Option<String>,
+}
+
 /// A pipeline file as written.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -163,6 +184,8 @@ pub struct PipelineFile {
     pub train: Option<TrainSection>,
     #[serde(default)]
     pub score: Option<ScoreSection>,
+    #[serde(default)]
+    pub activate: Option<ActivateSection>,
 }
 
 /// A validated pipeline: paths resolved against the file's folder, sources checked.
@@ -180,6 +203,8 @@ pub struct Pipeline {
     pub train: Vec<(String, ModelSpec)>,
     /// Score step: the registered model to score the run's date with.
     pub score: Option<String>,
+    /// Segment and triggers steps: the activation file and the labels' language.
+    pub activate: Option<(churn_activate::Activation, churn_activate::Lang)>,
 }
 
 /// Paths in a pipeline file are relative to the file's folder, URLs are left alone.
@@ -273,6 +298,26 @@ impl Pipeline {
                 Err(e) => problems.push(format!("train.models: {e}")),
             }
         }
+        let activate = file.activate.as_ref().and_then(|a| {
+            let activation = match &a.rules {
+                Some(rules) => churn_activate::Activation::load(Path::new(&resolve(&base, rules))),
+                None => churn_activate::Activation::built_in(),
+            };
+            let lang = a
+                .lang
+                .as_deref()
+                .unwrap_or("en")
+                .parse::<churn_activate::Lang>();
+            match (activation, lang) {
+                (Ok(activation), Ok(lang)) => Some((activation, lang)),
+                (activation, lang) => {
+                    for e in [activation.err(), lang.err()].into_iter().flatten() {
+                        problems.push(format!("activate: {e}"));
+                    }
+                    None
+                }
+            }
+        });
         if !problems.is_empty() {
             return Err(PipelineError::Invalid {
                 path: path.to_path_buf(),
@@ -288,6 +333,7 @@ impl Pipeline {
             labels,
             train,
             score: file.score.as_ref().map(|s| s.model.clone()),
+            activate,
         })
     }
 
@@ -315,6 +361,8 @@ pub enum StepOutcome {
     Labels(LabelsSummary),
     Train(Box<TrainReport>),
     Score(Box<ScoreSummary>),
+    Segment(Box<churn_activate::SegmentSummary>),
+    Triggers(Box<churn_activate::TriggersSummary>),
     /// The data does not reach far enough yet (labels or a test snapshot not observable).
     Skipped {
         kind: &'static str,
@@ -408,9 +456,47 @@ async fn train_step(
     })
 }
 
+/// Segments the run's date, then runs the rules into the day's action list.
+async fn activate_steps(
+    pipeline: &Pipeline,
+    lake: &Lake,
+    as_of: NaiveDate,
+    activation: &churn_activate::Activation,
+    lang: churn_activate::Lang,
+) -> Result<Vec<StepSummary>> {
+    let wrap = |step| {
+        move |error| PipelineError::Activate {
+            step,
+            error: Box::new(error),
+        }
+    };
+    tracing::info!(as_of = %as_of, "segment step");
+    let features = feature_options(pipeline, "segment")?;
+    let segments = churn_activate::segment(lake, as_of, activation, lang, &features)
+        .await
+        .map_err(wrap("segment"))?;
+    tracing::info!(as_of = %as_of, "triggers step");
+    let triggers = churn_activate::triggers(lake, as_of, activation, &features.session)
+        .await
+        .map_err(wrap("triggers"))?;
+    Ok(vec![
+        StepSummary {
+            step: "segment",
+            name: as_of.to_string(),
+            outcome: StepOutcome::Segment(Box::new(segments)),
+        },
+        StepSummary {
+            step: "triggers",
+            name: as_of.to_string(),
+            outcome: StepOutcome::Triggers(Box::new(triggers)),
+        },
+    ])
+}
+
 /// Runs every step of the pipeline for the logical date `as_of`: ingest each source, then
 /// build the feature snapshot of `as_of`, then the labels of `as_of - horizon`, then train
-/// each model with test snapshot `as_of - horizon`, then score `as_of`.
+/// each model with test snapshot `as_of - horizon`, then score `as_of`, then segment it and run
+/// its rules into the day's action list.
 pub async fn run(
     pipeline: &Pipeline,
     lake: &Lake,
@@ -508,6 +594,9 @@ pub async fn run(
             name: as_of.to_string(),
             outcome: StepOutcome::Score(Box::new(summary)),
         });
+    }
+    if let Some((activation, lang)) = &pipeline.activate {
+        steps.extend(activate_steps(pipeline, lake, as_of, activation, *lang).await?);
     }
     let manifest = format!("_runs/{run_id}.json");
     let summary = RunSummary {

@@ -56,13 +56,21 @@ fn a_pipeline_file_reports_every_problem_at_once() {
     std::fs::write(
         &path,
         "[lake]\ntimezone = \"Mars/Base\"\n[labels]\nhorizon_days = 0\n\
-         [sources.tx]\ntable = \"orders\"\npath = \"x.csv\"\n",
+         [sources.tx]\ntable = \"orders\"\npath = \"x.csv\"\n\
+         [activate]\nrules = \"no-such-rules.toml\"\nlang = \"fr\"\n",
     )
     .unwrap();
     let err = Pipeline::load(&path).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Config);
     let text = err.to_string();
-    for needle in ["Mars/Base", "horizon_days", "sources.tx", "orders"] {
+    for needle in [
+        "Mars/Base",
+        "horizon_days",
+        "sources.tx",
+        "orders",
+        "no-such-rules.toml",
+        "\"fr\"",
+    ] {
         assert!(text.contains(needle), "{needle} missing from: {text}");
     }
 }

@@ -50,6 +50,8 @@ pub async fn run(args: Args, json: bool) -> anyhow::Result<()> {
              churn sql --lake {lake} \"SELECT tier, count(*) AS customers, avg(recency_days) AS avg_recency FROM features GROUP BY 1\"\n  \
              churn sql --lake {lake} \"SELECT churned, count(*) FROM labels GROUP BY 1\"\n  \
              churn sql --lake {lake} \"SELECT customer_id, churn_probability, risk_band, value_at_risk, reason_1 FROM scores ORDER BY value_at_risk DESC LIMIT 10\"\n  \
+             churn sql --lake {lake} \"SELECT rfm_segment_label, lifecycle_label, count(*) AS customers FROM segments GROUP BY 1, 2 ORDER BY 3 DESC LIMIT 10\"\n  \
+             churn sql --lake {lake} \"SELECT rule, recipient, customer_id, action, value_at_risk FROM triggers ORDER BY rule, priority LIMIT 20\"\n  \
              churn models show --lake {lake} churn\n  \
              duckdb -c \"SELECT * FROM '{lake}/_models/churn/1/test_scores.parquet' ORDER BY churn_probability DESC LIMIT 10\"\n  \
              duckdb -c \"SELECT count(*) FROM read_parquet('{lake}/transactions/*/*.parquet', hive_partitioning = true)\"\n"

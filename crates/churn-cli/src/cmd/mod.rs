@@ -10,8 +10,49 @@ pub mod labels;
 pub mod models;
 pub mod run;
 pub mod score;
+pub mod segment;
 pub mod sql;
 pub mod train;
+pub mod triggers;
+
+/// How a command that needs the feature snapshot of D builds it when the lake lacks it.
+#[derive(Debug, clap::Args)]
+pub struct SnapshotArgs {
+    /// Folder of feature SQL files, used when the snapshot of D must be built; default
+    /// pipelines/features when it exists, else the built-in files.
+    #[arg(long)]
+    features_dir: Option<std::path::PathBuf>,
+    /// Population window of a snapshot built here (days).
+    #[arg(long, default_value_t = churn_features::DEFAULT_LOOKBACK_DAYS)]
+    lookback_days: u32,
+    /// Memory budget of the query engine (e.g. 2GiB); beyond it, work spills to disk.
+    #[arg(long, value_parser = parse_bytes)]
+    memory_limit: Option<usize>,
+}
+
+impl SnapshotArgs {
+    pub fn feature_options(&self) -> anyhow::Result<churn_features::FeatureOptions> {
+        Ok(churn_features::FeatureOptions {
+            session: churn_core::session::SessionOptions {
+                memory_limit_bytes: self.memory_limit,
+                spill_dir: None,
+            },
+            files: features::feature_files(self.features_dir.as_ref())?,
+            lookback_days: self.lookback_days,
+        })
+    }
+}
+
+/// The activation file: `path`, else pipelines/rules.toml when it exists, else the built-in
+/// playbook.
+pub fn activation(path: Option<&std::path::PathBuf>) -> anyhow::Result<churn_activate::Activation> {
+    let default = std::path::PathBuf::from("pipelines/rules.toml");
+    Ok(match path {
+        Some(p) => churn_activate::Activation::load(p)?,
+        None if default.is_file() => churn_activate::Activation::load(&default)?,
+        None => churn_activate::Activation::built_in()?,
+    })
+}
 
 /// Parses `YYYY-MM-DD`.
 pub fn parse_date(s: &str) -> Result<chrono::NaiveDate, String> {

@@ -105,6 +105,20 @@ pub fn human(s: &RunSummary) -> String {
                 v.risk_bands.low,
                 v.output
             ),
+            StepOutcome::Segment(v) => format!(
+                "{} customers: {} champions, {} at risk (lifecycle), {} lost (lifecycle) -> {}",
+                v.customers,
+                v.rfm_segments.get("champions").copied().unwrap_or(0),
+                v.lifecycle_stages.get("at_risk").copied().unwrap_or(0),
+                v.lifecycle_stages.get("lost").copied().unwrap_or(0),
+                v.output
+            ),
+            StepOutcome::Triggers(v) => format!(
+                "{} actions from {} rules -> {}",
+                v.actions,
+                v.rules.len(),
+                v.output
+            ),
             StepOutcome::Skipped { skipped, .. } => format!("skipped: {skipped}"),
         };
         text.push_str(&format!("  {:<8} {:<16} {line}\n", step.step, step.name));

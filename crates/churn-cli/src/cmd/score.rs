@@ -1,11 +1,7 @@
 //! `churn score`: score every customer of a date's population with a registered model.
 
-use std::path::PathBuf;
-
 use anyhow::Context;
 use churn_core::Lake;
-use churn_core::session::SessionOptions;
-use churn_features::FeatureOptions;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -19,28 +15,13 @@ pub struct Args {
     /// Registered model: NAME (its newest version) or NAME@VERSION.
     #[arg(long, default_value = "churn")]
     model: String,
-    /// Folder of feature SQL files, used when the snapshot of D must be built; default
-    /// pipelines/features when it exists, else the built-in files.
-    #[arg(long)]
-    features_dir: Option<PathBuf>,
-    /// Population window of a snapshot built here (days).
-    #[arg(long, default_value_t = churn_features::DEFAULT_LOOKBACK_DAYS)]
-    lookback_days: u32,
-    /// Memory budget of the query engine (e.g. 2GiB); beyond it, work spills to disk.
-    #[arg(long, value_parser = super::parse_bytes)]
-    memory_limit: Option<usize>,
+    #[command(flatten)]
+    snapshot: super::SnapshotArgs,
 }
 
 pub async fn run(args: Args, json: bool) -> anyhow::Result<()> {
     let lake = Lake::open(&args.lake)?;
-    let features = FeatureOptions {
-        session: SessionOptions {
-            memory_limit_bytes: args.memory_limit,
-            spill_dir: None,
-        },
-        files: super::features::feature_files(args.features_dir.as_ref())?,
-        lookback_days: args.lookback_days,
-    };
+    let features = args.snapshot.feature_options()?;
     let summary = churn_activate::score(&lake, args.as_of, &args.model, &features)
         .await
         .with_context(|| {

@@ -1,0 +1,73 @@
+//! Errors of segments and rule triggers: a rules file that does not parse or validate, a
+//! rule whose SQL does not run (named), inputs the lake lacks, and the errors of the crates
+//! below, each with its kind.
+
+use churn_core::{CoreError, ErrorKind, datafusion_error_kind};
+use churn_features::FeatureError;
+use churn_train::TrainError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ActivateError {
+    #[error("cannot read rules file {path}: {source}")]
+    ReadRules {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("rules file {path} is invalid:\n  - {}", problems.join("\n  - "))]
+    InvalidRules { path: String, problems: Vec<String> },
+
+    #[error("rule {rule:?} ({file}) does not run: `{when}`: {source}")]
+    RuleSql {
+        rule: String,
+        file: String,
+        when: String,
+        #[source]
+        source: datafusion::error::DataFusionError,
+    },
+
+    #[error("rules of {file} do not run:\n  - {}", failures.join("\n  - "))]
+    RulesDoNotRun { file: String, failures: Vec<String> },
+
+    #[error("the lake has no {table} for {as_of}; run `churn {command} --as-of {as_of}` first")]
+    MissingInput {
+        table: &'static str,
+        command: &'static str,
+        as_of: String,
+    },
+
+    #[error("unknown language {0:?} (expected en or zh-CN)")]
+    UnknownLanguage(String),
+
+    #[error("segments: {0}")]
+    Feature(#[from] FeatureError),
+
+    #[error("lake: {0}")]
+    Core(#[from] CoreError),
+
+    #[error("scoring: {0}")]
+    Train(#[from] TrainError),
+
+    #[error("query engine error: {0}")]
+    DataFusion(#[from] datafusion::error::DataFusionError),
+}
+
+impl ActivateError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            ActivateError::ReadRules { .. }
+            | ActivateError::InvalidRules { .. }
+            | ActivateError::RuleSql { .. }
+            | ActivateError::RulesDoNotRun { .. }
+            | ActivateError::UnknownLanguage(_) => ErrorKind::Config,
+            ActivateError::MissingInput { .. } => ErrorKind::Data,
+            ActivateError::Feature(e) => e.kind(),
+            ActivateError::Core(e) => e.kind(),
+            ActivateError::Train(e) => e.kind(),
+            ActivateError::DataFusion(e) => datafusion_error_kind(e),
+        }
+    }
+}
+
+pub type Result<T, E = ActivateError> = std::result::Result<T, E>;

@@ -1,0 +1,118 @@
+//! The customer view that rules are written against: one row per customer of D's population
+//! with every feature column of the snapshot of D, the scores of D, the segments of D and
+//! the profile. Inputs the lake lacks (no scores yet, no customers table) appear as typed
+//! null columns, so a rule's SQL means the same on every lake.
+
+use chrono::NaiveDate;
+use churn_core::session::LakeTable;
+use datafusion::prelude::SessionContext;
+
+use crate::error::Result;
+
+/// The view's name in SQL.
+pub const VIEW: &str = "customer_view";
+
+/// Columns taken from the scores of D, with their SQL types for a lake without scores.
+const SCORE_COLUMNS: &[(&str, &str)] = &[
+    ("churn_probability", "DOUBLE"),
+    ("risk_band", "VARCHAR"),
+    ("risk_percentile", "DOUBLE"),
+    ("p_alive", "DOUBLE"),
+    ("expected_purchases_90d", "DOUBLE"),
+    ("expected_value_12m", "DOUBLE"),
+    ("value_at_risk", "DOUBLE"),
+    ("reason_1", "VARCHAR"),
+    ("reason_2", "VARCHAR"),
+    ("reason_3", "VARCHAR"),
+    ("model_name", "VARCHAR"),
+    ("model_version", "INT UNSIGNED"),
+];
+
+/// Columns taken from the segments of D.
+pub const SEGMENT_COLUMNS: &[(&str, &str)] = &[
+    ("r_score", "INT"),
+    ("f_score", "INT"),
+    ("m_score", "INT"),
+    ("fm_score", "INT"),
+    ("rfm_cell", "VARCHAR"),
+    ("rfm_segment", "VARCHAR"),
+    ("lifecycle_stage", "VARCHAR"),
+    ("suggested_tier", "VARCHAR"),
+    ("tags", "VARCHAR"),
+];
+
+/// Profile columns that are not features already; contact details (e-mail, phone) are left
+/// out on purpose: rules decide who, exports decide how to reach them.
+const PROFILE_COLUMNS: &[(&str, &str)] = &[
+    ("signup_date", "DATE"),
+    ("birthday", "DATE"),
+    ("referrer_id", "VARCHAR"),
+    ("marketing_opt_in", "BOOLEAN"),
+];
+
+/// Which inputs the view found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ViewInputs {
+    pub scores: bool,
+    pub profiles: bool,
+}
+
+/// `alias.col` for each column when the table is present, else typed nulls.
+fn select_list(columns: &[(&str, &str)], alias: &str, present: bool) -> Vec<String> {
+    columns
+        .iter()
+        .map(|(name, ty)| {
+            if present {
+                format!("{alias}.{name}")
+            } else {
+                format!("CAST(NULL AS {ty}) AS {name}")
+            }
+        })
+        .collect()
+}
+
+/// The view's SQL. `segments` is a table holding only the segments of D (the day's being
+/// built), or `None` for the lake's `segments` table.
+fn view_sql(as_of: NaiveDate, segments: Option<&str>, inputs: ViewInputs) -> String {
+    let day = format!("DATE '{as_of}'");
+    let mut columns = vec!["f.*".to_string()];
+    columns.extend(select_list(SCORE_COLUMNS, "s", inputs.scores));
+    columns.extend(select_list(SEGMENT_COLUMNS, "g", true));
+    columns.extend(select_list(PROFILE_COLUMNS, "c", inputs.profiles));
+    let segments = match segments {
+        Some(table) => table.to_string(),
+        None => format!("(SELECT * FROM segments WHERE as_of = {day})"),
+    };
+    let mut sql = format!(
+        "SELECT {} FROM (SELECT * FROM features WHERE as_of = {day}) f\n\
+         LEFT JOIN {segments} g ON g.customer_id = f.customer_id",
+        columns.join(", ")
+    );
+    if inputs.scores {
+        sql.push_str(&format!(
+            "\nLEFT JOIN (SELECT * FROM scores WHERE as_of = {day}) s ON s.customer_id = f.customer_id"
+        ));
+    }
+    if inputs.profiles {
+        sql.push_str("\nLEFT JOIN customers c ON c.customer_id = f.customer_id");
+    }
+    sql
+}
+
+/// Registers [`VIEW`] for D in a session that has the lake's tables (and `segments`, the
+/// day's segments table, when given).
+pub async fn register_customer_view(
+    ctx: &SessionContext,
+    tables: &[LakeTable],
+    as_of: NaiveDate,
+    segments: Option<&str>,
+) -> Result<ViewInputs> {
+    let has = |name: &str| tables.iter().any(|t| t.name == name);
+    let inputs = ViewInputs {
+        scores: has("scores"),
+        profiles: has("customers"),
+    };
+    let df = ctx.sql(&view_sql(as_of, segments, inputs)).await?;
+    ctx.register_table(VIEW, df.into_view())?;
+    Ok(inputs)
+}
