@@ -439,6 +439,14 @@ async fn a_users_sql_file_is_joined_in_and_broken_files_are_named() {
             ),
             "not documented",
         ),
+        (
+            // Fails while running (a cast the data refuses), not while planning.
+            "badcast.sql",
+            format!(
+                "{HEADER}--   n: n\nwith final as (select customer_id, cast(customer_id as int) as n from population)\nselect * from final\n"
+            ),
+            "does not run",
+        ),
     ];
     for (name, sql, needle) in cases {
         let dir = user_dir(&[(name, &sql)]);
