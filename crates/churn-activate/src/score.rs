@@ -183,8 +183,7 @@ pub async fn score(
         add_btyd_columns(&mut frame, &outlooks.model_horizon);
     }
     let artifact = &stored.artifact;
-    artifact.preprocessor.check(&frame)?;
-    let x = artifact.preprocessor.transform(&frame);
+    let x = artifact.preprocessor.transform(&frame)?;
     let probabilities: Vec<f64> = artifact
         .classifier
         .predict(&x)
