@@ -10,12 +10,12 @@ use chrono::NaiveDate;
 use churn_core::Lake;
 use churn_core::session::SessionOptions;
 use datafusion::prelude::SessionContext;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{FeatureError, Result};
 use crate::snapshot::{register_empty_tables, register_snapshot_views, snapshot_session};
 use crate::sqlfile::FeatureFile;
-use crate::write::{job_id, write_parquet, write_partition};
+use crate::write::{PartitionManifest, job_id, write_parquet, write_partition};
 
 /// How to build features.
 #[derive(Debug, Clone)]
@@ -27,7 +27,7 @@ pub struct FeatureOptions {
 }
 
 /// One written snapshot.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SnapshotSummary {
     pub as_of: String,
     pub customers: u64,
@@ -40,9 +40,9 @@ pub struct SnapshotSummary {
 }
 
 /// What `churn features` did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FeaturesSummary {
-    pub kind: &'static str,
+    pub kind: String,
     pub lake: String,
     pub snapshots: Vec<SnapshotSummary>,
     pub duration_ms: u64,
@@ -255,7 +255,9 @@ pub async fn build_snapshot(
     let df = ctx.sql(&final_select(&used)).await?;
     let columns = df.schema().fields().len() + 1;
     let folder = format!("features/as_of={as_of}");
-    let manifest = serde_json::json!({"kind": "features", "as_of": as_of.to_string(), "lookback_days": options.lookback_days, "population": population});
+    let manifest = PartitionManifest::new("features", as_of)
+        .with("lookback_days", options.lookback_days)
+        .with("population", population);
     let written = write_partition(lake, df, &folder, &job, manifest).await?;
     tracing::info!(as_of = %as_of, customers = written.rows, columns, "feature snapshot written");
     Ok(SnapshotSummary {
@@ -300,7 +302,7 @@ pub async fn build_features(
         snapshots.push(build_snapshot(lake, d, options).await?);
     }
     Ok(FeaturesSummary {
-        kind: "features",
+        kind: "features".into(),
         lake: lake.display(),
         snapshots,
         duration_ms: started.elapsed().as_millis() as u64,

@@ -306,27 +306,29 @@ impl Pipeline {
 }
 
 /// What one step of a run did: the summary the matching command prints with `--json`, or why
-/// the step was skipped.
-#[derive(Debug, Clone, Serialize)]
+/// the step was skipped. Stored without a tag: reading one back tries the variants in order,
+/// and each summary has fields the ones before it lack (a skip has `skipped`, ingest
+/// `batch_id`, features snapshots have `columns`, labels have `horizon_days`, train `version`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum StepOutcome {
+    /// The data does not reach far enough yet (labels or a test snapshot not observable).
+    Skipped {
+        kind: String,
+        skipped: String,
+    },
     Ingest(Box<IngestSummary>),
     Features(FeaturesSummary),
     Labels(LabelsSummary),
     Train(Box<TrainReport>),
     Score(Box<ScoreSummary>),
-    /// The data does not reach far enough yet (labels or a test snapshot not observable).
-    Skipped {
-        kind: &'static str,
-        skipped: String,
-    },
 }
 
 /// One executed step of a run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StepSummary {
     /// `ingest`, `features`, `labels`, `train` or `score`.
-    pub step: &'static str,
+    pub step: String,
     /// Source name for ingest steps, the model name for train steps, the snapshot date
     /// otherwise.
     pub name: String,
@@ -335,9 +337,9 @@ pub struct StepSummary {
 }
 
 /// What `churn run` did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunSummary {
-    pub kind: &'static str,
+    pub kind: String,
     pub run_id: String,
     pub pipeline: String,
     pub as_of: String,
@@ -390,7 +392,7 @@ async fn train_step(
         )) => {
             tracing::warn!(error = %e, "train skipped");
             StepOutcome::Skipped {
-                kind: "train",
+                kind: "train".into(),
                 skipped: e.to_string(),
             }
         }
@@ -402,7 +404,7 @@ async fn train_step(
         }
     };
     Ok(StepSummary {
-        step: "train",
+        step: "train".into(),
         name: spec.name.clone(),
         outcome,
     })
@@ -433,7 +435,7 @@ pub async fn run(
                 error: Box::new(error),
             })?;
         steps.push(StepSummary {
-            step: "ingest",
+            step: "ingest".into(),
             name: name.clone(),
             outcome: StepOutcome::Ingest(Box::new(summary)),
         });
@@ -447,7 +449,7 @@ pub async fn run(
                 error: Box::new(error),
             })?;
         steps.push(StepSummary {
-            step: "features",
+            step: "features".into(),
             name: as_of.to_string(),
             outcome: StepOutcome::Features(summary),
         });
@@ -474,7 +476,7 @@ pub async fn run(
             Err(e @ churn_features::FeatureError::LabelsNotObservable { .. }) => {
                 tracing::warn!(error = %e, "labels skipped");
                 StepOutcome::Skipped {
-                    kind: "labels",
+                    kind: "labels".into(),
                     skipped: e.to_string(),
                 }
             }
@@ -486,7 +488,7 @@ pub async fn run(
             }
         };
         steps.push(StepSummary {
-            step: "labels",
+            step: "labels".into(),
             name: label_date.to_string(),
             outcome,
         });
@@ -504,14 +506,14 @@ pub async fn run(
                 error: Box::new(error),
             })?;
         steps.push(StepSummary {
-            step: "score",
+            step: "score".into(),
             name: as_of.to_string(),
             outcome: StepOutcome::Score(Box::new(summary)),
         });
     }
     let manifest = format!("_runs/{run_id}.json");
     let summary = RunSummary {
-        kind: "run",
+        kind: "run".into(),
         run_id,
         pipeline: pipeline.path.display().to_string(),
         as_of: as_of.to_string(),
