@@ -18,6 +18,7 @@ use arrow::array::{ArrayRef, Float64Array, RecordBatch, StringArray, UInt32Array
 use arrow::datatypes::{DataType, Field, Schema};
 use chrono::NaiveDate;
 use churn_core::Lake;
+use churn_features::write::PartitionManifest;
 use churn_features::{FeatureOptions, Grain, btyd_inputs, ensure_snapshot};
 use churn_model::backtest::add_btyd_columns;
 use churn_model::btyd::{BgNbd, CustomerOutlook, GammaGamma, Summary, fit_bgnbd, fit_gamma_gamma};
@@ -183,8 +184,7 @@ pub async fn score(
         add_btyd_columns(&mut frame, &outlooks.model_horizon);
     }
     let artifact = &stored.artifact;
-    artifact.preprocessor.check(&frame)?;
-    let x = artifact.preprocessor.transform(&frame);
+    let x = artifact.preprocessor.transform(&frame)?;
     let probabilities: Vec<f64> = artifact
         .classifier
         .predict(&x)
@@ -254,7 +254,9 @@ pub async fn score(
 
     let df = datafusion::prelude::SessionContext::new().read_batch(batch)?;
     let job = churn_core::commit::job_id("score", &as_of.to_string());
-    let manifest = serde_json::json!({"kind": "score", "as_of": as_of.to_string(), "model": name, "version": stored.version});
+    let manifest = PartitionManifest::new("score", as_of)
+        .with("model", &name)
+        .with("version", stored.version);
     let written = churn_features::write::write_partition(
         lake,
         df,

@@ -12,6 +12,7 @@ use arrow::datatypes::{DataType, Field, Schema};
 use chrono::NaiveDate;
 use churn_core::Lake;
 use churn_core::session::lake_session;
+use churn_features::write::PartitionManifest;
 use churn_features::{FeatureOptions, ensure_snapshot};
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
@@ -415,7 +416,9 @@ pub async fn segment(
 
     let df = SessionContext::new().read_batch(batch)?;
     let job = churn_core::commit::job_id("segment", &as_of.to_string());
-    let manifest = serde_json::json!({"kind": "segment", "as_of": as_of.to_string(), "lang": lang.code(), "rules": activation.source});
+    let manifest = PartitionManifest::new("segment", as_of)
+        .with("lang", lang.code())
+        .with("rules", &activation.source);
     let written = churn_features::write::write_partition(
         lake,
         df,

@@ -15,6 +15,7 @@ use arrow::datatypes::{DataType, Field, Schema};
 use chrono::NaiveDate;
 use churn_core::Lake;
 use churn_core::session::{SessionOptions, lake_session};
+use churn_features::write::PartitionManifest;
 use datafusion::prelude::SessionContext;
 use serde::{Deserialize, Serialize};
 
@@ -357,7 +358,7 @@ pub async fn triggers(
     let batch = actions_batch(&actions, activation)?;
     let df = SessionContext::new().read_batch(batch)?;
     let job = churn_core::commit::job_id("triggers", &as_of.to_string());
-    let manifest = serde_json::json!({"kind": "triggers", "as_of": as_of.to_string(), "rules": activation.source});
+    let manifest = PartitionManifest::new("triggers", as_of).with("rules", &activation.source);
     let written = churn_features::write::write_partition(
         lake,
         df,

@@ -50,6 +50,22 @@ const PROFILE_COLUMNS: &[(&str, &str)] = &[
     ("marketing_opt_in", "BOOLEAN"),
 ];
 
+/// Feature columns that only exist when the lake has a customers table (profile.sql) or
+/// campaign events (campaigns.sql): null on lakes without them, so that the same rules run
+/// on every lake.
+const OPTIONAL_FEATURE_COLUMNS: &[(&str, &str)] = &[
+    ("age_years", "BIGINT"),
+    ("tier", "VARCHAR"),
+    ("has_referrer", "BOOLEAN"),
+    ("referrals_converted", "BIGINT"),
+    ("days_to_birthday", "BIGINT"),
+    ("campaign_sent_90d", "BIGINT"),
+    ("campaign_opened_90d", "BIGINT"),
+    ("campaign_clicked_90d", "BIGINT"),
+    ("campaign_redeemed_90d", "BIGINT"),
+    ("days_since_last_redeem", "BIGINT"),
+];
+
 /// Which inputs the view found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ViewInputs {
@@ -73,9 +89,15 @@ fn select_list(columns: &[(&str, &str)], alias: &str, present: bool) -> Vec<Stri
 
 /// The view's SQL. `segments` is a table holding only the segments of D (the day's being
 /// built), or `None` for the lake's `segments` table.
-fn view_sql(as_of: NaiveDate, segments: Option<&str>, inputs: ViewInputs) -> String {
+fn view_sql(
+    as_of: NaiveDate,
+    segments: Option<&str>,
+    inputs: ViewInputs,
+    missing_features: &[(&str, &str)],
+) -> String {
     let day = format!("DATE '{as_of}'");
     let mut columns = vec!["f.*".to_string()];
+    columns.extend(select_list(missing_features, "f", false));
     columns.extend(select_list(SCORE_COLUMNS, "s", inputs.scores));
     columns.extend(select_list(SEGMENT_COLUMNS, "g", true));
     columns.extend(select_list(PROFILE_COLUMNS, "c", inputs.profiles));
@@ -112,7 +134,15 @@ pub async fn register_customer_view(
         scores: has("scores"),
         profiles: has("customers"),
     };
-    let df = ctx.sql(&view_sql(as_of, segments, inputs)).await?;
+    let features = ctx.table("features").await?;
+    let missing_features: Vec<(&str, &str)> = OPTIONAL_FEATURE_COLUMNS
+        .iter()
+        .copied()
+        .filter(|(name, _)| features.schema().field_with_unqualified_name(name).is_err())
+        .collect();
+    let df = ctx
+        .sql(&view_sql(as_of, segments, inputs, &missing_features))
+        .await?;
     ctx.register_table(VIEW, df.into_view())?;
     Ok(inputs)
 }

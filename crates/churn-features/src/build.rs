@@ -10,12 +10,12 @@ use chrono::NaiveDate;
 use churn_core::Lake;
 use churn_core::session::SessionOptions;
 use datafusion::prelude::SessionContext;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{FeatureError, Result};
 use crate::snapshot::{register_empty_tables, register_snapshot_views, snapshot_session};
 use crate::sqlfile::FeatureFile;
-use crate::write::{job_id, write_parquet, write_partition};
+use crate::write::{PartitionManifest, job_id, write_parquet, write_partition};
 
 /// How to build features.
 #[derive(Debug, Clone)]
@@ -27,7 +27,7 @@ pub struct FeatureOptions {
 }
 
 /// One written snapshot.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SnapshotSummary {
     pub as_of: String,
     pub customers: u64,
@@ -40,9 +40,9 @@ pub struct SnapshotSummary {
 }
 
 /// What `churn features` did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FeaturesSummary {
-    pub kind: &'static str,
+    pub kind: String,
     pub lake: String,
     pub snapshots: Vec<SnapshotSummary>,
     pub duration_ms: u64,
@@ -94,10 +94,7 @@ async fn register_feature_views(
         let df = ctx
             .sql(&file.sql)
             .await
-            .map_err(|source| FeatureError::Query {
-                file: file.origin.clone(),
-                source,
-            })?;
+            .map_err(|source| query_error(&file.origin, source))?;
         let names: Vec<String> = df
             .schema()
             .fields()
@@ -156,19 +153,38 @@ fn final_select(used: &[(String, Vec<String>)]) -> String {
     )
 }
 
-/// Whether an error while running a feature file's query is the file's fault (its SQL, or a
-/// value its SQL cannot compute, such as a failed cast) rather than the machine's (memory,
-/// I/O, the object store, writing Parquet).
+/// Whether an error while planning or running a feature file's query is the file's fault: SQL
+/// that does not parse, plan or type-check (including SQL the engine does not support), or a
+/// value the SQL cannot compute (a failed cast or parse, a division by zero, an overflow).
+/// An allow-list: anything else (memory, I/O, the object store, Parquet, an internal or
+/// execution error of the engine) is not blamed on the file and keeps its own kind.
 fn is_query_error(error: &datafusion::error::DataFusionError) -> bool {
+    use datafusion::arrow::error::ArrowError as A;
     use datafusion::error::DataFusionError as E;
-    !matches!(
-        error.find_root(),
-        E::ResourcesExhausted(_)
-            | E::IoError(_)
-            | E::ParquetError(_)
-            | E::ObjectStore(_)
-            | E::External(_)
-    )
+    match error.find_root() {
+        E::SQL(..) | E::Plan(_) | E::SchemaError(..) | E::NotImplemented(_) => true,
+        E::ArrowError(arrow, _) => matches!(
+            **arrow,
+            A::CastError(_)
+                | A::ParseError(_)
+                | A::ComputeError(_)
+                | A::DivideByZero
+                | A::ArithmeticOverflow(_)
+        ),
+        _ => false,
+    }
+}
+
+/// A feature file's query error, blamed on the file when it is the file's fault.
+fn query_error(file: &str, source: datafusion::error::DataFusionError) -> FeatureError {
+    if is_query_error(&source) {
+        FeatureError::Query {
+            file: file.to_string(),
+            source,
+        }
+    } else {
+        FeatureError::DataFusion(source)
+    }
 }
 
 /// Runs each feature view once into staging Parquet and swaps the view for the file, checking
@@ -190,10 +206,7 @@ async fn materialize_features(
         let rel = format!("{}/{view}.parquet", churn_core::commit::staging_dir(job));
         let df = ctx.table(&view).await?;
         write_parquet(lake, df, &rel).await.map_err(|e| match e {
-            FeatureError::DataFusion(source) if is_query_error(&source) => FeatureError::Query {
-                file: origin.clone(),
-                source,
-            },
+            FeatureError::DataFusion(source) => query_error(&origin, source),
             other => other,
         })?;
         ctx.deregister_table(&view)?;
@@ -242,7 +255,9 @@ pub async fn build_snapshot(
     let df = ctx.sql(&final_select(&used)).await?;
     let columns = df.schema().fields().len() + 1;
     let folder = format!("features/as_of={as_of}");
-    let manifest = serde_json::json!({"kind": "features", "as_of": as_of.to_string(), "lookback_days": options.lookback_days, "population": population});
+    let manifest = PartitionManifest::new("features", as_of)
+        .with("lookback_days", options.lookback_days)
+        .with("population", population);
     let written = write_partition(lake, df, &folder, &job, manifest).await?;
     tracing::info!(as_of = %as_of, customers = written.rows, columns, "feature snapshot written");
     Ok(SnapshotSummary {
@@ -287,7 +302,7 @@ pub async fn build_features(
         snapshots.push(build_snapshot(lake, d, options).await?);
     }
     Ok(FeaturesSummary {
-        kind: "features",
+        kind: "features".into(),
         lake: lake.display(),
         snapshots,
         duration_ms: started.elapsed().as_millis() as u64,
@@ -342,4 +357,70 @@ pub async fn catalogue(files: &[FeatureFile]) -> Result<Vec<CatalogueEntry>> {
         }
     }
     Ok(entries)
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::error::ArrowError;
+    use datafusion::error::DataFusionError;
+
+    use super::*;
+    use churn_core::ErrorKind;
+
+    #[test]
+    fn errors_the_sql_causes_are_blamed_on_the_feature_file() {
+        let arrow = |e| DataFusionError::ArrowError(Box::new(e), None);
+        for error in [
+            DataFusionError::Plan("no column x".into()),
+            DataFusionError::NotImplemented("LATERAL".into()),
+            DataFusionError::SQL(
+                Box::new(
+                    datafusion::sql::sqlparser::parser::ParserError::ParserError(
+                        "expected FROM".into(),
+                    ),
+                ),
+                None,
+            ),
+            arrow(ArrowError::CastError("'abc' to Int64".into())),
+            arrow(ArrowError::DivideByZero),
+            arrow(ArrowError::ArithmeticOverflow("1e308 * 10".into())),
+            arrow(ArrowError::ComputeError("bad".into())),
+            DataFusionError::Context(
+                "while running".into(),
+                Box::new(arrow(ArrowError::ParseError("x".into()))),
+            ),
+        ] {
+            let shown = error.to_string();
+            let e = query_error("f.sql", error);
+            assert!(matches!(e, FeatureError::Query { .. }), "{shown}: {e:?}");
+            assert_eq!(e.kind(), ErrorKind::Config, "{shown}");
+            assert!(e.to_string().contains("f.sql"), "{e}");
+        }
+    }
+
+    #[test]
+    fn engine_and_machine_errors_are_not_blamed_on_the_feature_file() {
+        for error in [
+            DataFusionError::Internal("physical plan mismatch".into()),
+            DataFusionError::Execution("spill file vanished".into()),
+            DataFusionError::ResourcesExhausted("memory".into()),
+            DataFusionError::IoError(std::io::Error::other("disk full")),
+            DataFusionError::ArrowError(
+                Box::new(ArrowError::IoError(
+                    "read".into(),
+                    std::io::Error::other("eof"),
+                )),
+                None,
+            ),
+            DataFusionError::Context(
+                "while running".into(),
+                Box::new(DataFusionError::Internal("bug".into())),
+            ),
+        ] {
+            let shown = error.to_string();
+            let e = query_error("f.sql", error);
+            assert!(matches!(e, FeatureError::DataFusion(_)), "{shown}: {e:?}");
+            assert_eq!(e.kind(), ErrorKind::Internal, "{shown}");
+        }
+    }
 }

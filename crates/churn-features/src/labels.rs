@@ -10,16 +10,16 @@ use chrono::{Duration, NaiveDate};
 use churn_core::session::{SessionOptions, new_session};
 use churn_core::{Lake, Table};
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{FeatureError, Result};
 use crate::snapshot::{raw_name, register_lake_tables};
-use crate::write::{job_id, write_partition};
+use crate::write::{PartitionManifest, job_id, write_partition};
 
 /// Default label horizon.
 pub const DEFAULT_HORIZON_DAYS: u32 = 90;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LabelSnapshot {
     pub as_of: String,
     pub customers: u64,
@@ -27,9 +27,9 @@ pub struct LabelSnapshot {
     pub output: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LabelsSummary {
-    pub kind: &'static str,
+    pub kind: String,
     pub lake: String,
     pub horizon_days: u32,
     pub snapshots: Vec<LabelSnapshot>,
@@ -157,7 +157,9 @@ pub async fn build_labels(
         );
         let df = ctx.sql(&sql).await?;
         let job = job_id("labels", &as_of.to_string());
-        let manifest = serde_json::json!({"kind": "labels", "as_of": as_of.to_string(), "horizon_days": horizon_days, "lookback_days": lookback_days});
+        let manifest = PartitionManifest::new("labels", as_of)
+            .with("horizon_days", horizon_days)
+            .with("lookback_days", lookback_days);
         let written =
             write_partition(lake, df, &format!("labels/as_of={as_of}"), &job, manifest).await?;
         // Counted on the written file (small), so the label query runs once.
@@ -170,7 +172,7 @@ pub async fn build_labels(
         });
     }
     Ok(LabelsSummary {
-        kind: "labels",
+        kind: "labels".into(),
         lake: lake.display(),
         horizon_days,
         snapshots,

@@ -2,11 +2,12 @@
 //! atomically: staged, then moved in place of whatever the partition held before, so a re-run
 //! for the same date replaces rather than duplicates.
 
-use churn_core::Lake;
 use churn_core::commit::{CommitPlan, commit, staging_dir};
 use churn_core::parquet_io::object_writer;
+use churn_core::{CoreError, Lake};
 use datafusion::prelude::DataFrame;
 use futures::StreamExt;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{FeatureError, Result};
 
@@ -17,6 +18,47 @@ pub struct Written {
 }
 
 pub use churn_core::commit::job_id;
+
+/// The run manifest of a partition write (`_runs/<job>.json`): what was written, for which
+/// date, with the values specific to its kind (a snapshot's lookback, a fit's parameters, a
+/// score's model) under their own keys.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PartitionManifest {
+    /// `features`, `labels`, `btyd`, `score`, `segment` or `triggers`.
+    pub kind: String,
+    /// The partition's as-of date, `YYYY-MM-DD`.
+    pub as_of: String,
+    /// Rows written (set by [`write_partition`]).
+    #[serde(default)]
+    pub rows: u64,
+    /// The written file, relative to the lake root (set by [`write_partition`]).
+    #[serde(default)]
+    pub file: String,
+    /// The kind's own values, stored beside the shared keys.
+    #[serde(flatten)]
+    pub details: serde_json::Map<String, serde_json::Value>,
+}
+
+impl PartitionManifest {
+    /// A manifest of `kind` for `as_of`, without details yet.
+    pub fn new(kind: &str, as_of: chrono::NaiveDate) -> Self {
+        PartitionManifest {
+            kind: kind.to_string(),
+            as_of: as_of.to_string(),
+            rows: 0,
+            file: String::new(),
+            details: serde_json::Map::new(),
+        }
+    }
+
+    /// Adds the kind-specific value `key`.
+    pub fn with(mut self, key: &str, value: impl Serialize) -> Self {
+        // Plain numbers, strings and derived-Serialize structs cannot fail to serialise.
+        let value = serde_json::to_value(value).unwrap_or(serde_json::Value::Null);
+        self.details.insert(key.to_string(), value);
+        self
+    }
+}
 
 /// Streams a query result into one Parquet object; returns the row count.
 pub async fn write_parquet(lake: &Lake, df: DataFrame, rel: &str) -> Result<u64> {
@@ -42,14 +84,14 @@ pub async fn write_parquet(lake: &Lake, df: DataFrame, rel: &str) -> Result<u64>
 }
 
 /// Streams `df` into `<folder>/part-<job>.parquet`, replacing the folder's previous files,
-/// and records `manifest` under `_runs/<job>.json`. Everything else the job left in its
+/// and records `manifest` (with its rows and file filled in) under `_runs/<job>.json`. Everything else the job left in its
 /// staging folder is removed by the commit.
 pub async fn write_partition(
     lake: &Lake,
     df: DataFrame,
     folder: &str,
     job: &str,
-    manifest: serde_json::Value,
+    mut manifest: PartitionManifest,
 ) -> Result<Written> {
     let file = format!("{folder}/part-{job}.parquet");
     let staged = format!("{}/{file}", staging_dir(job));
@@ -60,14 +102,18 @@ pub async fn write_partition(
         .iter()
         .map(|m| lake.relative(&m.location))
         .collect();
-    let mut manifest = manifest;
-    manifest["rows"] = rows.into();
-    manifest["file"] = file.clone().into();
+    manifest.rows = rows;
+    manifest.file = file.clone();
+    let manifest_path = format!("_runs/{job}.json");
+    let manifest = serde_json::to_value(&manifest).map_err(|source| CoreError::Json {
+        path: manifest_path.clone(),
+        source,
+    })?;
     let plan = CommitPlan {
         batch_id: job.to_string(),
         moves: vec![(staged, file.clone())],
         deletes,
-        manifest_path: format!("_runs/{job}.json"),
+        manifest_path,
         manifest,
     };
     commit(lake, &plan, None).await?;

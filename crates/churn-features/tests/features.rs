@@ -439,6 +439,14 @@ async fn a_users_sql_file_is_joined_in_and_broken_files_are_named() {
             ),
             "not documented",
         ),
+        (
+            // Fails while running (a cast the data refuses), not while planning.
+            "badcast.sql",
+            format!(
+                "{HEADER}--   n: n\nwith final as (select customer_id, cast(customer_id as int) as n from population)\nselect * from final\n"
+            ),
+            "does not run",
+        ),
     ];
     for (name, sql, needle) in cases {
         let dir = user_dir(&[(name, &sql)]);
@@ -556,5 +564,44 @@ async fn the_catalogue_lists_every_column_with_its_type_and_file() {
     ];
     for name in required {
         assert!(!find(name).description.is_empty(), "{name}");
+    }
+}
+
+#[tokio::test]
+async fn the_snapshots_btyd_columns_equal_the_btyd_inputs_of_every_customer() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixture");
+    let (_tmp, lake) = lake_from(&fixture).await;
+    // 06-21: the day after C1's two same-day purchases; 07-01: a purchase at 00:00 on D.
+    let dates = [date("2024-06-21"), date("2024-07-01")];
+    build_features(&lake, &dates, &built_in()).await.unwrap();
+    for as_of in dates {
+        let inputs: HashMap<String, churn_features::BtydInput> = churn_features::btyd_inputs(
+            &lake,
+            as_of,
+            churn_features::Grain::Day,
+            &SessionOptions::default(),
+        )
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| (i.customer_id.clone(), i))
+        .collect();
+        let (_, rows) = table(
+            &lake,
+            &format!(
+                "SELECT customer_id, btyd_frequency, btyd_recency_weeks, btyd_age_weeks \
+                 FROM features WHERE as_of = DATE '{as_of}' ORDER BY customer_id"
+            ),
+        )
+        .await;
+        assert_eq!(rows.len(), 3, "{as_of}: {rows:?}");
+        for row in rows {
+            let input = inputs
+                .get(&row[0])
+                .unwrap_or_else(|| panic!("{as_of}: no BTYD input for {}", row[0]));
+            let snapshot: Vec<f64> = row[1..].iter().map(|v| v.parse().unwrap()).collect();
+            let expected = [input.frequency, input.recency_weeks, input.age_weeks];
+            assert_eq!(snapshot, expected, "{as_of} {}", row[0]);
+        }
     }
 }

@@ -27,8 +27,7 @@ impl Artifact {
     /// Calibrated churn probabilities of every row of `frame`, after checking that the frame
     /// has every input the model needs, with the kind it was trained on.
     pub fn predict(&self, frame: &Frame) -> Result<Vec<f64>> {
-        self.preprocessor.check(frame)?;
-        let x = self.preprocessor.transform(frame);
+        let x = self.preprocessor.transform(frame)?;
         Ok(self
             .classifier
             .predict(&x)

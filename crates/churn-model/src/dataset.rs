@@ -240,14 +240,20 @@ impl Preprocessor {
         Preprocessor { inputs, columns }
     }
 
-    /// The design matrix of a frame (rows × design columns). The frame must hold every input
-    /// feature with the kind it was fitted on; the caller checks this first.
-    pub fn transform(&self, frame: &Frame) -> Array2<f64> {
+    /// The design matrix of a frame (rows × design columns). A frame that lacks an input, holds
+    /// it with another kind than it was fitted on, or with the wrong number of values is
+    /// refused with every such problem named (see [`Preprocessor::check`]); an empty frame
+    /// gives an empty matrix.
+    pub fn transform(&self, frame: &Frame) -> Result<Array2<f64>> {
         let n = frame.rows();
         let mut x = Array2::<f64>::zeros((n, self.columns.len()));
+        if n == 0 {
+            return Ok(x);
+        }
+        self.check(frame)?;
         let mut col = 0;
         for input in &self.inputs {
-            match (&input.encoding, &frame.columns[&input.name]) {
+            match (&input.encoding, frame.columns.get(&input.name)) {
                 (
                     Encoding::Numeric {
                         fill,
@@ -255,7 +261,7 @@ impl Preprocessor {
                         std,
                         missing_indicator,
                     },
-                    Values::Numeric(v),
+                    Some(Values::Numeric(v)),
                 ) => {
                     for (i, &value) in v.iter().enumerate() {
                         let filled = if value.is_nan() { *fill } else { value };
@@ -266,7 +272,7 @@ impl Preprocessor {
                     }
                     col += 1 + usize::from(*missing_indicator);
                 }
-                (Encoding::Categorical { categories }, Values::Categorical(v)) => {
+                (Encoding::Categorical { categories }, Some(Values::Categorical(v))) => {
                     let index: HashMap<&str, usize> = categories
                         .iter()
                         .enumerate()
@@ -279,30 +285,25 @@ impl Preprocessor {
                     }
                     col += categories.len();
                 }
-                _ => unreachable!("frame columns are checked against the preprocessor"),
+                (_, found) => {
+                    return Err(ModelError::InputsMismatch {
+                        problems: vec![mismatch(input, found, n).unwrap_or_else(|| {
+                            format!("{} does not fit its encoding", input.name)
+                        })],
+                    });
+                }
             }
         }
-        x
+        Ok(x)
     }
 
-    /// Checks that a frame holds every input with the kind it was fitted on.
+    /// Checks that a frame holds every input with the kind it was fitted on and one value per
+    /// row.
     pub fn check(&self, frame: &Frame) -> Result<()> {
         let problems: Vec<String> = self
             .inputs
             .iter()
-            .filter_map(|input| {
-                let problem = match (&input.encoding, frame.columns.get(&input.name)) {
-                    (_, None) => "is not in the features table",
-                    (Encoding::Numeric { .. }, Some(Values::Categorical(_))) => {
-                        "was a number in training but is text here"
-                    }
-                    (Encoding::Categorical { .. }, Some(Values::Numeric(_))) => {
-                        "was text in training but is a number here"
-                    }
-                    _ => return None,
-                };
-                Some(format!("{} {problem}", input.name))
-            })
+            .filter_map(|input| mismatch(input, frame.columns.get(&input.name), frame.rows()))
             .collect();
         if problems.is_empty() {
             Ok(())
@@ -315,10 +316,17 @@ impl Preprocessor {
     /// `recency_days = 120 (days from the last purchase day before D to D)`.
     pub fn describe_value(&self, input: usize, frame: &Frame, row: usize) -> String {
         let feature = &self.inputs[input];
-        let value = match &frame.columns[&feature.name] {
-            Values::Numeric(v) if v[row].is_nan() => "unknown".to_string(),
-            Values::Numeric(v) => format_number(v[row]),
-            Values::Categorical(v) => v[row].clone().unwrap_or_else(|| "unknown".into()),
+        let value = match frame.columns.get(&feature.name) {
+            Some(Values::Numeric(v)) => match v.get(row) {
+                Some(x) if !x.is_nan() => format_number(*x),
+                _ => "unknown".to_string(),
+            },
+            Some(Values::Categorical(v)) => v
+                .get(row)
+                .cloned()
+                .flatten()
+                .unwrap_or_else(|| "unknown".into()),
+            None => "unknown".to_string(),
         };
         if feature.description.is_empty() {
             format!("{} = {value}", feature.name)
@@ -326,6 +334,28 @@ impl Preprocessor {
             format!("{} = {value} ({})", feature.name, feature.description)
         }
     }
+}
+
+/// What is wrong with a frame's column `found` for `input` (of a frame of `rows` rows), if
+/// anything.
+fn mismatch(input: &InputFeature, found: Option<&Values>, rows: usize) -> Option<String> {
+    let problem = match (&input.encoding, found) {
+        (_, None) => "is not in the features table".to_string(),
+        (Encoding::Numeric { .. }, Some(Values::Categorical(_))) => {
+            "was a number in training but is text here".to_string()
+        }
+        (Encoding::Categorical { .. }, Some(Values::Numeric(_))) => {
+            "was text in training but is a number here".to_string()
+        }
+        (_, Some(Values::Numeric(v))) if v.len() != rows => {
+            format!("has {} values for {rows} rows", v.len())
+        }
+        (_, Some(Values::Categorical(v))) if v.len() != rows => {
+            format!("has {} values for {rows} rows", v.len())
+        }
+        _ => return None,
+    };
+    Some(format!("{} {problem}", input.name))
 }
 
 fn format_number(v: f64) -> String {
@@ -368,7 +398,7 @@ mod tests {
         let f = frame();
         let p = Preprocessor::fit(&f, &["recency_days".into()], &HashMap::new());
         // median of 10, 30, 50 is 30; filled values 10, 30, 30, 50: mean 30, std sqrt(200).
-        let x = p.transform(&f);
+        let x = p.transform(&f).unwrap();
         let s = 200f64.sqrt();
         let expected = [(-20.0 / s, 0.0), (0.0, 1.0), (0.0, 0.0), (20.0 / s, 0.0)];
         for (i, (z, m)) in expected.iter().enumerate() {
@@ -384,9 +414,70 @@ mod tests {
         let p = Preprocessor::fit(&f, &["tier".into()], &HashMap::new());
         let names: Vec<&str> = p.columns.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(names, ["tier=gold", "tier=silver"]);
-        let x = p.transform(&f);
+        let x = p.transform(&f).unwrap();
         assert_eq!(x.row(0).to_vec(), [1.0, 0.0]);
         assert_eq!(x.row(1).to_vec(), [0.0, 0.0]);
         assert_eq!(x.row(2).to_vec(), [0.0, 1.0]);
+    }
+
+    fn dated(mut f: Frame, day: u32) -> Frame {
+        f.as_of = vec![chrono::NaiveDate::from_ymd_opt(2024, 1, day).unwrap(); f.rows()];
+        f
+    }
+
+    #[test]
+    fn appending_a_frame_whose_column_changed_kind_is_refused_naming_it_and_the_snapshots() {
+        let mut older = dated(frame(), 1);
+        let mut newer = dated(frame(), 8);
+        newer.columns.insert(
+            "recency_days".into(),
+            Values::Categorical(vec![Some("recent".into()); 4]),
+        );
+        let e = older.append(newer).unwrap_err();
+        match &e {
+            ModelError::ColumnKindChanged {
+                column,
+                before,
+                after,
+            } => {
+                assert_eq!(column, "recency_days");
+                assert_eq!(before, "numeric in snapshot 2024-01-01");
+                assert_eq!(after, "categorical in snapshot 2024-01-08");
+            }
+            other => panic!("expected ColumnKindChanged, got {other:?}"),
+        }
+        assert_eq!(e.kind(), crate::error::ErrorKind::Data);
+    }
+
+    #[test]
+    fn transform_refuses_a_frame_whose_column_changed_kind_or_is_missing() {
+        let f = frame();
+        let p = Preprocessor::fit(&f, &["recency_days".into(), "tier".into()], &HashMap::new());
+        let mut changed = f.clone();
+        changed.columns.insert(
+            "recency_days".into(),
+            Values::Categorical(vec![Some("recent".into()); 4]),
+        );
+        changed.columns.remove("tier");
+        match p.transform(&changed).unwrap_err() {
+            ModelError::InputsMismatch { problems } => assert_eq!(
+                problems,
+                [
+                    "recency_days was a number in training but is text here",
+                    "tier is not in the features table"
+                ]
+            ),
+            other => panic!("expected InputsMismatch, got {other:?}"),
+        }
+        let mut short = f.clone();
+        short
+            .columns
+            .insert("recency_days".into(), Values::Numeric(vec![1.0]));
+        assert!(matches!(
+            p.transform(&short),
+            Err(ModelError::InputsMismatch { problems }) if problems == ["recency_days has 1 values for 4 rows"]
+        ));
+        // The unchanged frame still transforms: 2 numeric columns and 2 categories.
+        assert_eq!(p.transform(&f).unwrap().dim(), (4, 4));
     }
 }

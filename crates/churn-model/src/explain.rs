@@ -100,7 +100,7 @@ mod tests {
         let names: Vec<String> = ["f1", "f2", "f3", "f4"].map(String::from).to_vec();
         let descriptions = HashMap::from([("f1".to_string(), "first".to_string())]);
         let p = Preprocessor::fit(&frame, &names, &descriptions);
-        let x = p.transform(&frame);
+        let x = p.transform(&frame).unwrap();
         // Standardised: f1 -> [-1, 1], f3 -> [1, -1], f4 -> [-1, 1], f2 almost constant.
         let model = Classifier::Logistic {
             intercept: 0.0,

@@ -352,10 +352,18 @@ impl Pipeline {
 }
 
 /// What one step of a run did: the summary the matching command prints with `--json`, or why
-/// the step was skipped.
-#[derive(Debug, Clone, Serialize)]
+/// the step was skipped. Stored without a tag: reading one back tries the variants in order,
+/// and each summary has fields the ones before it lack (a skip has `skipped`, ingest
+/// `batch_id`, features snapshots have `columns`, labels have `horizon_days`, train `version`,
+/// score `model_name`, segment `rfm_segments`, triggers `rules`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum StepOutcome {
+    /// The data does not reach far enough yet (labels or a test snapshot not observable).
+    Skipped {
+        kind: String,
+        skipped: String,
+    },
     Ingest(Box<IngestSummary>),
     Features(FeaturesSummary),
     Labels(LabelsSummary),
@@ -363,18 +371,13 @@ pub enum StepOutcome {
     Score(Box<ScoreSummary>),
     Segment(Box<churn_activate::SegmentSummary>),
     Triggers(Box<churn_activate::TriggersSummary>),
-    /// The data does not reach far enough yet (labels or a test snapshot not observable).
-    Skipped {
-        kind: &'static str,
-        skipped: String,
-    },
 }
 
 /// One executed step of a run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StepSummary {
-    /// `ingest`, `features`, `labels`, `train` or `score`.
-    pub step: &'static str,
+    /// `ingest`, `features`, `labels`, `train`, `score`, `segment` or `triggers`.
+    pub step: String,
     /// Source name for ingest steps, the model name for train steps, the snapshot date
     /// otherwise.
     pub name: String,
@@ -383,9 +386,9 @@ pub struct StepSummary {
 }
 
 /// What `churn run` did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunSummary {
-    pub kind: &'static str,
+    pub kind: String,
     pub run_id: String,
     pub pipeline: String,
     pub as_of: String,
@@ -438,7 +441,7 @@ async fn train_step(
         )) => {
             tracing::warn!(error = %e, "train skipped");
             StepOutcome::Skipped {
-                kind: "train",
+                kind: "train".into(),
                 skipped: e.to_string(),
             }
         }
@@ -450,7 +453,7 @@ async fn train_step(
         }
     };
     Ok(StepSummary {
-        step: "train",
+        step: "train".into(),
         name: spec.name.clone(),
         outcome,
     })
@@ -481,12 +484,12 @@ async fn activate_steps(
         .map_err(wrap("triggers"))?;
     Ok(vec![
         StepSummary {
-            step: "segment",
+            step: "segment".into(),
             name: as_of.to_string(),
             outcome: StepOutcome::Segment(Box::new(segments)),
         },
         StepSummary {
-            step: "triggers",
+            step: "triggers".into(),
             name: as_of.to_string(),
             outcome: StepOutcome::Triggers(Box::new(triggers)),
         },
@@ -519,7 +522,7 @@ pub async fn run(
                 error: Box::new(error),
             })?;
         steps.push(StepSummary {
-            step: "ingest",
+            step: "ingest".into(),
             name: name.clone(),
             outcome: StepOutcome::Ingest(Box::new(summary)),
         });
@@ -533,7 +536,7 @@ pub async fn run(
                 error: Box::new(error),
             })?;
         steps.push(StepSummary {
-            step: "features",
+            step: "features".into(),
             name: as_of.to_string(),
             outcome: StepOutcome::Features(summary),
         });
@@ -560,7 +563,7 @@ pub async fn run(
             Err(e @ churn_features::FeatureError::LabelsNotObservable { .. }) => {
                 tracing::warn!(error = %e, "labels skipped");
                 StepOutcome::Skipped {
-                    kind: "labels",
+                    kind: "labels".into(),
                     skipped: e.to_string(),
                 }
             }
@@ -572,7 +575,7 @@ pub async fn run(
             }
         };
         steps.push(StepSummary {
-            step: "labels",
+            step: "labels".into(),
             name: label_date.to_string(),
             outcome,
         });
@@ -590,7 +593,7 @@ pub async fn run(
                 error: Box::new(error),
             })?;
         steps.push(StepSummary {
-            step: "score",
+            step: "score".into(),
             name: as_of.to_string(),
             outcome: StepOutcome::Score(Box::new(summary)),
         });
@@ -600,7 +603,7 @@ pub async fn run(
     }
     let manifest = format!("_runs/{run_id}.json");
     let summary = RunSummary {
-        kind: "run",
+        kind: "run".into(),
         run_id,
         pipeline: pipeline.path.display().to_string(),
         as_of: as_of.to_string(),

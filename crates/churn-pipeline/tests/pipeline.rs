@@ -91,7 +91,7 @@ async fn a_run_ingests_builds_features_and_labels_in_order_and_a_rerun_adds_noth
     let pipeline = Pipeline::load(&write_pipeline(dir.path(), "")).unwrap();
     for attempt in 0..2 {
         let summary = run(&pipeline, "2026-04-01").await.unwrap();
-        let steps: Vec<&str> = summary.steps.iter().map(|s| s.step).collect();
+        let steps: Vec<&str> = summary.steps.iter().map(|s| s.step.as_str()).collect();
         assert_eq!(steps, ["ingest", "features", "labels"]);
         let StepOutcome::Ingest(ingest) = &summary.steps[0].outcome else {
             panic!("ingest step: {:?}", summary.steps[0].outcome)
@@ -116,7 +116,71 @@ async fn a_run_ingests_builds_features_and_labels_in_order_and_a_rerun_adds_noth
             (labels.snapshots[0].customers, labels.snapshots[0].churned),
             (2, 1)
         );
+        assert_manifests_read_back_typed(dir.path(), &summary);
     }
+}
+
+/// The run's manifest reads back as the summary the run returned, each step as the outcome
+/// its step names; the feature snapshot's partition manifest reads back typed too.
+fn assert_manifests_read_back_typed(dir: &Path, summary: &churn_pipeline::RunSummary) {
+    let lake = dir.join("lake");
+    assert!(summary.manifest.starts_with("_runs/run-2026-04-01-"));
+    let text = std::fs::read_to_string(lake.join(&summary.manifest)).unwrap();
+    let stored: churn_pipeline::RunSummary = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        serde_json::to_value(&stored).unwrap(),
+        serde_json::to_value(summary).unwrap()
+    );
+    assert_eq!(
+        (stored.kind.as_str(), stored.as_of.as_str()),
+        ("run", "2026-04-01")
+    );
+    let kinds: Vec<(&str, &str)> = stored
+        .steps
+        .iter()
+        .map(|s| {
+            let outcome = match &s.outcome {
+                StepOutcome::Ingest(_) => "ingest",
+                StepOutcome::Features(_) => "features",
+                StepOutcome::Labels(_) => "labels",
+                StepOutcome::Train(_) => "train",
+                StepOutcome::Score(_) => "score",
+                StepOutcome::Segment(_) => "segment",
+                StepOutcome::Triggers(_) => "triggers",
+                StepOutcome::Skipped { .. } => "skipped",
+            };
+            (s.step.as_str(), outcome)
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("ingest", "ingest"),
+            ("features", "features"),
+            ("labels", "labels")
+        ]
+    );
+    let StepOutcome::Features(features) = &stored.steps[1].outcome else {
+        panic!("features step: {:?}", stored.steps[1].outcome)
+    };
+    let output = &features.snapshots[0].output;
+    let job = output
+        .strip_prefix("features/as_of=2026-04-01/part-")
+        .and_then(|f| f.strip_suffix(".parquet"))
+        .unwrap_or_else(|| panic!("snapshot file {output}"));
+    let text = std::fs::read_to_string(lake.join(format!("_runs/{job}.json"))).unwrap();
+    let manifest: churn_features::write::PartitionManifest = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        (
+            manifest.kind.as_str(),
+            manifest.as_of.as_str(),
+            manifest.rows
+        ),
+        ("features", "2026-04-01", 3)
+    );
+    assert_eq!(&manifest.file, output);
+    assert_eq!(manifest.details["lookback_days"], 365);
+    assert_eq!(manifest.details["population"], 3);
 }
 
 #[tokio::test]
@@ -141,4 +205,40 @@ async fn a_time_zone_mismatch_keeps_its_configuration_kind_through_the_runner() 
     other_zone.timezone = Some("Asia/Shanghai".into());
     let err = run(&other_zone, "2026-04-01").await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Config, "{err}");
+}
+
+/// With `[activate]` and the built-in playbook, a lake with transactions only (no profiles, no
+/// campaigns, no scores) is segmented and its rules run: the profile columns the rules use are
+/// null there, and nobody has opted in, so no one gets an action. The manifest reads back
+/// with typed segment and triggers outcomes.
+#[tokio::test]
+async fn the_built_in_playbook_runs_on_a_lake_without_profiles_and_contacts_nobody() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = Pipeline::load(&write_pipeline(dir.path(), "[activate]\n")).unwrap();
+    let summary = run(&pipeline, "2026-04-01").await.unwrap();
+    let steps: Vec<&str> = summary.steps.iter().map(|s| s.step.as_str()).collect();
+    assert_eq!(
+        steps,
+        ["ingest", "features", "labels", "segment", "triggers"]
+    );
+    let text = std::fs::read_to_string(dir.path().join("lake").join(&summary.manifest)).unwrap();
+    let stored: churn_pipeline::RunSummary = serde_json::from_str(&text).unwrap();
+    let StepOutcome::Segment(segments) = &stored.steps[3].outcome else {
+        panic!("segment step: {:?}", stored.steps[3].outcome)
+    };
+    // c1 (last purchase 12 days before), c2 (76 days: at risk), c4 (1 day, first purchase).
+    assert_eq!(segments.customers, 3);
+    assert_eq!(segments.lifecycle_stages.get("at_risk"), Some(&1));
+    assert_eq!(segments.lifecycle_stages.get("new"), Some(&1));
+    let StepOutcome::Triggers(triggers) = &stored.steps[4].outcome else {
+        panic!("triggers step: {:?}", stored.steps[4].outcome)
+    };
+    assert_eq!(triggers.actions, 0);
+    assert!(!triggers.profiles && !triggers.scores);
+    let warning = triggers
+        .rules
+        .iter()
+        .find(|r| r.rule == "churn_warning_60d")
+        .unwrap();
+    assert_eq!((warning.matched, warning.not_opted_in), (1, 1));
 }

@@ -11,6 +11,7 @@ use arrow::datatypes::{DataType, Field, Schema};
 use chrono::NaiveDate;
 use churn_core::Lake;
 use churn_core::session::SessionOptions;
+use churn_features::write::PartitionManifest;
 use churn_features::{BtydInput, Grain, btyd_inputs};
 use churn_model::ModelError;
 use churn_model::btyd::{self, BgNbd, BtydError, Fit, GammaGamma, ParetoNbd, Summary};
@@ -160,7 +161,10 @@ pub async fn fit_btyd(
     };
     let job = churn_core::commit::job_id("btyd", name);
     let folder = format!("btyd/model={name}/grain={grain}/as_of={as_of}");
-    let manifest = serde_json::json!({"kind": "btyd", "model": name, "grain": grain, "as_of": as_of.to_string(), "fit": &fit});
+    let manifest = PartitionManifest::new("btyd", as_of)
+        .with("model", name)
+        .with("grain", grain)
+        .with("fit", &fit);
     let written = churn_features::write::write_partition(lake, df, &folder, &job, manifest).await?;
     let by_name = |values: Vec<f64>| -> BTreeMap<String, f64> {
         fit.parameters
