@@ -9,7 +9,7 @@ use arrow::array::{
     ArrayRef, BinaryBuilder, BooleanBuilder, Date32Builder, Float64Builder, StringBuilder,
     TimestampMicrosecondBuilder, UInt64Builder,
 };
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::datatypes::{DataType, Date32Type, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use chrono_tz::Tz;
 use churn_core::table::CAMPAIGN_EVENT_KINDS;
@@ -18,7 +18,7 @@ use churn_core::{ColumnKind, Table};
 use crate::config::Encoding;
 use crate::reader::decode;
 use crate::value::{
-    TimestampParser, days_since_epoch, is_non_finite, local_day, parse_bool, parse_number,
+    TimestampParser, is_non_finite, local_day, parse_bool, parse_number,
 };
 
 /// Why a row was rejected: a stable code for counting and a message for people.
@@ -152,7 +152,7 @@ impl RowParser {
                 }
             },
             ColumnKind::Date => match self.timestamps.parse_date(&text) {
-                Some(d) => Value::Days(days_since_epoch(d)),
+                Some(d) => Value::Days(Date32Type::from_naive_date(d)),
                 None => {
                     return Err(Reject::at(
                         "malformed_date",
