@@ -29,8 +29,9 @@ pub struct IngestOptions {
     pub buffer_rows: usize,
     /// Batch id to use instead of a generated one.
     pub batch_id: Option<String>,
-    /// Test hook: stop the commit after this many files were moved, as a crash would.
-    #[doc(hidden)]
+    /// Test hook: stop the commit after this many files were moved, as a crash would. Only
+    /// with the `test-hooks` feature, so that the public API has no way to half-commit.
+    #[cfg(feature = "test-hooks")]
     pub crash_after_committed_files: Option<usize>,
 }
 
@@ -39,6 +40,7 @@ impl Default for IngestOptions {
         Self {
             buffer_rows: crate::config::DEFAULT_BUFFER_ROWS,
             batch_id: None,
+            #[cfg(feature = "test-hooks")]
             crash_after_committed_files: None,
         }
     }
@@ -255,7 +257,7 @@ impl Run<'_> {
     /// Spills buffers that are full.
     async fn flush_if_full(&mut self) -> Result<()> {
         if self.accepted.len() >= self.options.buffer_rows {
-            let (batch, _keys, days) = self.accepted.finish();
+            let (batch, days) = self.accepted.finish();
             if self.cfg.table.is_date_partitioned() {
                 self.partitions.spill(batch, days).await?;
             } else {
@@ -591,7 +593,7 @@ impl Run<'_> {
         if !self.quarantine.is_empty() {
             self.write_quarantine().await?;
         }
-        let (last, _keys, last_days) = self.accepted.finish();
+        let (last, last_days) = self.accepted.finish();
         let (data, deletes) = if self.cfg.table.is_date_partitioned() {
             (self.partitions.finish(last, last_days).await?, Vec::new())
         } else {
@@ -643,7 +645,11 @@ impl Run<'_> {
             manifest_path: self.summary.manifest.clone(),
             manifest: serde_json::to_value(&self.summary).expect("summary serialises"),
         };
-        commit(self.lake, &plan, self.options.crash_after_committed_files).await?;
+        #[cfg(feature = "test-hooks")]
+        let crash_after = self.options.crash_after_committed_files;
+        #[cfg(not(feature = "test-hooks"))]
+        let crash_after = None;
+        commit(self.lake, &plan, crash_after).await?;
         if over_limit {
             let reasons = self
                 .summary

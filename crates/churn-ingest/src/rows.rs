@@ -271,13 +271,13 @@ enum ColumnBuilder {
     Date(Date32Builder),
 }
 
-/// Accepted rows of one table, with their keys and partition days.
+/// Accepted rows of one table, with their partition days. (Dedup keys are not kept: the
+/// driver checks them as rows arrive, and customers recompute them from the id column.)
 pub struct TableBuilder {
     table: Table,
     columns: Vec<ColumnBuilder>,
     extra: StringBuilder,
-    pub keys: Vec<u128>,
-    pub days: Vec<i32>,
+    days: Vec<i32>,
 }
 
 impl TableBuilder {
@@ -301,17 +301,16 @@ impl TableBuilder {
             table,
             columns,
             extra: StringBuilder::new(),
-            keys: Vec::new(),
             days: Vec::new(),
         }
     }
 
     pub fn len(&self) -> usize {
-        self.keys.len()
+        self.days.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
+        self.days.is_empty()
     }
 
     pub fn append(&mut self, row: &ParsedRow<'_>, extra: Option<&str>) {
@@ -330,13 +329,12 @@ impl TableBuilder {
             }
         }
         self.extra.append_option(extra);
-        self.keys.push(row.key);
         self.days.push(row.day);
     }
 
     /// Takes the rows built so far as a record batch in the table's file schema, with their
-    /// keys and days.
-    pub fn finish(&mut self) -> (RecordBatch, Vec<u128>, Vec<i32>) {
+    /// days.
+    pub fn finish(&mut self) -> (RecordBatch, Vec<i32>) {
         let mut arrays: Vec<ArrayRef> = self
             .columns
             .iter_mut()
@@ -353,11 +351,7 @@ impl TableBuilder {
         arrays.push(Arc::new(self.extra.finish()));
         let batch = RecordBatch::try_new(self.table.file_schema(), arrays)
             .expect("builders follow the table schema");
-        (
-            batch,
-            std::mem::take(&mut self.keys),
-            std::mem::take(&mut self.days),
-        )
+        (batch, std::mem::take(&mut self.days))
     }
 }
 
