@@ -87,6 +87,9 @@ pub struct IngestSummary {
     /// Lake files written by this batch, relative to the lake root.
     pub data_files: Vec<String>,
     pub partitions: usize,
+    /// Day-sorted runs spilled to staging because `buffer_rows` rows were held (0: the batch
+    /// fitted in memory; always 0 for customers, which keep one profile per customer).
+    pub spilled_runs: usize,
     pub quarantine_files: Vec<String>,
     pub manifest: String,
     /// Interrupted earlier batches whose commits this run finished first.
@@ -596,6 +599,7 @@ impl Run<'_> {
         }
         let (last, last_days) = self.accepted.finish();
         let (data, deletes) = if self.cfg.table.is_date_partitioned() {
+            self.summary.spilled_runs = self.partitions.spilled_runs();
             (self.partitions.finish(last, last_days).await?, Vec::new())
         } else {
             self.customers.push(last)?;

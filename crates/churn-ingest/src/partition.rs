@@ -111,6 +111,11 @@ impl PartitionWriter {
         Ok(())
     }
 
+    /// Runs spilled so far.
+    pub fn spilled_runs(&self) -> usize {
+        self.runs.len()
+    }
+
     async fn wait_for_spill(&mut self) -> Result<()> {
         match self.in_flight.take() {
             Some(handle) => join(handle).await,
