@@ -17,9 +17,7 @@ use churn_core::{ColumnKind, Table};
 
 use crate::config::Encoding;
 use crate::reader::decode;
-use crate::value::{
-    TimestampParser, is_non_finite, local_day, parse_bool, parse_number,
-};
+use crate::value::{TimestampParser, is_non_finite, local_day, parse_bool, parse_number};
 
 /// Why a row was rejected: a stable code for counting and a message for people.
 #[derive(Debug, Clone)]

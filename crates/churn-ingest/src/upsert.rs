@@ -167,7 +167,11 @@ mod tests {
             .push(batch(&[("C", "2"), ("D", "1"), ("B", "2")]))
             .unwrap();
         latest.push(batch(&[("D", "2")])).unwrap();
-        assert_eq!(latest.batches[0].num_rows(), 1, "mostly dead batch compacted");
+        assert_eq!(
+            latest.batches[0].num_rows(),
+            1,
+            "mostly dead batch compacted"
+        );
         // A's profile moved within the compacted batch; replacing it must find it there.
         latest.push(batch(&[("A", "3")])).unwrap();
         assert!(latest.contains(customer_key("B")));
