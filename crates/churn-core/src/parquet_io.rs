@@ -1,5 +1,11 @@
 //! Reading and writing Parquet objects through any object store: an `AsyncFileReader` over
 //! `ObjectStore` (ranged reads, footer by suffix) and writers on buffered multipart uploads.
+//!
+//! Why not parquet's `ParquetObjectReader` / `ParquetObjectWriter`: parquet 59.2 deprecated
+//! both (apache/arrow-rs#10308) and asks users to implement `AsyncFileReader` themselves and
+//! to hand an `object_store::buffered::BufWriter` to `AsyncArrowWriter` directly. This module
+//! is that recommendation (the reader is the one in parquet's `examples/object_store.rs`),
+//! kept in one place so that no crate reaches for the deprecated types.
 
 use std::ops::Range;
 use std::sync::Arc;

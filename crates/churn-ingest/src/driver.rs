@@ -1,13 +1,13 @@
 //! The ingest run: from a validated source to a committed batch and its summary.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::time::Instant;
 
-use arrow::array::{Array, AsArray, BooleanArray, RecordBatch, UInt32Array};
-use arrow::compute::{cast, concat_batches, filter_record_batch, take_record_batch};
+use arrow::array::{Array, AsArray};
+use arrow::compute::cast;
 use arrow::datatypes::DataType;
 use chrono_tz::Tz;
-use churn_core::parquet_io::ObjectStoreReader;
+use churn_core::parquet_io::{ObjectStoreReader, object_writer};
 use churn_core::{Lake, Table};
 use futures::{StreamExt, TryStreamExt};
 use parquet::arrow::ParquetRecordBatchStreamBuilder;
@@ -15,10 +15,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{Format, SourceConfig};
 use crate::error::{IngestError, Result};
-use crate::existing::{KeySet, existing_keys, read_table};
+use crate::existing::{KeySet, existing_keys, file_batches};
 use crate::partition::{PartitionWriter, StagedFile};
 use crate::reader::{CsvRecord, CsvSplitter, InputFile, decode_lossy, read_chunks, resolve_inputs};
-use crate::rows::{QuarantineBuilder, Reject, RowParser, TableBuilder, dedup_key};
+use crate::rows::{QuarantineBuilder, Reject, RowParser, TableBuilder};
+use crate::upsert::{LatestProfiles, not_replaced};
 use crate::value::TimestampParser;
 use churn_core::commit::{CommitPlan, commit, job_id, recover, staging_dir};
 
@@ -29,8 +30,9 @@ pub struct IngestOptions {
     pub buffer_rows: usize,
     /// Batch id to use instead of a generated one.
     pub batch_id: Option<String>,
-    /// Test hook: stop the commit after this many files were moved, as a crash would.
-    #[doc(hidden)]
+    /// Test hook: stop the commit after this many files were moved, as a crash would. Only
+    /// with the `test-hooks` feature, so that the public API has no way to half-commit.
+    #[cfg(feature = "test-hooks")]
     pub crash_after_committed_files: Option<usize>,
 }
 
@@ -39,6 +41,7 @@ impl Default for IngestOptions {
         Self {
             buffer_rows: crate::config::DEFAULT_BUFFER_ROWS,
             batch_id: None,
+            #[cfg(feature = "test-hooks")]
             crash_after_committed_files: None,
         }
     }
@@ -85,6 +88,9 @@ pub struct IngestSummary {
     /// Lake files written by this batch, relative to the lake root.
     pub data_files: Vec<String>,
     pub partitions: usize,
+    /// Day-sorted runs spilled to staging because `buffer_rows` rows were held (0: the batch
+    /// fitted in memory; always 0 for customers, which keep one profile per customer).
+    pub spilled_runs: usize,
     pub quarantine_files: Vec<String>,
     pub manifest: String,
     /// Interrupted earlier batches whose commits this run finished first.
@@ -106,8 +112,8 @@ struct Run<'a> {
     seen: KeySet,
     accepted: TableBuilder,
     partitions: PartitionWriter,
-    /// Customers are merged whole: all accepted batches of the run.
-    customer_batches: Vec<RecordBatch>,
+    /// Customers: the latest accepted profile of each customer so far.
+    customers: LatestProfiles,
     quarantine: QuarantineBuilder,
     quarantine_files: Vec<StagedFile>,
     summary: IngestSummary,
@@ -160,7 +166,7 @@ pub async fn ingest(
         seen,
         accepted: TableBuilder::new(cfg.table),
         partitions: PartitionWriter::new(lake.clone(), cfg.table, &batch_id, &staging),
-        customer_batches: Vec::new(),
+        customers: LatestProfiles::default(),
         quarantine: QuarantineBuilder::default(),
         quarantine_files: Vec::new(),
         summary: IngestSummary {
@@ -256,11 +262,11 @@ impl Run<'_> {
     /// Spills buffers that are full.
     async fn flush_if_full(&mut self) -> Result<()> {
         if self.accepted.len() >= self.options.buffer_rows {
-            let (batch, _keys, days) = self.accepted.finish();
+            let (batch, days) = self.accepted.finish();
             if self.cfg.table.is_date_partitioned() {
                 self.partitions.spill(batch, days).await?;
             } else {
-                self.customer_batches.push(batch);
+                self.customers.push(batch)?;
             }
         }
         if self.quarantine.len() >= QUARANTINE_FILE_ROWS {
@@ -592,11 +598,12 @@ impl Run<'_> {
         if !self.quarantine.is_empty() {
             self.write_quarantine().await?;
         }
-        let (last, _keys, last_days) = self.accepted.finish();
+        let (last, last_days) = self.accepted.finish();
         let (data, deletes) = if self.cfg.table.is_date_partitioned() {
+            self.summary.spilled_runs = self.partitions.spilled_runs();
             (self.partitions.finish(last, last_days).await?, Vec::new())
         } else {
-            self.customer_batches.push(last);
+            self.customers.push(last)?;
             self.merge_customers().await?
         };
         self.summary.partitions = data.len();
@@ -644,7 +651,11 @@ impl Run<'_> {
             manifest_path: self.summary.manifest.clone(),
             manifest: serde_json::to_value(&self.summary).expect("summary serialises"),
         };
-        commit(self.lake, &plan, self.options.crash_after_committed_files).await?;
+        #[cfg(feature = "test-hooks")]
+        let crash_after = self.options.crash_after_committed_files;
+        #[cfg(not(feature = "test-hooks"))]
+        let crash_after = None;
+        commit(self.lake, &plan, crash_after).await?;
         if over_limit {
             let reasons = self
                 .summary
@@ -670,16 +681,11 @@ impl Run<'_> {
     }
 
     /// The new customers table: the lake's profiles not in this batch plus the batch's last
-    /// profile of each customer. Returns the staged file and the files it replaces.
+    /// profile of each customer, streamed into one staged file. Returns it and the files it
+    /// replaces.
     async fn merge_customers(&mut self) -> Result<(Vec<StagedFile>, Vec<String>)> {
-        let schema = Table::Customers.file_schema();
-        let batch = concat_batches(&schema, &self.customer_batches)?;
-        let ids = batch.column(0).as_string::<i32>();
-        let mut last_of: HashMap<&str, u32> = HashMap::with_capacity(ids.len());
-        for i in 0..ids.len() {
-            last_of.insert(ids.value(i), i as u32);
-        }
-        let superseded = (ids.len() - last_of.len()) as u64;
+        let latest = std::mem::take(&mut self.customers);
+        let superseded = latest.superseded();
         self.summary.accepted -= superseded;
         self.summary.duplicates += superseded;
         if let Some(last) = self.summary.files.last_mut() {
@@ -687,41 +693,36 @@ impl Run<'_> {
             last.accepted -= superseded.min(last.accepted);
             last.duplicates += superseded;
         }
-        let mut winners: Vec<u32> = last_of.values().copied().collect();
-        winners.sort_unstable();
-        let incoming = take_record_batch(&batch, &UInt32Array::from(winners))?;
-        let incoming_ids: std::collections::HashSet<u128> = incoming
-            .column(0)
-            .as_string::<i32>()
-            .iter()
-            .map(|id| dedup_key(Table::Customers, id.unwrap_or(""), "", 0, ""))
-            .collect();
 
-        let old_files = self.lake.list_parquet(Table::Customers.name()).await?;
-        let mut parts = Vec::new();
-        for old in read_table(self.lake, Table::Customers, None).await? {
-            let old_ids = old.column(0).as_string::<i32>();
-            let keep: BooleanArray = old_ids
-                .iter()
-                .map(|id| {
-                    Some(!incoming_ids.contains(&dedup_key(
-                        Table::Customers,
-                        id.unwrap_or(""),
-                        "",
-                        0,
-                        "",
-                    )))
-                })
-                .collect();
-            parts.push(filter_record_batch(&old, &keep)?);
-        }
-        parts.push(incoming);
         let file = format!("customers/part-{}.parquet", self.batch_id);
         let staged = format!("{}/{file}", staging_dir(&self.batch_id));
-        let rows: usize = parts.iter().map(|b| b.num_rows()).sum();
-        self.lake
-            .write_parquet(&self.lake.path(&staged), &parts)
-            .await?;
+        let parquet_err = |source| IngestError::Parquet {
+            path: staged.clone(),
+            source,
+        };
+        let mut writer = object_writer(
+            self.lake.store().clone(),
+            self.lake.path(&staged),
+            Table::Customers.file_schema(),
+            churn_core::lake::writer_properties(),
+        )
+        .map_err(parquet_err)?;
+        let mut rows = 0u64;
+        let old_files = self.lake.list_parquet(Table::Customers.name()).await?;
+        for old in &old_files {
+            let mut batches = file_batches(self.lake, &old.location, None).await?;
+            while let Some(batch) = batches.try_next().await? {
+                let kept = not_replaced(&batch, &latest)?;
+                rows += kept.num_rows() as u64;
+                writer.write(&kept).await.map_err(parquet_err)?;
+            }
+        }
+        for batch in latest.into_batches() {
+            let batch = batch?;
+            rows += batch.num_rows() as u64;
+            writer.write(&batch).await.map_err(parquet_err)?;
+        }
+        writer.close().await.map_err(parquet_err)?;
         let deletes = old_files
             .iter()
             .map(|m| self.lake.relative(&m.location))
@@ -730,7 +731,7 @@ impl Run<'_> {
             vec![StagedFile {
                 staged,
                 target: file,
-                rows: rows as u64,
+                rows,
             }],
             deletes,
         ))

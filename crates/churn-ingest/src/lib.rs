@@ -9,6 +9,7 @@ pub mod existing;
 pub mod partition;
 pub mod reader;
 pub mod rows;
+pub mod upsert;
 pub mod value;
 
 mod driver;

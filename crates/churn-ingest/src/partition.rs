@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use arrow::array::{Array, Int32Array, RecordBatch};
 use arrow::compute::{SortOptions, sort_to_indices, take_record_batch};
-use arrow::datatypes::{DataType, Field, Schema};
+use arrow::datatypes::{DataType, Date32Type, Field, Schema};
 use churn_core::parquet_io::{ObjectStoreReader, object_writer};
 use churn_core::{Lake, Table};
 use futures::stream::BoxStream;
@@ -18,7 +18,6 @@ use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 
 use crate::error::{IngestError, Result};
-use crate::value::date_from_days;
 
 const DAY_COLUMN: &str = "__day";
 const RUN_ROW_GROUP_ROWS: usize = 64 * 1024;
@@ -112,6 +111,11 @@ impl PartitionWriter {
         Ok(())
     }
 
+    /// Runs spilled so far.
+    pub fn spilled_runs(&self) -> usize {
+        self.runs.len()
+    }
+
     async fn wait_for_spill(&mut self) -> Result<()> {
         match self.in_flight.take() {
             Some(handle) => join(handle).await,
@@ -183,11 +187,18 @@ impl PartitionWriter {
         day: i32,
         cursors: &mut [RunCursor],
     ) -> Result<tokio::task::JoinHandle<Result<StagedFile>>> {
+        // Days come from parsed dates, so they are always in chrono's range; an error rather
+        // than a panic all the same.
+        let date = Date32Type::to_naive_date_opt(day).ok_or_else(|| {
+            IngestError::Arrow(arrow::error::ArrowError::ComputeError(format!(
+                "partition day {day} is not a representable date"
+            )))
+        })?;
         let partition = format!(
             "{}/{}={}",
             self.table.name(),
             Table::DATE_PARTITION,
-            date_from_days(day).format("%Y-%m-%d")
+            date.format("%Y-%m-%d")
         );
         let file = format!("part-{}.parquet", self.batch_id);
         let staged = format!("{}/{partition}/{file}", self.staging);

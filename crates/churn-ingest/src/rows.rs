@@ -9,7 +9,7 @@ use arrow::array::{
     ArrayRef, BinaryBuilder, BooleanBuilder, Date32Builder, Float64Builder, StringBuilder,
     TimestampMicrosecondBuilder, UInt64Builder,
 };
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::datatypes::{DataType, Date32Type, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use chrono_tz::Tz;
 use churn_core::table::CAMPAIGN_EVENT_KINDS;
@@ -17,9 +17,7 @@ use churn_core::{ColumnKind, Table};
 
 use crate::config::Encoding;
 use crate::reader::decode;
-use crate::value::{
-    TimestampParser, days_since_epoch, is_non_finite, local_day, parse_bool, parse_number,
-};
+use crate::value::{TimestampParser, is_non_finite, local_day, parse_bool, parse_number};
 
 /// Why a row was rejected: a stable code for counting and a message for people.
 #[derive(Debug, Clone)]
@@ -152,7 +150,7 @@ impl RowParser {
                 }
             },
             ColumnKind::Date => match self.timestamps.parse_date(&text) {
-                Some(d) => Value::Days(days_since_epoch(d)),
+                Some(d) => Value::Days(Date32Type::from_naive_date(d)),
                 None => {
                     return Err(Reject::at(
                         "malformed_date",
@@ -271,13 +269,13 @@ enum ColumnBuilder {
     Date(Date32Builder),
 }
 
-/// Accepted rows of one table, with their keys and partition days.
+/// Accepted rows of one table, with their partition days. (Dedup keys are not kept: the
+/// driver checks them as rows arrive, and customers recompute them from the id column.)
 pub struct TableBuilder {
     table: Table,
     columns: Vec<ColumnBuilder>,
     extra: StringBuilder,
-    pub keys: Vec<u128>,
-    pub days: Vec<i32>,
+    days: Vec<i32>,
 }
 
 impl TableBuilder {
@@ -301,17 +299,16 @@ impl TableBuilder {
             table,
             columns,
             extra: StringBuilder::new(),
-            keys: Vec::new(),
             days: Vec::new(),
         }
     }
 
     pub fn len(&self) -> usize {
-        self.keys.len()
+        self.days.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
+        self.days.is_empty()
     }
 
     pub fn append(&mut self, row: &ParsedRow<'_>, extra: Option<&str>) {
@@ -330,13 +327,12 @@ impl TableBuilder {
             }
         }
         self.extra.append_option(extra);
-        self.keys.push(row.key);
         self.days.push(row.day);
     }
 
     /// Takes the rows built so far as a record batch in the table's file schema, with their
-    /// keys and days.
-    pub fn finish(&mut self) -> (RecordBatch, Vec<u128>, Vec<i32>) {
+    /// days.
+    pub fn finish(&mut self) -> (RecordBatch, Vec<i32>) {
         let mut arrays: Vec<ArrayRef> = self
             .columns
             .iter_mut()
@@ -353,11 +349,7 @@ impl TableBuilder {
         arrays.push(Arc::new(self.extra.finish()));
         let batch = RecordBatch::try_new(self.table.file_schema(), arrays)
             .expect("builders follow the table schema");
-        (
-            batch,
-            std::mem::take(&mut self.keys),
-            std::mem::take(&mut self.days),
-        )
+        (batch, std::mem::take(&mut self.days))
     }
 }
 

@@ -2,21 +2,9 @@
 //! boolean forms that real till and web-shop exports use. Each parser returns `None` for text
 //! it does not accept; the caller turns that into a quarantine reason naming the column.
 
+use arrow::datatypes::Date32Type;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, TimeZone};
 use chrono_tz::Tz;
-
-/// Unix epoch as a date, for converting dates to Arrow `Date32` day numbers.
-const EPOCH: NaiveDate = NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date");
-
-/// Days since 1970-01-01 of a date.
-pub fn days_since_epoch(d: NaiveDate) -> i32 {
-    (d - EPOCH).num_days() as i32
-}
-
-/// Date of a day number.
-pub fn date_from_days(days: i32) -> NaiveDate {
-    EPOCH + chrono::Duration::days(days as i64)
-}
 
 /// How timestamps of one source are read.
 #[derive(Debug, Clone)]
@@ -199,7 +187,7 @@ pub fn local_day(micros: i64, tz: &Tz) -> i32 {
         return micros.div_euclid(86_400_000_000) as i32;
     }
     let utc = DateTime::from_timestamp_micros(micros).unwrap_or_default();
-    days_since_epoch(utc.with_timezone(tz).date_naive())
+    Date32Type::from_naive_date(utc.with_timezone(tz).date_naive())
 }
 
 /// A finite number; `None` for anything else (including NaN and infinities, which are
@@ -293,10 +281,9 @@ mod tests {
             Some(micros("2024-03-05T08:00:00Z"))
         );
         let shanghai: Tz = "Asia/Shanghai".parse().unwrap();
-        assert_eq!(
-            local_day(micros("2024-03-04T17:00:00Z"), &shanghai),
-            days_since_epoch(NaiveDate::from_ymd_opt(2024, 3, 5).unwrap())
-        );
+        // 2024-03-05 is day 19787 of the Unix epoch (Python: date(2024,3,5) - date(1970,1,1)).
+        assert_eq!(local_day(micros("2024-03-04T17:00:00Z"), &shanghai), 19787);
+        assert_eq!(local_day(micros("2024-03-04T15:59:59Z"), &shanghai), 19786);
     }
 
     #[test]

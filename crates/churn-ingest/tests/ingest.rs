@@ -590,33 +590,168 @@ async fn local_times_are_read_in_the_source_zone_and_partitioned_by_local_date()
 }
 
 #[tokio::test]
-async fn small_buffers_spill_sorted_runs_and_still_write_one_file_per_date() {
+async fn small_buffers_spill_sorted_runs_and_load_exactly_the_rows_of_an_unspilled_ingest() {
     let (dir, generated) = store(150, 15, false, false, OutputFormat::Csv);
-    let (_l, lake) = new_lake();
-    let options = IngestOptions {
+    // Buffers are checked after each 8 MiB read of a file, so a small export is split into
+    // files of 300 rows for the 500-row buffer to fill (and spill) every second file.
+    let folder = dir.path().join("parts");
+    split_csv(&dir.path().join("transactions.csv"), &folder, 300);
+    let cfg = config(source("transactions", &folder));
+    let (_s, spilled) = new_lake();
+    let small = IngestOptions {
         buffer_rows: 500,
         ..Default::default()
     };
-    let summary = ingest(
-        &lake,
-        &config(source("transactions", &dir.path().join("transactions.csv"))),
-        &options,
-    )
-    .await
-    .unwrap();
+    let summary = ingest(&spilled, &cfg, &small).await.unwrap();
+    let files = summary.files.len();
+    assert!(files >= 6, "{files} files");
+    assert!(
+        summary.spilled_runs >= files / 2 - 1,
+        "{} runs from {files} files",
+        summary.spilled_runs
+    );
+    let (_u, unspilled) = new_lake();
+    let reference = ingest(&unspilled, &cfg, &IngestOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(reference.spilled_runs, 0);
+
     assert_eq!(summary.accepted, generated.transactions);
-    let days = count(&lake, "SELECT count(DISTINCT date) FROM transactions").await as usize;
+    assert_eq!(reference.accepted, generated.transactions);
+    let rows = transaction_rows(&spilled).await;
+    assert_eq!(rows.len() as u64, generated.transactions);
+    assert_eq!(rows, transaction_rows(&unspilled).await);
+    let days = count(&spilled, "SELECT count(DISTINCT date) FROM transactions").await as usize;
     assert_eq!(summary.data_files.len(), days);
-    assert_eq!(lake.list_parquet("transactions").await.unwrap().len(), days);
+    // The same partitions (file names carry each run's batch id).
+    let folders = |files: &[String]| -> Vec<String> {
+        files
+            .iter()
+            .map(|f| f.rsplit_once('/').unwrap().0.to_string())
+            .collect()
+    };
+    assert_eq!(folders(&summary.data_files), folders(&reference.data_files));
+    assert_eq!(
+        spilled.list_parquet("transactions").await.unwrap().len(),
+        days
+    );
     // Each row sits in the partition of its own date.
     assert_eq!(
         count(
-            &lake,
+            &spilled,
             "SELECT count(*) FROM transactions WHERE CAST(ts AS DATE) <> date"
         )
         .await,
         0
     );
+}
+
+/// Writes the data lines of a CSV file as files of `rows` lines each, with its header.
+fn split_csv(csv: &Path, folder: &Path, rows: usize) {
+    let text = std::fs::read_to_string(csv).unwrap();
+    let mut lines = text.lines();
+    let header = lines.next().unwrap();
+    let lines: Vec<&str> = lines.collect();
+    std::fs::create_dir_all(folder).unwrap();
+    for (i, chunk) in lines.chunks(rows).enumerate() {
+        let body = format!("{header}\n{}\n", chunk.join("\n"));
+        std::fs::write(folder.join(format!("part-{i:04}.csv")), body).unwrap();
+    }
+}
+
+/// (customer_id, tier) of every row of the lake's customers file, in file order.
+fn customer_file_rows(lake_dir: &Path) -> Vec<(String, String)> {
+    let files: Vec<PathBuf> = std::fs::read_dir(lake_dir.join("customers"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+        std::fs::File::open(&files[0]).unwrap(),
+    )
+    .unwrap()
+    .build()
+    .unwrap();
+    let mut rows = Vec::new();
+    for batch in reader {
+        let batch = batch.unwrap();
+        let ids = strings(batch.column_by_name("customer_id").unwrap());
+        let tiers = strings(batch.column_by_name("tier").unwrap());
+        rows.extend(ids.into_iter().zip(tiers));
+    }
+    rows
+}
+
+#[tokio::test]
+async fn a_customers_upsert_over_many_buffers_keeps_each_last_profile_in_input_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = dir.path().join("c1.csv");
+    let second = dir.path().join("incoming");
+    let mut old = String::from("customer_id,tier\n");
+    for i in 0..100 {
+        old += &format!("C{i:03},old\n");
+    }
+    std::fs::write(&first, old).unwrap();
+    // 300 profiles of C050..C149, each customer three times, ids interleaved so that
+    // profiles are superseded across batches.
+    let incoming: Vec<(String, String)> = (0..300)
+        .map(|r| (format!("C{:03}", 50 + (r * 37) % 100), format!("v{r}")))
+        .collect();
+    let mut text = String::from("customer_id,tier\n");
+    for (id, tier) in &incoming {
+        text += &format!("{id},{tier}\n");
+    }
+    // In files of 10 rows: buffers are checked after each file's read, so a 7-row buffer
+    // hands the upsert one batch per file.
+    std::fs::write(dir.path().join("c2.csv"), text).unwrap();
+    split_csv(&dir.path().join("c2.csv"), &second, 10);
+
+    // Independently: the lake's rows not in the input, in file order, then each incoming
+    // customer's last profile, ordered by where that profile is in the input.
+    let mut last_at = std::collections::HashMap::new();
+    for (r, (id, _)) in incoming.iter().enumerate() {
+        last_at.insert(id.clone(), r);
+    }
+    let mut expected: Vec<(String, String)> = (0..100)
+        .map(|i| format!("C{i:03}"))
+        .filter(|id| !last_at.contains_key(id))
+        .map(|id| (id, "old".to_string()))
+        .collect();
+    let mut winners: Vec<usize> = last_at.values().copied().collect();
+    winners.sort_unstable();
+    expected.extend(winners.into_iter().map(|r| incoming[r].clone()));
+    assert_eq!(expected.len(), 150);
+
+    for buffer_rows in [7, IngestOptions::default().buffer_rows] {
+        let lake_dir = tempfile::tempdir().unwrap();
+        let lake = Lake::open(lake_dir.path().to_str().unwrap()).unwrap();
+        ingest(
+            &lake,
+            &config(source("customers", &first)),
+            &IngestOptions::default(),
+        )
+        .await
+        .unwrap();
+        let options = IngestOptions {
+            buffer_rows,
+            ..Default::default()
+        };
+        let s = ingest(&lake, &config(source("customers", &second)), &options)
+            .await
+            .unwrap();
+        assert_eq!(s.files.len(), 30);
+        assert_eq!(
+            (s.rows_read, s.accepted, s.duplicates),
+            (300, 100, 200),
+            "buffer_rows {buffer_rows}"
+        );
+        assert_eq!(
+            customer_file_rows(lake_dir.path()),
+            expected,
+            "buffer_rows {buffer_rows}"
+        );
+    }
 }
 
 fn repo_root() -> PathBuf {

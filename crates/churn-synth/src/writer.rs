@@ -10,7 +10,7 @@ use arrow::array::{
     ArrayRef, BooleanBuilder, Date32Builder, Float64Builder, Int64Builder,
     TimestampMicrosecondBuilder,
 };
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::datatypes::{DataType, Date32Type, Field, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use chrono::{NaiveDate, NaiveDateTime};
 use parquet::arrow::ArrowWriter;
@@ -280,10 +280,9 @@ impl TableFile {
                     }
                     DataType::Date32 => {
                         let mut b = Date32Builder::new();
-                        let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid");
                         cells.for_each(|c| {
                             b.append_option(match c {
-                                Cell::Date(d) => Some((*d - epoch).num_days() as i32),
+                                Cell::Date(d) => Some(Date32Type::from_naive_date(*d)),
                                 _ => None,
                             })
                         });
