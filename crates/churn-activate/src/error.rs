@@ -37,6 +37,19 @@ pub enum ActivateError {
         as_of: String,
     },
 
+    #[error("campaign {campaign:?}: its audience or rank_by does not run: {source}")]
+    CampaignSql {
+        campaign: String,
+        #[source]
+        source: datafusion::error::DataFusionError,
+    },
+
+    #[error("campaign {campaign:?} hashes contact details but the environment variable {variable} (the salt) is not set")]
+    MissingSalt { campaign: String, variable: String },
+
+    #[error("writing an export: {0}")]
+    Io(String),
+
     #[error("unknown language {0:?} (expected en or zh-CN)")]
     UnknownLanguage(String),
 
@@ -60,8 +73,11 @@ impl ActivateError {
             | ActivateError::InvalidRules { .. }
             | ActivateError::RuleSql { .. }
             | ActivateError::RulesDoNotRun { .. }
+            | ActivateError::CampaignSql { .. }
+            | ActivateError::MissingSalt { .. }
             | ActivateError::UnknownLanguage(_) => ErrorKind::Config,
             ActivateError::MissingInput { .. } => ErrorKind::Data,
+            ActivateError::Io(_) => ErrorKind::Internal,
             ActivateError::Feature(e) => e.kind(),
             ActivateError::Core(e) => e.kind(),
             ActivateError::Train(e) => e.kind(),

@@ -158,6 +158,9 @@ pub fn lifecycle_label(code: &str, lang: Lang) -> &'static str {
     label(LIFECYCLE_STAGES, code, lang)
 }
 
+/// Every lifecycle stage code.
+pub const LIFECYCLE_CODES: &[&str] = &["new", "active", "at_risk", "dormant", "lost", "reactivated"];
+
 /// Every RFM segment code, in the README's order.
 pub fn rfm_segment_codes() -> impl Iterator<Item = &'static str> {
     RFM_SEGMENTS.iter().map(|l| l.code)
@@ -171,6 +174,12 @@ mod tests {
     fn there_are_eleven_segments_and_six_stages_each_with_distinct_labels() {
         assert_eq!(RFM_SEGMENTS.len(), 11);
         assert_eq!(LIFECYCLE_STAGES.len(), 6);
+        let codes: Vec<&str> = LIFECYCLE_STAGES.iter().map(|l| l.code).collect();
+        let mut sorted = codes.clone();
+        sorted.sort();
+        let mut expected = LIFECYCLE_CODES.to_vec();
+        expected.sort();
+        assert_eq!(sorted, expected);
         for table in [RFM_SEGMENTS, LIFECYCLE_STAGES] {
             let mut zh: Vec<&str> = table.iter().map(|l| l.zh).collect();
             zh.sort();

@@ -4,11 +4,14 @@
 //! 12-month value), value at risk and the main reasons, so marketing gets a ranked,
 //! explained list. `segment` gives every customer RFM scores and a named segment, a
 //! lifecycle stage, a suggested tier and rule tags (`segments/as_of=D/`); `triggers` runs the
-//! retention rules of the activation file into the day's action list (`triggers/as_of=D/`).
+//! retention rules of the activation file into the day's action list (`triggers/as_of=D/`);
+//! `export` writes campaign lists with control groups for CRMs (`exports/as_of=D/`).
 
 mod arrays;
 pub mod error;
+pub mod export;
 pub mod lang;
+pub mod pii;
 pub mod rules;
 pub mod score;
 pub mod segment;
@@ -16,6 +19,7 @@ pub mod triggers;
 pub mod view;
 
 pub use error::{ActivateError, Result};
+pub use export::{Campaign, ExportSummary, RawCampaign, export};
 pub use lang::Lang;
 pub use rules::Activation;
 pub use score::{ScoreSummary, score};

@@ -29,15 +29,18 @@ const SCORE_COLUMNS: &[(&str, &str)] = &[
 ];
 
 /// Columns taken from the segments of D.
-pub const SEGMENT_COLUMNS: &[(&str, &str)] = &[
+const SEGMENT_COLUMNS: &[(&str, &str)] = &[
     ("r_score", "INT"),
     ("f_score", "INT"),
     ("m_score", "INT"),
     ("fm_score", "INT"),
     ("rfm_cell", "VARCHAR"),
     ("rfm_segment", "VARCHAR"),
+    ("rfm_segment_label", "VARCHAR"),
     ("lifecycle_stage", "VARCHAR"),
+    ("lifecycle_label", "VARCHAR"),
     ("suggested_tier", "VARCHAR"),
+    ("suggested_tier_label", "VARCHAR"),
     ("tags", "VARCHAR"),
 ];
 
