@@ -4,59 +4,10 @@
 //! inputs the features table lacks is refused naming each missing column.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-fn churn(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_churn"))
-        .args(args)
-        .output()
-        .expect("churn runs")
-}
+use churn_test_kit::{Churn, duckdb_fetchall, python_stdout, repo_root, s};
 
-fn json_of(out: &Output) -> serde_json::Value {
-    assert!(
-        out.status.success(),
-        "churn failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("one JSON object")
-}
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
-
-fn python() -> String {
-    std::env::var("CHURN_PYTHON")
-        .expect("CHURN_PYTHON (set by tests/run.sh) names a Python with duckdb")
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-/// The demo store's transactions and customers in a fresh lake.
-fn demo_lake(dir: &Path) -> PathBuf {
-    let lake = dir.join("lake");
-    for table in ["transactions", "customers", "campaign_events"] {
-        json_of(&churn(&[
-            "ingest",
-            "--json",
-            "--lake",
-            s(&lake),
-            "--table",
-            table,
-            "--source",
-            s(&repo_root().join(format!("data/demo/{table}.csv"))),
-            "--timezone",
-            "UTC",
-        ]));
-    }
-    lake
-}
+const CHURN: Churn = Churn::new(env!("CARGO_BIN_EXE_churn"));
 
 /// A logistic model without BTYD features, so its scores can be recomputed from the
 /// features table and the artifact alone.
@@ -74,28 +25,12 @@ fn logistic_model(dir: &Path) -> PathBuf {
 
 const AS_OF: &str = "2026-11-01";
 
-fn duckdb(sql: &str) -> String {
-    let out = Command::new(python())
-        .args([
-            "-c",
-            &format!("import duckdb; print(duckdb.sql({sql:?}).fetchall())"),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
 #[test]
 fn scores_equal_the_registered_logistic_model_applied_to_the_features_table() {
     let dir = tempfile::tempdir().unwrap();
-    let lake = demo_lake(dir.path());
+    let lake = CHURN.demo_lake(dir.path());
     let model = logistic_model(dir.path());
-    let trained = json_of(&churn(&[
+    let trained = CHURN.json(&[
         "train",
         "--json",
         "--lake",
@@ -104,8 +39,8 @@ fn scores_equal_the_registered_logistic_model_applied_to_the_features_table() {
         s(&model),
         "--as-of",
         "2026-08-03",
-    ]));
-    let scored = json_of(&churn(&[
+    ]);
+    let scored = CHURN.json(&[
         "score",
         "--json",
         "--lake",
@@ -114,14 +49,14 @@ fn scores_equal_the_registered_logistic_model_applied_to_the_features_table() {
         AS_OF,
         "--model",
         "plain-logistic",
-    ]));
+    ]);
     assert_eq!(scored["model_version"], trained["version"]);
     assert_eq!(scored["built_features"], true);
 
     let features = lake.join(format!("features/as_of={AS_OF}/*.parquet"));
     let scores = lake.join(format!("scores/as_of={AS_OF}/*.parquet"));
     // Every customer of the population is scored, once.
-    let population = duckdb(&format!(
+    let population = duckdb_fetchall(&format!(
         "SELECT count(*), count(DISTINCT customer_id) FROM read_parquet('{}')",
         s(&features)
     ));
@@ -136,30 +71,22 @@ fn scores_equal_the_registered_logistic_model_applied_to_the_features_table() {
         "_models/plain-logistic/{}/artifact.json",
         trained["version"]
     ));
-    let out = Command::new(python())
-        .arg(repo_root().join("crates/churn-cli/tests/data/score_reference.py"))
-        .args([s(&artifact), s(&features)])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let score_reference = repo_root().join("crates/churn-cli/tests/data/score_reference.py");
     let expected: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_slice(&out.stdout).unwrap();
-    let ours = Command::new(python())
-        .args([
-            "-c",
-            &format!(
-                "import duckdb, json; print(json.dumps(dict(duckdb.sql(\"SELECT customer_id, churn_probability FROM read_parquet('{}')\").fetchall())))",
-                s(&scores)
-            ),
-        ])
-        .output()
+        serde_json::from_str(&python_stdout([
+            s(&score_reference),
+            s(&artifact),
+            s(&features),
+        ]))
         .unwrap();
-    let ours: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_slice(&ours.stdout).unwrap();
+    let ours: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&python_stdout([
+        "-c",
+        &format!(
+            "import duckdb, json; print(json.dumps(dict(duckdb.sql(\"SELECT customer_id, churn_probability FROM read_parquet('{}')\").fetchall())))",
+            s(&scores)
+        ),
+    ]))
+    .unwrap();
     assert_eq!(ours.len(), expected.len());
     for (id, p) in &expected {
         let (p, q) = (p.as_f64().unwrap(), ours[id].as_f64().unwrap());
@@ -168,7 +95,7 @@ fn scores_equal_the_registered_logistic_model_applied_to_the_features_table() {
 
     // Derived columns follow their definitions: bands at the model file's cut-offs, the
     // percentile as the share below (ties half), value at risk as probability times value.
-    let violations = duckdb(&format!(
+    let violations = duckdb_fetchall(&format!(
         "WITH s AS (SELECT * FROM read_parquet('{scores}')), \
          ranked AS (SELECT customer_id, 100.0 * ((SELECT count(*) FROM s t WHERE t.churn_probability < s.churn_probability) \
            + ((SELECT count(*) FROM s t WHERE t.churn_probability = s.churn_probability) - 1) / 2.0) / (SELECT count(*) FROM s) AS pct FROM s) \
@@ -187,9 +114,9 @@ fn scores_equal_the_registered_logistic_model_applied_to_the_features_table() {
 #[test]
 fn a_model_whose_inputs_the_features_table_lacks_is_refused_naming_each_column() {
     let dir = tempfile::tempdir().unwrap();
-    let lake = demo_lake(dir.path());
+    let lake = CHURN.demo_lake(dir.path());
     let model = logistic_model(dir.path());
-    json_of(&churn(&[
+    CHURN.json(&[
         "train",
         "--json",
         "--lake",
@@ -198,7 +125,7 @@ fn a_model_whose_inputs_the_features_table_lacks_is_refused_naming_each_column()
         s(&model),
         "--as-of",
         "2026-08-03",
-    ]));
+    ]);
     // Features of D from the RFM file alone: the gaps and habits columns are missing.
     let only_rfm = dir.path().join("only-rfm");
     std::fs::create_dir(&only_rfm).unwrap();
@@ -207,7 +134,7 @@ fn a_model_whose_inputs_the_features_table_lacks_is_refused_naming_each_column()
         only_rfm.join("rfm.sql"),
     )
     .unwrap();
-    json_of(&churn(&[
+    CHURN.json(&[
         "features",
         "--json",
         "--lake",
@@ -216,8 +143,8 @@ fn a_model_whose_inputs_the_features_table_lacks_is_refused_naming_each_column()
         AS_OF,
         "--features-dir",
         s(&only_rfm),
-    ]));
-    let out = churn(&[
+    ]);
+    let out = CHURN.run(&[
         "score",
         "--lake",
         s(&lake),
@@ -240,7 +167,7 @@ fn a_model_whose_inputs_the_features_table_lacks_is_refused_naming_each_column()
 #[test]
 fn training_refits_on_the_newest_labelled_snapshots_to_score_with_unless_backtest_only() {
     let dir = tempfile::tempdir().unwrap();
-    let lake = demo_lake(dir.path());
+    let lake = CHURN.demo_lake(dir.path());
     let model = logistic_model(dir.path());
     let read = |version: &serde_json::Value, file: &str| -> Option<serde_json::Value> {
         let path = lake.join(format!("_models/plain-logistic/{version}/{file}"));
@@ -252,7 +179,7 @@ fn training_refits_on_the_newest_labelled_snapshots_to_score_with_unless_backtes
     // test snapshot 2026-08-03 fits on 2026-03-06 and 2026-04-05 and calibrates on
     // 2026-05-05 (D - 90); the scoring fit moves the same schedule one horizon later, so it
     // ends at the test snapshot itself.
-    let report = json_of(&churn(&[
+    let report = CHURN.json(&[
         "train",
         "--json",
         "--lake",
@@ -261,7 +188,7 @@ fn training_refits_on_the_newest_labelled_snapshots_to_score_with_unless_backtes
         s(&model),
         "--as-of",
         "2026-08-03",
-    ]));
+    ]);
     assert_eq!(
         report["training"]["snapshots"],
         serde_json::json!(["2026-03-06", "2026-04-05"])
@@ -288,7 +215,7 @@ fn training_refits_on_the_newest_labelled_snapshots_to_score_with_unless_backtes
     );
     assert_ne!(artifact["classifier"], backtested["classifier"]);
 
-    let only = json_of(&churn(&[
+    let only = CHURN.json(&[
         "train",
         "--json",
         "--backtest-only",
@@ -298,13 +225,13 @@ fn training_refits_on_the_newest_labelled_snapshots_to_score_with_unless_backtes
         s(&model),
         "--as-of",
         "2026-08-03",
-    ]));
+    ]);
     assert!(only["scoring_fit"].is_null());
     let version = &only["version"];
     assert!(read(version, "backtest_artifact.json").is_none());
     // Same data, same seed: the backtested model is byte-for-byte the earlier backtest's.
     assert_eq!(read(version, "artifact.json").unwrap(), backtested);
-    let shown = churn(&["models", "show", "--lake", s(&lake), "plain-logistic@1"]);
+    let shown = CHURN.run(&["models", "show", "--lake", s(&lake), "plain-logistic@1"]);
     assert!(
         String::from_utf8_lossy(&shown.stdout)
             .contains("scoring fit  2026-06-04, 2026-07-04, calibrated on 2026-08-03"),

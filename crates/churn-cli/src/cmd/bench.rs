@@ -79,15 +79,15 @@ struct FeaturesArgs {
 const REFERENCE_FILES: &[(&str, &str)] = &[
     (
         "run_reference.py",
-        include_str!("../../../churn-features/tests/reference/run_reference.py"),
+        include_str!("../../../../tests/reference/run_reference.py"),
     ),
     (
         "features.duckdb.sql",
-        include_str!("../../../churn-features/tests/reference/features.duckdb.sql"),
+        include_str!("../../../../tests/reference/features.duckdb.sql"),
     ),
     (
         "labels.duckdb.sql",
-        include_str!("../../../churn-features/tests/reference/labels.duckdb.sql"),
+        include_str!("../../../../tests/reference/labels.duckdb.sql"),
     ),
 ];
 
