@@ -10,7 +10,7 @@ use chrono::NaiveDate;
 use churn_core::Lake;
 use churn_core::session::SessionOptions;
 use datafusion::prelude::SessionContext;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{FeatureError, Result};
 use crate::snapshot::{register_empty_tables, register_snapshot_views, snapshot_session};
@@ -27,7 +27,7 @@ pub struct FeatureOptions {
 }
 
 /// One written snapshot.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SnapshotSummary {
     pub as_of: String,
     pub customers: u64,
@@ -39,10 +39,11 @@ pub struct SnapshotSummary {
     pub duration_ms: u64,
 }
 
-/// What `churn features` did.
-#[derive(Debug, Clone, Serialize)]
+/// What `churn features` did (and what `churn features --json` prints, read back by the
+/// benchmarks).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FeaturesSummary {
-    pub kind: &'static str,
+    pub kind: String,
     pub lake: String,
     pub snapshots: Vec<SnapshotSummary>,
     pub duration_ms: u64,
@@ -287,7 +288,7 @@ pub async fn build_features(
         snapshots.push(build_snapshot(lake, d, options).await?);
     }
     Ok(FeaturesSummary {
-        kind: "features",
+        kind: "features".into(),
         lake: lake.display(),
         snapshots,
         duration_ms: started.elapsed().as_millis() as u64,

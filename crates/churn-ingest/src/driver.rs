@@ -11,7 +11,7 @@ use churn_core::parquet_io::ObjectStoreReader;
 use churn_core::{Lake, Table};
 use futures::{StreamExt, TryStreamExt};
 use parquet::arrow::ParquetRecordBatchStreamBuilder;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::{Format, SourceConfig};
 use crate::error::{IngestError, Result};
@@ -45,7 +45,7 @@ impl Default for IngestOptions {
 }
 
 /// Counts for one input file.
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct FileSummary {
     pub file: String,
     pub format: Option<Format>,
@@ -60,11 +60,12 @@ pub struct FileSummary {
 }
 
 /// What an ingest did; printed by `churn ingest --json` and stored as the run manifest.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct IngestSummary {
-    pub kind: &'static str,
+    pub kind: String,
     pub batch_id: String,
-    pub status: &'static str,
+    /// `committed`, or `rejected` (too many rejected rows: nothing added but the quarantine).
+    pub status: String,
     pub table: String,
     pub lake: String,
     pub source: String,
@@ -163,7 +164,7 @@ pub async fn ingest(
         quarantine: QuarantineBuilder::default(),
         quarantine_files: Vec::new(),
         summary: IngestSummary {
-            kind: "ingest",
+            kind: "ingest".into(),
             batch_id: batch_id.clone(),
             table: cfg.table.name().to_string(),
             lake: lake.display(),
@@ -627,12 +628,12 @@ impl Run<'_> {
             .map(|f| (f.staged.clone(), f.target.clone()))
             .collect();
         let deletes = if over_limit {
-            self.summary.status = "rejected";
+            self.summary.status = "rejected".into();
             self.summary.data_files.clear();
             self.summary.partitions = 0;
             Vec::new()
         } else {
-            self.summary.status = "committed";
+            self.summary.status = "committed".into();
             moves.extend(data.iter().map(|f| (f.staged.clone(), f.target.clone())));
             deletes
         };
