@@ -44,7 +44,9 @@ pub enum ActivateError {
         source: datafusion::error::DataFusionError,
     },
 
-    #[error("campaign {campaign:?} hashes contact details but the environment variable {variable} (the salt) is not set")]
+    #[error(
+        "campaign {campaign:?} hashes contact details but the environment variable {variable} (the salt) is not set"
+    )]
     MissingSalt { campaign: String, variable: String },
 
     #[error("writing an export: {0}")]

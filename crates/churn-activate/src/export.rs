@@ -156,7 +156,9 @@ pub struct Campaign {
 }
 
 fn is_identifier(s: &str) -> bool {
-    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
 impl Campaign {
@@ -223,7 +225,10 @@ impl Campaign {
                 problem(format!("audience.rules: {r:?} is not a rule name"));
             }
         }
-        let rank_by = raw.rank_by.clone().unwrap_or_else(|| "value_at_risk".into());
+        let rank_by = raw
+            .rank_by
+            .clone()
+            .unwrap_or_else(|| "value_at_risk".into());
         if !rank_by
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '_')
@@ -242,7 +247,11 @@ impl Campaign {
         }
         let suppression_list = raw.suppress.list.as_ref().map(|l| {
             let p = Path::new(l);
-            if p.is_absolute() { p.to_path_buf() } else { base.join(p) }
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                base.join(p)
+            }
         });
         if let Some(p) = &suppression_list
             && !p.is_file()
@@ -488,7 +497,12 @@ fn read_suppression_list(path: &Path) -> Result<HashSet<String>> {
     })?;
     let mut out = HashSet::new();
     for line in text.lines() {
-        let entry = line.split(',').next().unwrap_or("").trim().trim_matches('"');
+        let entry = line
+            .split(',')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .trim_matches('"');
         if entry.is_empty() {
             continue;
         }
@@ -700,10 +714,8 @@ fn list_batch(list: &List) -> Result<RecordBatch> {
             f.with_nullable(nullable)
         })
         .collect();
-    Ok(
-        RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
-            .map_err(datafusion::error::DataFusionError::from)?,
-    )
+    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+        .map_err(datafusion::error::DataFusionError::from)?)
 }
 
 fn csv_bytes(batch: &RecordBatch, bom: bool) -> Result<Vec<u8>> {
@@ -760,7 +772,10 @@ fn assignments_batch(c: &Campaign, selection: &Selection) -> Result<RecordBatch>
     ];
     let chosen = &selection.chosen;
     let columns: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from(vec![c.campaign_id.as_str(); chosen.len()])),
+        Arc::new(StringArray::from(vec![
+            c.campaign_id.as_str();
+            chosen.len()
+        ])),
         Arc::new(StringArray::from_iter_values(
             chosen.iter().map(|(m, _, _)| m.customer_id.as_str()),
         )),
@@ -774,10 +789,8 @@ fn assignments_batch(c: &Campaign, selection: &Selection) -> Result<RecordBatch>
             chosen.iter().map(|(m, _, _)| m.rank_value),
         )),
     ];
-    Ok(
-        RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
-            .map_err(datafusion::error::DataFusionError::from)?,
-    )
+    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+        .map_err(datafusion::error::DataFusionError::from)?)
 }
 
 /// Stages every file of one campaign and commits them together, replacing that campaign's
@@ -902,9 +915,13 @@ pub async fn export(
         };
         let members = audience(&ctx, c, as_of).await?;
         let audience_size = members.len() as u64;
-        let recently =
-            recently_contacted(&ctx, has("campaign_assignments"), as_of, c.contacted_within_days)
-                .await?;
+        let recently = recently_contacted(
+            &ctx,
+            has("campaign_assignments"),
+            as_of,
+            c.contacted_within_days,
+        )
+        .await?;
         let list = match &c.suppression_list {
             Some(p) => read_suppression_list(p)?,
             None => HashSet::new(),
@@ -947,9 +964,18 @@ mod tests {
     #[test]
     fn control_membership_is_stable_independent_across_campaigns_and_near_the_share() {
         let ids: Vec<String> = (0..20_000).map(|i| format!("C{i:07}")).collect();
-        let a: Vec<bool> = ids.iter().map(|id| in_control_group("A", id, 0.2)).collect();
-        let again: Vec<bool> = ids.iter().map(|id| in_control_group("A", id, 0.2)).collect();
-        let b: Vec<bool> = ids.iter().map(|id| in_control_group("B", id, 0.2)).collect();
+        let a: Vec<bool> = ids
+            .iter()
+            .map(|id| in_control_group("A", id, 0.2))
+            .collect();
+        let again: Vec<bool> = ids
+            .iter()
+            .map(|id| in_control_group("A", id, 0.2))
+            .collect();
+        let b: Vec<bool> = ids
+            .iter()
+            .map(|id| in_control_group("B", id, 0.2))
+            .collect();
         assert_eq!(a, again);
         let share = a.iter().filter(|x| **x).count() as f64 / ids.len() as f64;
         // 99 % binomial interval: 0.2 ± 2.576 × sqrt(0.2 × 0.8 / 20000) = 0.2 ± 0.0073.
@@ -977,7 +1003,9 @@ mod tests {
     fn the_contact_cap_is_the_smaller_of_max_contacts_and_budget_over_cost() {
         let r = raw("max_contacts = 100\nbudget = 90.0\ncost_per_contact = 2.0\n");
         assert_eq!(
-            Campaign::check("x", &r, Path::new(".")).unwrap().contact_cap,
+            Campaign::check("x", &r, Path::new("."))
+                .unwrap()
+                .contact_cap,
             Some(45)
         );
     }

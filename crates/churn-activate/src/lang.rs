@@ -159,7 +159,8 @@ pub fn lifecycle_label(code: &str, lang: Lang) -> &'static str {
 }
 
 /// Every lifecycle stage code.
-pub const LIFECYCLE_CODES: &[&str] = &["new", "active", "at_risk", "dormant", "lost", "reactivated"];
+pub const LIFECYCLE_CODES: &[&str] =
+    &["new", "active", "at_risk", "dormant", "lost", "reactivated"];
 
 /// Every RFM segment code, in the README's order.
 pub fn rfm_segment_codes() -> impl Iterator<Item = &'static str> {

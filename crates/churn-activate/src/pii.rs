@@ -40,7 +40,10 @@ pub fn mask_email(email: &str) -> String {
     match email.split_once('@') {
         Some((local, domain)) => {
             let first: String = local.chars().take(1).collect();
-            format!("{first}{}@{domain}", "*".repeat(local.chars().count().saturating_sub(1)))
+            format!(
+                "{first}{}@{domain}",
+                "*".repeat(local.chars().count().saturating_sub(1))
+            )
         }
         None => "*".repeat(email.chars().count()),
     }

@@ -40,6 +40,7 @@ fn kind_of(cause: &(dyn std::error::Error + 'static)) -> Option<ErrorKind> {
         churn_features::FeatureError,
         churn_model::ModelError,
         churn_synth::SynthError,
+        churn_bench::BenchError,
         CoreError
     );
     cause

@@ -1,62 +1,14 @@
 //! Acting on the model: `churn score` on the demo store. Scores are checked against an
 //! independent recomputation (Python reading the registered artifact and the features with
 //! DuckDB), the derived columns against their definitions (by DuckDB), and a model whose
-//! inputs the features table lacks is refused naming each missing column.
+//! inputs the features table lacks is refused naming each missing column. `churn segment` and
+//! `churn triggers` on a hand-made store are checked against values computed by hand.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-fn churn(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_churn"))
-        .args(args)
-        .output()
-        .expect("churn runs")
-}
+use churn_test_kit::{Churn, duckdb_fetchall, python_stdout, repo_root, s};
 
-fn json_of(out: &Output) -> serde_json::Value {
-    assert!(
-        out.status.success(),
-        "churn failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("one JSON object")
-}
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
-
-fn python() -> String {
-    std::env::var("CHURN_PYTHON")
-        .expect("CHURN_PYTHON (set by tests/run.sh) names a Python with duckdb")
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-/// The demo store's transactions and customers in a fresh lake.
-fn demo_lake(dir: &Path) -> PathBuf {
-    let lake = dir.join("lake");
-    for table in ["transactions", "customers", "campaign_events"] {
-        json_of(&churn(&[
-            "ingest",
-            "--json",
-            "--lake",
-            s(&lake),
-            "--table",
-            table,
-            "--source",
-            s(&repo_root().join(format!("data/demo/{table}.csv"))),
-            "--timezone",
-            "UTC",
-        ]));
-    }
-    lake
-}
+const CHURN: Churn = Churn::new(env!("CARGO_BIN_EXE_churn"));
 
 /// A logistic model without BTYD features, so its scores can be recomputed from the
 /// features table and the artifact alone.
@@ -74,28 +26,12 @@ fn logistic_model(dir: &Path) -> PathBuf {
 
 const AS_OF: &str = "2026-11-01";
 
-fn duckdb(sql: &str) -> String {
-    let out = Command::new(python())
-        .args([
-            "-c",
-            &format!("import duckdb; print(duckdb.sql({sql:?}).fetchall())"),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
 #[test]
 fn scores_equal_the_registered_logistic_model_applied_to_the_features_table() {
     let dir = tempfile::tempdir().unwrap();
-    let lake = demo_lake(dir.path());
+    let lake = CHURN.demo_lake(dir.path());
     let model = logistic_model(dir.path());
-    let trained = json_of(&churn(&[
+    let trained = CHURN.json(&[
         "train",
         "--json",
         "--lake",
@@ -104,8 +40,8 @@ fn scores_equal_the_registered_logistic_model_applied_to_the_features_table() {
         s(&model),
         "--as-of",
         "2026-08-03",
-    ]));
-    let scored = json_of(&churn(&[
+    ]);
+    let scored = CHURN.json(&[
         "score",
         "--json",
         "--lake",
@@ -114,14 +50,14 @@ fn scores_equal_the_registered_logistic_model_applied_to_the_features_table() {
         AS_OF,
         "--model",
         "plain-logistic",
-    ]));
+    ]);
     assert_eq!(scored["model_version"], trained["version"]);
     assert_eq!(scored["built_features"], true);
 
     let features = lake.join(format!("features/as_of={AS_OF}/*.parquet"));
     let scores = lake.join(format!("scores/as_of={AS_OF}/*.parquet"));
     // Every customer of the population is scored, once.
-    let population = duckdb(&format!(
+    let population = duckdb_fetchall(&format!(
         "SELECT count(*), count(DISTINCT customer_id) FROM read_parquet('{}')",
         s(&features)
     ));
@@ -136,30 +72,22 @@ fn scores_equal_the_registered_logistic_model_applied_to_the_features_table() {
         "_models/plain-logistic/{}/artifact.json",
         trained["version"]
     ));
-    let out = Command::new(python())
-        .arg(repo_root().join("crates/churn-cli/tests/data/score_reference.py"))
-        .args([s(&artifact), s(&features)])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let score_reference = repo_root().join("crates/churn-cli/tests/data/score_reference.py");
     let expected: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_slice(&out.stdout).unwrap();
-    let ours = Command::new(python())
-        .args([
-            "-c",
-            &format!(
-                "import duckdb, json; print(json.dumps(dict(duckdb.sql(\"SELECT customer_id, churn_probability FROM read_parquet('{}')\").fetchall())))",
-                s(&scores)
-            ),
-        ])
-        .output()
+        serde_json::from_str(&python_stdout([
+            s(&score_reference),
+            s(&artifact),
+            s(&features),
+        ]))
         .unwrap();
-    let ours: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_slice(&ours.stdout).unwrap();
+    let ours: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&python_stdout([
+        "-c",
+        &format!(
+            "import duckdb, json; print(json.dumps(dict(duckdb.sql(\"SELECT customer_id, churn_probability FROM read_parquet('{}')\").fetchall())))",
+            s(&scores)
+        ),
+    ]))
+    .unwrap();
     assert_eq!(ours.len(), expected.len());
     for (id, p) in &expected {
         let (p, q) = (p.as_f64().unwrap(), ours[id].as_f64().unwrap());
@@ -168,7 +96,7 @@ fn scores_equal_the_registered_logistic_model_applied_to_the_features_table() {
 
     // Derived columns follow their definitions: bands at the model file's cut-offs, the
     // percentile as the share below (ties half), value at risk as probability times value.
-    let violations = duckdb(&format!(
+    let violations = duckdb_fetchall(&format!(
         "WITH s AS (SELECT * FROM read_parquet('{scores}')), \
          ranked AS (SELECT customer_id, 100.0 * ((SELECT count(*) FROM s t WHERE t.churn_probability < s.churn_probability) \
            + ((SELECT count(*) FROM s t WHERE t.churn_probability = s.churn_probability) - 1) / 2.0) / (SELECT count(*) FROM s) AS pct FROM s) \
@@ -187,9 +115,9 @@ fn scores_equal_the_registered_logistic_model_applied_to_the_features_table() {
 #[test]
 fn a_model_whose_inputs_the_features_table_lacks_is_refused_naming_each_column() {
     let dir = tempfile::tempdir().unwrap();
-    let lake = demo_lake(dir.path());
+    let lake = CHURN.demo_lake(dir.path());
     let model = logistic_model(dir.path());
-    json_of(&churn(&[
+    CHURN.json(&[
         "train",
         "--json",
         "--lake",
@@ -198,7 +126,7 @@ fn a_model_whose_inputs_the_features_table_lacks_is_refused_naming_each_column()
         s(&model),
         "--as-of",
         "2026-08-03",
-    ]));
+    ]);
     // Features of D from the RFM file alone: the gaps and habits columns are missing.
     let only_rfm = dir.path().join("only-rfm");
     std::fs::create_dir(&only_rfm).unwrap();
@@ -207,7 +135,7 @@ fn a_model_whose_inputs_the_features_table_lacks_is_refused_naming_each_column()
         only_rfm.join("rfm.sql"),
     )
     .unwrap();
-    json_of(&churn(&[
+    CHURN.json(&[
         "features",
         "--json",
         "--lake",
@@ -216,8 +144,8 @@ fn a_model_whose_inputs_the_features_table_lacks_is_refused_naming_each_column()
         AS_OF,
         "--features-dir",
         s(&only_rfm),
-    ]));
-    let out = churn(&[
+    ]);
+    let out = CHURN.run(&[
         "score",
         "--lake",
         s(&lake),
@@ -240,7 +168,7 @@ fn a_model_whose_inputs_the_features_table_lacks_is_refused_naming_each_column()
 #[test]
 fn training_refits_on_the_newest_labelled_snapshots_to_score_with_unless_backtest_only() {
     let dir = tempfile::tempdir().unwrap();
-    let lake = demo_lake(dir.path());
+    let lake = CHURN.demo_lake(dir.path());
     let model = logistic_model(dir.path());
     let read = |version: &serde_json::Value, file: &str| -> Option<serde_json::Value> {
         let path = lake.join(format!("_models/plain-logistic/{version}/{file}"));
@@ -252,7 +180,7 @@ fn training_refits_on_the_newest_labelled_snapshots_to_score_with_unless_backtes
     // test snapshot 2026-08-03 fits on 2026-03-06 and 2026-04-05 and calibrates on
     // 2026-05-05 (D - 90); the scoring fit moves the same schedule one horizon later, so it
     // ends at the test snapshot itself.
-    let report = json_of(&churn(&[
+    let report = CHURN.json(&[
         "train",
         "--json",
         "--lake",
@@ -261,7 +189,7 @@ fn training_refits_on_the_newest_labelled_snapshots_to_score_with_unless_backtes
         s(&model),
         "--as-of",
         "2026-08-03",
-    ]));
+    ]);
     assert_eq!(
         report["training"]["snapshots"],
         serde_json::json!(["2026-03-06", "2026-04-05"])
@@ -288,7 +216,7 @@ fn training_refits_on_the_newest_labelled_snapshots_to_score_with_unless_backtes
     );
     assert_ne!(artifact["classifier"], backtested["classifier"]);
 
-    let only = json_of(&churn(&[
+    let only = CHURN.json(&[
         "train",
         "--json",
         "--backtest-only",
@@ -298,13 +226,13 @@ fn training_refits_on_the_newest_labelled_snapshots_to_score_with_unless_backtes
         s(&model),
         "--as-of",
         "2026-08-03",
-    ]));
+    ]);
     assert!(only["scoring_fit"].is_null());
     let version = &only["version"];
     assert!(read(version, "backtest_artifact.json").is_none());
     // Same data, same seed: the backtested model is byte-for-byte the earlier backtest's.
     assert_eq!(read(version, "artifact.json").unwrap(), backtested);
-    let shown = churn(&["models", "show", "--lake", s(&lake), "plain-logistic@1"]);
+    let shown = CHURN.run(&["models", "show", "--lake", s(&lake), "plain-logistic@1"]);
     assert!(
         String::from_utf8_lossy(&shown.stdout)
             .contains("scoring fit  2026-06-04, 2026-07-04, calibrated on 2026-08-03"),
@@ -359,7 +287,7 @@ fn hand_made_lake(dir: &Path) -> PathBuf {
     .unwrap();
     let lake = dir.join("lake");
     for table in ["transactions", "customers"] {
-        json_of(&churn(&[
+        CHURN.json(&[
             "ingest",
             "--json",
             "--lake",
@@ -370,7 +298,7 @@ fn hand_made_lake(dir: &Path) -> PathBuf {
             s(&dir.join(format!("{table}.csv"))),
             "--timezone",
             "UTC",
-        ]));
+        ]);
     }
     lake
 }
@@ -391,7 +319,7 @@ fn rules_file(dir: &Path, rules: &str) -> PathBuf {
 }
 
 fn segment(lake: &Path, rules: &Path, as_of: &str, lang: &str) -> serde_json::Value {
-    json_of(&churn(&[
+    CHURN.json(&[
         "segment",
         "--json",
         "--lake",
@@ -402,11 +330,11 @@ fn segment(lake: &Path, rules: &Path, as_of: &str, lang: &str) -> serde_json::Va
         s(rules),
         "--lang",
         lang,
-    ]))
+    ])
 }
 
 fn triggers(lake: &Path, rules: &Path, as_of: &str) -> serde_json::Value {
-    json_of(&churn(&[
+    CHURN.json(&[
         "triggers",
         "--json",
         "--lake",
@@ -415,7 +343,7 @@ fn triggers(lake: &Path, rules: &Path, as_of: &str) -> serde_json::Value {
         as_of,
         "--rules",
         s(rules),
-    ]))
+    ])
 }
 
 #[test]
@@ -431,7 +359,7 @@ fn rfm_scores_segments_lifecycle_stages_and_tiers_equal_hand_computed_values() {
     // spend G1000 A500 D400 B100 E60 C30 F20 -> M 5 4 3 3 2 1 1; FM = ceil((F+M)/2).
     // Lifecycle: C's first purchase is 14 days ago (new); D came back after a 233-day gap
     // (reactivated); E 71 days (at risk), G 106 (dormant), F 212 (lost).
-    let got = duckdb(&format!(
+    let got = duckdb_fetchall(&format!(
         "SELECT customer_id, r_score, f_score, m_score, fm_score, rfm_segment, lifecycle_stage, suggested_tier, tags \
          FROM read_parquet('{}/segments/*/*.parquet', hive_partitioning = true) ORDER BY 1",
         s(&lake)
@@ -447,7 +375,7 @@ fn rfm_scores_segments_lifecycle_stages_and_tiers_equal_hand_computed_values() {
 
     // Chinese labels, same codes.
     segment(&lake, &rules, "2026-03-01", "zh-CN");
-    let got = duckdb(&format!(
+    let got = duckdb_fetchall(&format!(
         "SELECT customer_id, rfm_segment, rfm_segment_label, lifecycle_label, suggested_tier_label \
          FROM read_parquet('{}/segments/*/*.parquet', hive_partitioning = true) WHERE customer_id IN ('A', 'C') ORDER BY 1",
         s(&lake)
@@ -469,7 +397,7 @@ fn cooldowns_hold_across_days_and_reruns_and_opted_out_customers_get_no_action()
          [[rules]]\nname = \"referral\"\nwhen = \"customer_id = 'B'\"\naction = \"coupon for both\"\ninclude_referrer = true\n",
     );
     let actions_of = |day: &str| {
-        duckdb(&format!(
+        duckdb_fetchall(&format!(
             "SELECT rule, customer_id, recipient FROM read_parquet('{}/triggers/*/*.parquet', hive_partitioning = true) \
              WHERE as_of = DATE '{day}' ORDER BY 1, 2",
             s(&lake)
@@ -502,7 +430,7 @@ fn cooldowns_hold_across_days_and_reruns_and_opted_out_customers_get_no_action()
     // Day 3: two days have passed.
     let day3 = triggers(&lake, &rules, "2026-03-03");
     assert_eq!(everyone(&day3)["actions"], 5);
-    let all = duckdb(&format!(
+    let all = duckdb_fetchall(&format!(
         "SELECT count(*) FROM read_parquet('{}/triggers/*/*.parquet', hive_partitioning = true) WHERE customer_id IN ('C', 'G')",
         s(&lake)
     ));
@@ -517,7 +445,7 @@ fn a_rule_whose_sql_fails_is_named_and_exits_2() {
         dir.path(),
         "[[rules]]\nname = \"broken_rule\"\nwhen = \"no_such_column > 1\"\naction = \"x\"\n",
     );
-    let out = churn(&[
+    let out = CHURN.run(&[
         "segment",
         "--lake",
         s(&lake),
@@ -533,7 +461,7 @@ fn a_rule_whose_sql_fails_is_named_and_exits_2() {
         "{stderr}"
     );
     // Triggers without the day's segments: a data error naming the missing step.
-    let out = churn(&["triggers", "--lake", s(&lake), "--as-of", "2026-03-01"]);
+    let out = CHURN.run(&["triggers", "--lake", s(&lake), "--as-of", "2026-03-01"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{stderr}");
     assert!(stderr.contains("churn segment"), "{stderr}");

@@ -4,20 +4,10 @@
 //! shared/datasets/cdnow/README.md.
 
 use std::path::Path;
-use std::process::Command;
 
-fn churn(args: &[&str]) -> serde_json::Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_churn"))
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
+use churn_test_kit::{Churn, assert_fit_3sf};
+
+const CHURN: Churn = Churn::new(env!("CARGO_BIN_EXE_churn"));
 
 /// The CDNOW sample (customer, sample id, YYYYMMDD, CDs, dollars) as a contract CSV. Eight
 /// orders cost $0 (free CDs, the first order of eight customers); the published fits count
@@ -57,7 +47,7 @@ fn cdnow_csv(dir: &Path) -> std::path::PathBuf {
 fn cdnow_lake(dir: &Path) -> std::path::PathBuf {
     let lake = dir.join("lake");
     let csv = cdnow_csv(dir);
-    churn(&[
+    CHURN.json(&[
         "ingest",
         "--json",
         "--lake",
@@ -70,23 +60,13 @@ fn cdnow_lake(dir: &Path) -> std::path::PathBuf {
     lake
 }
 
-fn assert_3sf(fit: &serde_json::Value, name: &str, published: f64) {
-    let ours = fit["parameters"][name].as_f64().unwrap();
-    let scale = 10f64.powf(published.abs().log10().floor() - 2.0);
-    assert!(
-        (ours - published).abs() <= 0.5 * scale,
-        "{} {name}: ours {ours}, published {published}",
-        fit["model"]
-    );
-}
-
 #[test]
 fn fits_on_the_raw_cdnow_purchases_reproduce_the_published_estimates() {
     let dir = tempfile::tempdir().unwrap();
     let lake = cdnow_lake(dir.path());
     let lake_s = lake.to_str().unwrap();
     let fit = |model: &str| {
-        churn(&[
+        CHURN.json(&[
             "btyd",
             "fit",
             "--json",
@@ -102,7 +82,7 @@ fn fits_on_the_raw_cdnow_purchases_reproduce_the_published_estimates() {
     let bgnbd = fit("bgnbd");
     assert_eq!(bgnbd["customers"], 2357);
     for (name, published) in [("r", 0.243), ("alpha", 4.414), ("a", 0.793), ("b", 2.426)] {
-        assert_3sf(&bgnbd, name, published);
+        assert_fit_3sf(&bgnbd, name, published);
     }
     assert!(
         (bgnbd["log_likelihood"].as_f64().unwrap() - -9582.4).abs() < 0.1,
@@ -117,7 +97,7 @@ fn fits_on_the_raw_cdnow_purchases_reproduce_the_published_estimates() {
         ("s", 0.606),
         ("beta", 11.669),
     ] {
-        assert_3sf(&pareto, name, published);
+        assert_fit_3sf(&pareto, name, published);
     }
     assert!(
         (pareto["log_likelihood"].as_f64().unwrap() - -9595.0).abs() < 0.1,
@@ -171,7 +151,7 @@ fn assert_per_customer_values_match_lifetimes(lake: &str, fits: &[(&str, &serde_
         }
     }
     let query = |model: &str, columns: &[&str]| -> Vec<serde_json::Value> {
-        let out = churn(&[
+        let out = CHURN.json(&[
             "sql",
             "--json",
             "--lake",
@@ -240,7 +220,7 @@ fn a_weekly_grain_bgnbd_fit_matches_the_recorded_lifetimes_fit() {
     let dir = tempfile::tempdir().unwrap();
     let lake = cdnow_lake(dir.path());
     let lake_s = lake.to_str().unwrap();
-    let fit = churn(&[
+    let fit = CHURN.json(&[
         "btyd",
         "fit",
         "--json",
@@ -268,7 +248,7 @@ fn a_weekly_grain_bgnbd_fit_matches_the_recorded_lifetimes_fit() {
         "log-likelihood {ll}"
     );
     // The summaries themselves agree with lifetimes' totals.
-    let out = Command::new(env!("CARGO_BIN_EXE_churn"))
+    let out = CHURN.command()
         .args(["sql", "--lake", lake_s, "--format", "csv", "SELECT CAST(sum(frequency) AS BIGINT) AS f, CAST(sum(recency_weeks) AS BIGINT) AS r, CAST(sum(age_weeks) AS BIGINT) AS t FROM btyd WHERE grain = 'week'"])
         .output()
         .unwrap();

@@ -1,43 +1,12 @@
 //! The `churn` binary as users run it: subcommands, JSON summaries, exit codes, the demo.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use churn_test_kit::{Churn, repo_root, s};
 
-fn churn(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_churn"))
-        .args(args)
-        .output()
-        .expect("churn runs")
-}
-
-fn json_of(out: &Output) -> serde_json::Value {
-    assert!(
-        out.status.success(),
-        "stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "not one JSON object ({e}): {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
-}
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+const CHURN: Churn = Churn::new(env!("CARGO_BIN_EXE_churn"));
 
 #[test]
 fn help_documents_every_subcommand() {
-    let out = churn(&["--help"]);
+    let out = CHURN.run(&["--help"]);
     let text = String::from_utf8_lossy(&out.stdout);
     // The Commands section: one `  name  description` line per subcommand.
     let listed: Vec<(String, String)> = text
@@ -69,7 +38,7 @@ fn help_documents_every_subcommand() {
 fn generate_then_ingest_reports_counts_that_add_up() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
-    let generated = json_of(&churn(&[
+    let generated = CHURN.json(&[
         "generate",
         "--customers",
         "150",
@@ -81,11 +50,11 @@ fn generate_then_ingest_reports_counts_that_add_up() {
         "--json",
         "--out",
         s(&store),
-    ]));
+    ]);
     let mess = &generated["mess"];
     let lake = dir.path().join("lake");
     let csv = store.join("transactions.csv");
-    let summary = json_of(&churn(&[
+    let summary = CHURN.json(&[
         "ingest",
         "--json",
         "--lake",
@@ -96,7 +65,7 @@ fn generate_then_ingest_reports_counts_that_add_up() {
         s(&csv),
         "--max-reject-ratio",
         "0.2",
-    ]));
+    ]);
     assert_eq!(summary["rows_read"], mess["data_lines"]);
     assert_eq!(summary["accepted"], mess["expected_accepted"]);
     assert_eq!(summary["rejected"], mess["expected_rejected"]);
@@ -106,7 +75,7 @@ fn generate_then_ingest_reports_counts_that_add_up() {
         serde_json::from_slice(&std::fs::read(manifest).unwrap()).unwrap();
     assert_eq!(recorded["accepted"], summary["accepted"]);
 
-    let out = churn(&[
+    let out = CHURN.run(&[
         "sql",
         "--lake",
         s(&lake),
@@ -125,7 +94,7 @@ fn generate_then_ingest_reports_counts_that_add_up() {
 fn configuration_errors_exit_with_code_2_and_name_every_problem() {
     let dir = tempfile::tempdir().unwrap();
     let lake = dir.path().join("lake");
-    let out = churn(&[
+    let out = CHURN.run(&[
         "ingest",
         "--lake",
         s(&lake),
@@ -140,7 +109,7 @@ fn configuration_errors_exit_with_code_2_and_name_every_problem() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("orders") && err.contains("Mars/Base"), "{err}");
 
-    let out = churn(&[
+    let out = CHURN.run(&[
         "ingest",
         "--lake",
         s(&lake),
@@ -162,7 +131,7 @@ fn configuration_errors_exit_with_code_2_and_name_every_problem() {
         "[lake]\npath = 'x'\n[sources.a]\ntable = 'transactions'\npath = 'a.csv'\ncolour = 'red'\n",
     )
     .unwrap();
-    let out = churn(&["run", s(&bad), "--as-of", "2024-01-01"]);
+    let out = CHURN.run(&["run", s(&bad), "--as-of", "2024-01-01"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("colour"));
 }
@@ -176,7 +145,7 @@ fn too_many_rejected_rows_exit_with_code_3() {
         "transaction_id,customer_id,ts,amount\nT1,C1,2024-01-01,abc\nT2,C1,2024-01-02,5\n",
     )
     .unwrap();
-    let out = churn(&[
+    let out = CHURN.run(&[
         "ingest",
         "--lake",
         s(&dir.path().join("lake")),
@@ -195,14 +164,14 @@ fn the_demo_builds_the_lake_from_the_committed_files() {
     let dir = tempfile::tempdir().unwrap();
     let lake = dir.path().join("demo-lake");
     let root = repo_root();
-    let summary = json_of(&churn(&[
+    let summary = CHURN.json(&[
         "demo",
         "--json",
         "--pipeline",
         s(&root.join("pipelines/demo.toml")),
         "--lake",
         s(&lake),
-    ]));
+    ]);
     let steps = summary["steps"].as_array().unwrap();
     let lines = |name: &str| {
         std::fs::read_to_string(root.join("data/demo").join(name))
@@ -247,14 +216,14 @@ fn the_demo_builds_the_lake_from_the_committed_files() {
             > 100
     );
     // Running it again rebuilds rather than failing or doubling.
-    let again = json_of(&churn(&[
+    let again = CHURN.json(&[
         "demo",
         "--json",
         "--pipeline",
         s(&root.join("pipelines/demo.toml")),
         "--lake",
         s(&lake),
-    ]));
+    ]);
     assert_eq!(
         again["steps"][0]["summary"]["accepted"],
         lines("transactions.csv")

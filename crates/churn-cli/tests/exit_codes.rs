@@ -2,52 +2,22 @@
 //! wrapped error keeps the kind of the error it wraps (a time-zone mismatch found while
 //! running a pipeline is still a configuration error). Codes: 2 config, 3 data, 1 internal.
 
-use std::path::Path;
-use std::process::{Command, Output};
+use std::path::{Path, PathBuf};
 
-fn churn(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_churn"))
-        .args(args)
-        .output()
-        .expect("churn runs")
-}
+use churn_test_kit::{Churn, s, stderr};
 
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+const CHURN: Churn = Churn::new(env!("CARGO_BIN_EXE_churn"));
 
 /// A lake in UTC with a small generated store's transactions.
-fn small_lake(dir: &Path) -> std::path::PathBuf {
+fn small_lake(dir: &Path) -> PathBuf {
     let store = dir.join("store");
-    let out = churn(&[
-        "generate",
-        "--customers",
-        "150",
-        "--seed",
-        "3",
-        "--days",
-        "200",
-        "--out",
-        s(&store),
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    CHURN.generate(
+        &store,
+        &["--customers", "150", "--seed", "3", "--days", "200"],
+    );
     let lake = dir.join("lake");
-    let out = churn(&[
-        "ingest",
-        "--lake",
-        s(&lake),
-        "--table",
-        "transactions",
-        "--source",
-        s(&store.join("transactions.csv")),
-        "--timezone",
-        "UTC",
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    let source = store.join("transactions.csv");
+    CHURN.ingest(&lake, "transactions", &source, &["--timezone", "UTC"]);
     lake
 }
 
@@ -64,7 +34,7 @@ fn a_time_zone_mismatch_inside_a_pipeline_run_is_a_configuration_error() {
         ),
     )
     .unwrap();
-    let out = churn(&["run", s(&pipeline), "--as-of", "2026-01-01"]);
+    let out = CHURN.run(&["run", s(&pipeline), "--as-of", "2026-01-01"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(
@@ -77,7 +47,7 @@ fn a_time_zone_mismatch_inside_a_pipeline_run_is_a_configuration_error() {
 fn labels_the_data_cannot_observe_yet_are_a_data_error() {
     let dir = tempfile::tempdir().unwrap();
     let lake = small_lake(dir.path());
-    let out = churn(&["labels", "--lake", s(&lake), "--as-of", "2099-01-01"]);
+    let out = CHURN.run(&["labels", "--lake", s(&lake), "--as-of", "2099-01-01"]);
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     assert!(stderr(&out).contains("2099-01-01"), "{}", stderr(&out));
 }
@@ -95,7 +65,7 @@ fn a_feature_file_with_bad_sql_is_a_configuration_error_naming_the_file() {
          select * from final\n",
     )
     .unwrap();
-    let out = churn(&[
+    let out = CHURN.run(&[
         "features",
         "--lake",
         s(&lake),
@@ -127,7 +97,7 @@ fn a_corrupt_lake_file_is_an_internal_error_and_not_blamed_on_a_feature_file() {
     let middle = bytes.len() / 2;
     bytes[middle - 64..middle + 64].fill(0xAB);
     std::fs::write(&file, bytes).unwrap();
-    let out = churn(&["features", "--lake", s(&lake), "--as-of", "2099-01-01"]);
+    let out = CHURN.run(&["features", "--lake", s(&lake), "--as-of", "2099-01-01"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(!stderr(&out).contains("does not run"), "{}", stderr(&out));
 }

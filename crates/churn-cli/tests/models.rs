@@ -4,34 +4,14 @@
 //! same data and seed give byte-identical artifacts; and the refusals refuse.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::OnceLock;
+
+use churn_test_kit::{Churn, json_of, python_stdout, repo_root, s};
 
 const TEST_SNAPSHOT: &str = "2026-08-03";
 
-fn churn(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_churn"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn json_of(out: &Output) -> serde_json::Value {
-    assert!(
-        out.status.success(),
-        "churn failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+const CHURN: Churn = Churn::new(env!("CARGO_BIN_EXE_churn"));
 
 /// The demo lake, built once for every test of this binary by the demo pipeline, whose train
 /// step registers `churn@1` (models/churn.toml) tested on 2026-08-03 and builds every
@@ -42,14 +22,14 @@ fn demo_lake() -> &'static (tempfile::TempDir, PathBuf, serde_json::Value) {
         let dir = tempfile::tempdir().unwrap();
         let lake = dir.path().join("demo-lake");
         let root = repo_root();
-        let summary = json_of(&churn(&[
+        let summary = CHURN.json(&[
             "demo",
             "--json",
             "--pipeline",
             s(&root.join("pipelines/demo.toml")),
             "--lake",
             s(&lake),
-        ]));
+        ]);
         let train = summary["steps"]
             .as_array()
             .unwrap()
@@ -81,7 +61,7 @@ fn model_file(dir: &Path, base: &str, name: &str, replacements: &[(&str, &str)])
 
 fn train(model: &Path) -> Output {
     let (_, lake, _) = demo_lake();
-    churn(&[
+    CHURN.run(&[
         "train",
         "--json",
         "--lake",
@@ -91,10 +71,6 @@ fn train(model: &Path) -> Output {
         "--as-of",
         TEST_SNAPSHOT,
     ])
-}
-
-fn python() -> String {
-    std::env::var("CHURN_PYTHON").unwrap_or_else(|_| "python3".into())
 }
 
 /// ROC AUC (pairs, ties half) and top-decile lift (ties at the cut shared pro rata) of the
@@ -120,21 +96,12 @@ lift = (top / k) / (len(pos) / n)
 bad = duckdb.sql(f"SELECT count(*) FROM read_parquet('{scores}') s FULL JOIN read_parquet('{labels}') l USING (customer_id) WHERE s.churned IS DISTINCT FROM CAST(l.churned AS DOUBLE)").fetchone()[0]
 print(auc, lift, bad)
 "#;
-    let out = Command::new(python())
-        .args([
-            "-c",
-            script,
-            &format!("{version_dir}test_scores.parquet"),
-            &format!("{}/labels/as_of={TEST_SNAPSHOT}/*.parquet", lake.display()),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "DuckDB failed (run the tests with tests/run.sh, which installs it): {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = python_stdout([
+        "-c",
+        script,
+        &format!("{version_dir}test_scores.parquet"),
+        &format!("{}/labels/as_of={TEST_SNAPSHOT}/*.parquet", lake.display()),
+    ]);
     let v: Vec<&str> = text.split_whitespace().collect();
     (
         v[0].parse().unwrap(),
@@ -256,7 +223,7 @@ fn the_same_data_and_seed_give_a_byte_identical_artifact() {
 #[test]
 fn models_list_and_show_report_what_was_registered() {
     let (_, lake, gbdt) = demo_lake();
-    let list = json_of(&churn(&["models", "list", "--json", "--lake", s(lake)]));
+    let list = CHURN.json(&["models", "list", "--json", "--lake", s(lake)]);
     let churn_v1 = list["models"]
         .as_array()
         .unwrap()
@@ -265,14 +232,7 @@ fn models_list_and_show_report_what_was_registered() {
         .expect("churn@1 is listed");
     assert_eq!(churn_v1["roc_auc"], gbdt["model"]["roc_auc"]);
     assert_eq!(churn_v1["grade"], gbdt["grade"]["grade"]);
-    let shown = json_of(&churn(&[
-        "models",
-        "show",
-        "--json",
-        "--lake",
-        s(lake),
-        "churn@1",
-    ]));
+    let shown = CHURN.json(&["models", "show", "--json", "--lake", s(lake), "churn@1"]);
     let features: Vec<&str> = shown["features"]
         .as_array()
         .unwrap()
@@ -291,7 +251,7 @@ fn models_list_and_show_report_what_was_registered() {
             .unwrap()
             .starts_with("xxh3-128:")
     );
-    let missing = churn(&["models", "show", "--lake", s(lake), "churn@99"]);
+    let missing = CHURN.run(&["models", "show", "--lake", s(lake), "churn@99"]);
     assert_eq!(missing.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no version \"99\""));
 }
@@ -332,16 +292,7 @@ for r in rows:
             mismatched += truth is None or abs(float(value) - float(truth)) > 0.0005 + 1e-9 * abs(float(truth))
 print(checked, mismatched, without_reason, len(rows))
 "#;
-    let out = Command::new(python())
-        .args(["-c", script, &scores, &features])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = python_stdout(["-c", script, &scores, &features]);
     let v: Vec<u64> = text
         .split_whitespace()
         .map(|n| n.parse().unwrap())
@@ -359,7 +310,7 @@ print(checked, mismatched, without_reason, len(rows))
 /// A refused training exits with `code`, says `needle`, and registers nothing.
 fn assert_refused(model: &Path, as_of: &str, code: i32, needle: &str) {
     let (_, lake, _) = demo_lake();
-    let out = churn(&[
+    let out = CHURN.run(&[
         "train",
         "--lake",
         s(lake),

@@ -2,13 +2,12 @@
 //! holds both the source files and the lake, and the same CLI commands work against it.
 
 use std::net::TcpStream;
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn python() -> String {
-    std::env::var("CHURN_PYTHON").unwrap_or_else(|_| "python3".into())
-}
+use churn_test_kit::{Churn, python, s};
+
+const CHURN: Churn = Churn::new(env!("CARGO_BIN_EXE_churn"));
 
 /// A moto S3 server on a free local port, stopped on drop.
 struct S3Server {
@@ -85,10 +84,6 @@ impl Drop for S3Server {
     }
 }
 
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
 #[test]
 fn ingest_and_sql_work_with_source_and_lake_on_an_s3_server() {
     let server = S3Server::start();
@@ -96,7 +91,7 @@ fn ingest_and_sql_work_with_source_and_lake_on_an_s3_server() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
     let churn = |args: &[&str]| {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_churn"));
+        let mut cmd = CHURN.command();
         server.env(&mut cmd);
         cmd.args(args).output().unwrap()
     };

@@ -39,7 +39,8 @@ pub struct SnapshotSummary {
     pub duration_ms: u64,
 }
 
-/// What `churn features` did.
+/// What `churn features` did (and what `churn features --json` prints, read back by the
+/// benchmarks).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FeaturesSummary {
     pub kind: String,

@@ -2,8 +2,7 @@
 //! reference on the demo store, no leakage, bounded memory, and clear errors for bad files.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use arrow::datatypes::DataType;
@@ -11,35 +10,12 @@ use chrono::NaiveDate;
 use churn_core::Lake;
 use churn_core::session::{SessionOptions, lake_session};
 use churn_features::{FeatureError, FeatureFile, FeatureOptions, build_features, build_labels};
-use churn_ingest::{IngestOptions, SourceSpec, ingest};
+use churn_test_kit::lake::{Store, lake_from};
+use churn_test_kit::{python_stdout, repo_root, s};
 use tempfile::TempDir;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 fn date(s: &str) -> NaiveDate {
     NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
-}
-
-/// A lake loaded from a folder holding the three contract CSV files.
-async fn lake_from(dir: &Path) -> (TempDir, Lake) {
-    let tmp = tempfile::tempdir().unwrap();
-    let lake = Lake::open(tmp.path().join("lake").to_str().unwrap()).unwrap();
-    for table in ["transactions", "customers", "campaign_events"] {
-        let path = dir.join(format!("{table}.csv"));
-        if path.exists() {
-            let spec = SourceSpec {
-                table: table.into(),
-                path: path.display().to_string(),
-                ..Default::default()
-            };
-            ingest(&lake, &spec.validate().unwrap(), &IngestOptions::default())
-                .await
-                .unwrap();
-        }
-    }
-    (tmp, lake)
 }
 
 fn options(files: Vec<FeatureFile>) -> FeatureOptions {
@@ -194,34 +170,60 @@ async fn each_feature_file_matches_its_hand_computed_golden_file() {
     }
 }
 
-fn python() -> String {
-    std::env::var("CHURN_PYTHON").unwrap_or_else(|_| "python3".into())
+/// The independent DuckDB computation of the contract (`tests/reference` at the repository
+/// root, shared with `churn bench features`) on the demo CSVs, written to `out`.
+fn run_reference(what: &str, as_of: &str, out: &Path) {
+    python_stdout([
+        s(&repo_root().join("tests/reference/run_reference.py")),
+        "--input",
+        s(&repo_root().join("data/demo")),
+        "--as-of",
+        as_of,
+        "--what",
+        what,
+        "--out",
+        s(out),
+    ]);
 }
 
-/// The independent DuckDB computation of the contract (tests/reference) on the demo CSVs.
+/// The reference's rows, keyed by customer.
 fn reference(what: &str, as_of: &str, out: &Path) -> HashMap<String, HashMap<String, String>> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reference/run_reference.py");
-    let status = Command::new(python())
-        .arg(script)
-        .args([
+    run_reference(what, as_of, out);
+    read_csv(out)
+}
+
+#[test]
+fn the_duckdb_reference_agrees_with_a_plain_python_reading_of_the_contract() {
+    // Every column of every row (the BTYD summaries with the age to D - 1 included) and the
+    // population size, recomputed by check_reference.py with the standard library alone.
+    let dir = tempfile::tempdir().unwrap();
+    for as_of in ["2025-12-15", "2026-06-01"] {
+        let features = dir.path().join(format!("features-{as_of}.csv"));
+        let labels = dir.path().join(format!("labels-{as_of}.csv"));
+        run_reference("features", as_of, &features);
+        run_reference("labels", as_of, &labels);
+        let report = python_stdout([
+            s(&repo_root().join("tests/reference/check_reference.py")),
             "--input",
-            repo().join("data/demo").to_str().unwrap(),
+            s(&repo_root().join("data/demo")),
             "--as-of",
             as_of,
-            "--what",
-            what,
-            "--out",
-            out.to_str().unwrap(),
-        ])
-        .status()
-        .expect("python runs (use tests/run.sh, which installs DuckDB)");
-    assert!(status.success(), "the DuckDB reference failed");
-    read_csv(out)
+            "--features",
+            s(&features),
+            "--labels",
+            s(&labels),
+        ]);
+        assert_eq!(
+            report.matches(" 0 mismatching cells").count(),
+            2,
+            "{report}"
+        );
+    }
 }
 
 #[tokio::test]
 async fn demo_store_features_and_labels_agree_with_an_independent_duckdb_computation() {
-    let (tmp, lake) = lake_from(&repo().join("data/demo")).await;
+    let (tmp, lake) = lake_from(&repo_root().join("data/demo")).await;
     for as_of in ["2025-12-15", "2026-06-01"] {
         build_features(&lake, &[date(as_of)], &built_in())
             .await
@@ -265,7 +267,7 @@ fn append(from: &Path, to: &Path, lines: &[&str]) {
 
 #[tokio::test]
 async fn events_at_or_after_the_as_of_date_change_no_feature() {
-    let demo = repo().join("data/demo");
+    let demo = repo_root().join("data/demo");
     let as_of = "2026-03-01";
     let future = tempfile::tempdir().unwrap();
     // Purchases, refunds and campaign answers at D and later, for existing and new customers.
@@ -311,18 +313,7 @@ async fn events_at_or_after_the_as_of_date_change_no_feature() {
 
 #[tokio::test]
 async fn a_memory_limit_below_the_data_size_spills_and_gives_the_same_snapshot() {
-    let store = tempfile::tempdir().unwrap();
-    churn_synth::generate(&churn_synth::GenerateOptions {
-        customers: 35000,
-        seed: 3,
-        start: date("2024-01-01"),
-        days: 730,
-        format: churn_synth::OutputFormat::Csv,
-        mess: false,
-        chinese_export: false,
-        out: store.path().to_path_buf(),
-    })
-    .unwrap();
+    let (store, _) = Store::new(35000, 3).days(730).generate();
     let (_t, lake) = lake_from(store.path()).await;
     // The transactions alone, as the query engine holds them in memory.
     let (ctx, _) = lake_session(&lake, &SessionOptions::default())

@@ -67,7 +67,7 @@ pub struct FileSummary {
 pub struct IngestSummary {
     pub kind: String,
     pub batch_id: String,
-    /// `committed`, or `rejected` when over the reject limit.
+    /// `committed`, or `rejected` (too many rejected rows: nothing added but the quarantine).
     pub status: String,
     pub table: String,
     pub lake: String,

@@ -10,30 +10,9 @@ use arrow::record_batch::RecordBatch;
 use churn_core::Lake;
 use churn_core::session::{SessionOptions, lake_session};
 use churn_ingest::{IngestError, IngestOptions, SourceConfig, SourceSpec, ingest};
-use churn_synth::{GenerateOptions, GenerateSummary, OutputFormat, generate};
-use tempfile::TempDir;
-
-fn store(
-    customers: u64,
-    seed: u64,
-    mess: bool,
-    chinese: bool,
-    format: OutputFormat,
-) -> (TempDir, GenerateSummary) {
-    let dir = tempfile::tempdir().unwrap();
-    let summary = generate(&GenerateOptions {
-        customers,
-        seed,
-        start: chrono::NaiveDate::from_ymd_opt(2024, 1, 1).unwrap(),
-        days: 365,
-        format,
-        mess,
-        chinese_export: chinese,
-        out: dir.path().to_path_buf(),
-    })
-    .unwrap();
-    (dir, summary)
-}
+use churn_synth::OutputFormat;
+use churn_test_kit::lake::{Store, new_lake};
+use churn_test_kit::repo_root;
 
 fn source(table: &str, path: &Path) -> SourceSpec {
     SourceSpec {
@@ -54,12 +33,6 @@ fn strings(column: &ArrayRef) -> Vec<String> {
         .iter()
         .map(|v| v.unwrap_or_default().to_string())
         .collect()
-}
-
-fn new_lake() -> (TempDir, Lake) {
-    let dir = tempfile::tempdir().unwrap();
-    let lake = Lake::open(dir.path().join("lake").to_str().unwrap()).unwrap();
-    (dir, lake)
 }
 
 async fn query(lake: &Lake, sql: &str) -> Vec<RecordBatch> {
@@ -89,7 +62,7 @@ async fn transaction_rows(lake: &Lake) -> Vec<String> {
 
 #[tokio::test]
 async fn every_kind_of_injected_dirt_is_handled_and_counts_reconcile_with_the_manifest() {
-    let (dir, generated) = store(400, 11, true, false, OutputFormat::Csv);
+    let (dir, generated) = Store::new(400, 11).mess().generate();
     let m = generated.mess.clone().unwrap();
     // The generator injected every kind at least once, or the test would prove nothing.
     for (kind, n) in [
@@ -177,8 +150,8 @@ async fn every_kind_of_injected_dirt_is_handled_and_counts_reconcile_with_the_ma
 #[tokio::test]
 async fn mixed_timestamp_forms_mean_the_same_instants_as_the_clean_file() {
     // Same seed with and without dirt: the generator writes the same transactions.
-    let (clean_dir, _) = store(150, 5, false, false, OutputFormat::Csv);
-    let (messy_dir, _) = store(150, 5, true, false, OutputFormat::Csv);
+    let (clean_dir, _) = Store::new(150, 5).generate();
+    let (messy_dir, _) = Store::new(150, 5).mess().generate();
     let (_a, clean) = new_lake();
     let (_b, messy) = new_lake();
     ingest(
@@ -222,7 +195,7 @@ async fn mixed_timestamp_forms_mean_the_same_instants_as_the_clean_file() {
 
 #[tokio::test]
 async fn ingesting_the_same_file_twice_adds_nothing() {
-    let (dir, generated) = store(120, 3, false, false, OutputFormat::Csv);
+    let (dir, generated) = Store::new(120, 3).generate();
     let (_l, lake) = new_lake();
     let cfg = config(source("transactions", &dir.path().join("transactions.csv")));
     let first = ingest(&lake, &cfg, &IngestOptions::default())
@@ -244,7 +217,7 @@ async fn ingesting_the_same_file_twice_adds_nothing() {
 
 #[tokio::test]
 async fn overlapping_files_in_a_folder_are_deduplicated() {
-    let (dir, generated) = store(120, 4, false, false, OutputFormat::Csv);
+    let (dir, generated) = Store::new(120, 4).generate();
     let text = std::fs::read_to_string(dir.path().join("transactions.csv")).unwrap();
     let mut lines = text.lines();
     let header = lines.next().unwrap();
@@ -285,7 +258,7 @@ async fn overlapping_files_in_a_folder_are_deduplicated() {
 
 #[tokio::test]
 async fn a_crash_during_commit_is_finished_by_the_next_run_without_duplicates() {
-    let (dir, generated) = store(120, 6, false, false, OutputFormat::Csv);
+    let (dir, generated) = Store::new(120, 6).generate();
     let (_l, lake) = new_lake();
     let cfg = config(source("transactions", &dir.path().join("transactions.csv")));
     let crash = IngestOptions {
@@ -317,7 +290,7 @@ async fn a_crash_during_commit_is_finished_by_the_next_run_without_duplicates() 
 
 #[tokio::test]
 async fn a_crash_before_commit_leaves_nothing_and_the_rerun_loads_everything() {
-    let (dir, generated) = store(80, 8, false, false, OutputFormat::Csv);
+    let (dir, generated) = Store::new(80, 8).generate();
     let (_l, lake) = new_lake();
     let cfg = config(source("transactions", &dir.path().join("transactions.csv")));
     // A crash before the commit plan: leave staging files behind by hand.
@@ -337,7 +310,7 @@ async fn a_crash_before_commit_leaves_nothing_and_the_rerun_loads_everything() {
 
 #[tokio::test]
 async fn the_gb18030_chinese_export_gives_exactly_the_same_lake_rows_as_the_utf8_file() {
-    let (dir, _) = store(150, 9, false, true, OutputFormat::Csv);
+    let (dir, _) = Store::new(150, 9).chinese_export().generate();
     let (_a, utf8) = new_lake();
     let (_b, gb) = new_lake();
     ingest(
@@ -370,8 +343,8 @@ async fn the_gb18030_chinese_export_gives_exactly_the_same_lake_rows_as_the_utf8
 
 #[tokio::test]
 async fn parquet_and_ndjson_sources_load_the_same_rows_as_csv() {
-    let (csv_dir, _) = store(100, 12, false, false, OutputFormat::Csv);
-    let (pq_dir, _) = store(100, 12, false, false, OutputFormat::Parquet);
+    let (csv_dir, _) = Store::new(100, 12).generate();
+    let (pq_dir, _) = Store::new(100, 12).format(OutputFormat::Parquet).generate();
     let (_a, from_csv) = new_lake();
     let (_b, from_pq) = new_lake();
     let (_c, from_json) = new_lake();
@@ -444,7 +417,7 @@ async fn parquet_and_ndjson_sources_load_the_same_rows_as_csv() {
 
 #[tokio::test]
 async fn a_memory_lake_works_end_to_end_through_object_store() {
-    let (dir, _) = store(60, 13, false, false, OutputFormat::Csv);
+    let (dir, _) = Store::new(60, 13).generate();
     let lake = Lake::open("memory://ingest-test/lake").unwrap();
     let summary = ingest(
         &lake,
@@ -476,7 +449,7 @@ async fn a_memory_lake_works_end_to_end_through_object_store() {
 
 #[tokio::test]
 async fn too_many_rejects_add_nothing_but_keep_the_quarantine() {
-    let (dir, _) = store(100, 14, true, false, OutputFormat::Csv);
+    let (dir, _) = Store::new(100, 14).mess().generate();
     let (_l, lake) = new_lake();
     let mut spec = source("transactions", &dir.path().join("transactions.csv"));
     spec.max_reject_ratio = Some(0.001);
@@ -591,7 +564,7 @@ async fn local_times_are_read_in_the_source_zone_and_partitioned_by_local_date()
 
 #[tokio::test]
 async fn small_buffers_spill_sorted_runs_and_load_exactly_the_rows_of_an_unspilled_ingest() {
-    let (dir, generated) = store(150, 15, false, false, OutputFormat::Csv);
+    let (dir, generated) = Store::new(150, 15).generate();
     // Buffers are checked after each 8 MiB read of a file, so a small export is split into
     // files of 300 rows for the 500-row buffer to fill (and spill) every second file.
     let folder = dir.path().join("parts");
@@ -752,8 +725,4 @@ async fn a_customers_upsert_over_many_buffers_keeps_each_last_profile_in_input_o
             "buffer_rows {buffer_rows}"
         );
     }
-}
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }

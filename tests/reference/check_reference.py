@@ -126,7 +126,8 @@ def compute(input_dir, D, lookback, horizon):
             days_to_birthday=dtb,
             btyd_frequency=len(days) - 1,
             btyd_recency_weeks=(last - first).days / 7.0,
-            btyd_age_weeks=(D - first).days / 7.0,
+            # The age runs to the last day before D: (D - 1 - first purchase day) / 7.
+            btyd_age_weeks=(D - dt.timedelta(days=1) - first).days / 7.0,
         )
         fut = [t["ts"].date() for t in rows
                if t["purchase"] and Dts <= t["ts"] < Dts + dt.timedelta(days=horizon)]

@@ -1,0 +1,67 @@
+//! `churn bench` end to end on a small store: both sides run on the same input and report
+//! the same rows, counted independently from the generated files.
+
+use churn_test_kit::{Churn, python, s};
+
+const CHURN: Churn = Churn::new(env!("CARGO_BIN_EXE_churn"));
+
+/// Data lines of a CSV file, read with a CSV parser.
+fn csv_rows(path: &std::path::Path) -> u64 {
+    csv::Reader::from_path(path).unwrap().records().count() as u64
+}
+
+#[test]
+fn bench_ingest_times_churn_and_duckdb_on_every_transaction_of_the_store() {
+    let work = tempfile::tempdir().unwrap();
+    let python = python();
+    let figures = CHURN.json(&[
+        "bench",
+        "ingest",
+        "--json",
+        "--customers",
+        "300",
+        "--work",
+        s(work.path()),
+        "--python",
+        &python,
+    ]);
+    let transactions = csv_rows(&work.path().join("store-300-1/transactions.csv"));
+    assert!(transactions > 1000);
+    assert_eq!(figures["kind"], "bench_ingest");
+    assert_eq!(figures["churn"]["rows"], transactions);
+    assert_eq!(figures["duckdb"]["rows"], transactions);
+    let ratio = figures["churn"]["rows_per_second"].as_f64().unwrap()
+        / figures["duckdb"]["rows_per_second"].as_f64().unwrap();
+    let reported = figures["throughput_ratio_churn_over_duckdb"]
+        .as_f64()
+        .unwrap();
+    assert!((ratio - reported).abs() < 1e-9 * ratio, "{figures}");
+}
+
+#[test]
+fn bench_features_builds_the_same_population_with_churn_and_the_duckdb_reference() {
+    let work = tempfile::tempdir().unwrap();
+    let python = python();
+    let figures = CHURN.json(&[
+        "bench",
+        "features",
+        "--json",
+        "--customers",
+        "300",
+        "--work",
+        s(work.path()),
+        "--python",
+        &python,
+        "--as-of",
+        "2026-06-01",
+    ]);
+    assert_eq!(figures["kind"], "bench_features");
+    let population = figures["churn"]["rows"].as_u64().unwrap();
+    assert!(population > 100, "{figures}");
+    assert_eq!(figures["duckdb"]["rows"], population);
+    // The reference's own output file, one line per customer after the header.
+    assert_eq!(
+        csv_rows(&work.path().join("duckdb-features.csv")),
+        population
+    );
+}
