@@ -49,6 +49,18 @@ pub enum ActivateError {
     )]
     MissingSalt { campaign: String, variable: String },
 
+    #[error("no export of campaign {campaign:?} on {as_of} in the lake")]
+    UnknownCampaignExport { campaign: String, as_of: String },
+
+    #[error(
+        "results of {campaign:?} need transactions through {needs_through}, but the lake's last transaction day is {lake_ends}"
+    )]
+    ResultsNotObservable {
+        campaign: String,
+        needs_through: String,
+        lake_ends: String,
+    },
+
     #[error("writing an export: {0}")]
     Io(String),
 
@@ -78,7 +90,9 @@ impl ActivateError {
             | ActivateError::CampaignSql { .. }
             | ActivateError::MissingSalt { .. }
             | ActivateError::UnknownLanguage(_) => ErrorKind::Config,
-            ActivateError::MissingInput { .. } => ErrorKind::Data,
+            ActivateError::MissingInput { .. }
+            | ActivateError::UnknownCampaignExport { .. }
+            | ActivateError::ResultsNotObservable { .. } => ErrorKind::Data,
             ActivateError::Io(_) => ErrorKind::Internal,
             ActivateError::Feature(e) => e.kind(),
             ActivateError::Core(e) => e.kind(),

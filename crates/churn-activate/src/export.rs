@@ -394,7 +394,7 @@ fn audience_sql(c: &Campaign, as_of: NaiveDate) -> String {
     }
     let mut columns = vec![
         "customer_id".to_string(),
-        format!("CAST({} AS DOUBLE)", c.rank_by),
+        format!("CAST({} AS DOUBLE) AS rank_value", c.rank_by),
         "marketing_opt_in".to_string(),
     ];
     columns.extend(TEXT_COLUMNS.iter().map(|(_, v)| v.to_string()));
@@ -752,7 +752,10 @@ fn csv_bytes(batch: &RecordBatch, bom: bool) -> Result<Vec<u8>> {
 }
 
 fn jsonl_bytes(batch: &RecordBatch) -> Result<Vec<u8>> {
-    let mut writer = arrow::json::LineDelimitedWriter::new(Vec::new());
+    // Nulls written out, so that every line has every documented column.
+    let mut writer = arrow::json::WriterBuilder::new()
+        .with_explicit_nulls(true)
+        .build::<_, arrow::json::writer::LineDelimited>(Vec::new());
     writer
         .write(batch)
         .map_err(datafusion::error::DataFusionError::from)?;

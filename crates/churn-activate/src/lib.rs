@@ -5,13 +5,15 @@
 //! explained list. `segment` gives every customer RFM scores and a named segment, a
 //! lifecycle stage, a suggested tier and rule tags (`segments/as_of=D/`); `triggers` runs the
 //! retention rules of the activation file into the day's action list (`triggers/as_of=D/`);
-//! `export` writes campaign lists with control groups for CRMs (`exports/as_of=D/`).
+//! `export` writes campaign lists with control groups for CRMs (`exports/as_of=D/`), and
+//! `results` measures a campaign's uplift once its window has passed.
 
 mod arrays;
 pub mod error;
 pub mod export;
 pub mod lang;
 pub mod pii;
+pub mod results;
 pub mod rules;
 pub mod score;
 pub mod segment;
@@ -21,6 +23,7 @@ pub mod view;
 pub use error::{ActivateError, Result};
 pub use export::{Campaign, ExportSummary, RawCampaign, export};
 pub use lang::Lang;
+pub use results::{CampaignResults, campaign_results};
 pub use rules::Activation;
 pub use score::{ScoreSummary, score};
 pub use segment::{SegmentSummary, segment};

@@ -53,6 +53,10 @@ enum Command {
     Segment(cmd::segment::Args),
     /// The day's action list from the retention rules (cooldowns, caps, opt-in).
     Triggers(cmd::triggers::Args),
+    /// Campaign lists with control groups, from a pipeline file's [campaigns.NAME] sections.
+    Export(cmd::export::Args),
+    /// Campaign results: treated against control once an export's window has passed.
+    Campaigns(cmd::campaigns::Args),
     /// List the registered models, or show one version in full.
     Models(cmd::models::Args),
     /// Buy-till-you-die models (BG/NBD, Pareto/NBD, Gamma-Gamma) on their own.
@@ -106,6 +110,8 @@ fn main() {
             Command::Score(args) => cmd::score::run(args, json).await,
             Command::Segment(args) => cmd::segment::run(args, json).await,
             Command::Triggers(args) => cmd::triggers::run(args, json).await,
+            Command::Export(args) => cmd::export::run(args, json).await,
+            Command::Campaigns(args) => cmd::campaigns::run(args, json).await,
             Command::Models(args) => cmd::models::run(args, json).await,
             Command::Btyd(args) => cmd::btyd::run(args, json).await,
             Command::Sql(args) => cmd::sql::run(args, json).await,

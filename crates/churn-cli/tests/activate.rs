@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use churn_test_kit::{Churn, duckdb_fetchall, python_stdout, repo_root, s};
+use churn_test_kit::{Churn, duckdb_fetchall, duckdb_row, python_stdout, repo_root, s};
 
 const CHURN: Churn = Churn::new(env!("CARGO_BIN_EXE_churn"));
 
@@ -245,6 +245,7 @@ fn training_refits_on_the_newest_labelled_snapshots_to_score_with_unless_backtes
 /// A buys five times at 100 (1, 9, 20, 45, 90), B twice at 50 (4, 59), C once at 30 (14),
 /// D twice at 200 (40, 273), E three times at 20 (71, 122, 151), F twice at 10 (212, 243),
 /// G once at 1000 (106). B was referred by A. C has opted out of marketing, G has not said.
+/// Everyone has an e-mail and a phone number.
 fn hand_made_lake(dir: &Path) -> PathBuf {
     let purchases: &[(&str, &[(&str, f64)])] = &[
         (
@@ -282,7 +283,11 @@ fn hand_made_lake(dir: &Path) -> PathBuf {
     std::fs::write(dir.join("transactions.csv"), csv).unwrap();
     std::fs::write(
         dir.join("customers.csv"),
-        "customer_id,referrer_id,marketing_opt_in\nA,,true\nB,A,true\nC,,false\nD,,true\nE,,true\nF,,true\nG,,\n",
+        "customer_id,referrer_id,marketing_opt_in,email,phone\n\
+         A,,true,anna@example.com,+86 139 0000 0001\nB,A,true,bo@example.com,13900000002\n\
+         C,,false,chen@example.com,13900000003\nD,,true,dai@example.com,13900000004\n\
+         E,,true,e@example.com,13900000005\nF,,true,fang@example.com,13900000006\n\
+         G,,,gao@example.com,13900000007\n",
     )
     .unwrap();
     let lake = dir.join("lake");
@@ -465,4 +470,317 @@ fn a_rule_whose_sql_fails_is_named_and_exits_2() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{stderr}");
     assert!(stderr.contains("churn segment"), "{stderr}");
+}
+
+/// A pipeline file with only a lake, the activation step and the given campaigns.
+fn campaigns_file(dir: &Path, lake: &Path, campaigns: &str) -> PathBuf {
+    let path = dir.join("campaigns.toml");
+    std::fs::write(
+        &path,
+        format!("[lake]\npath = {:?}\n[activate]\n{campaigns}", s(lake)),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn exports_leave_out_opted_out_suppressed_and_control_customers_neutralise_formulas_and_mask_contacts()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = hand_made_lake(dir.path());
+    // An eighth customer whose id a spreadsheet would run as a formula.
+    std::fs::write(
+        dir.path().join("more.csv"),
+        "transaction_id,customer_id,ts,amount\nT99,\"=HYPERLINK(\"\"x\"\")\",2026-02-27 10:00:00,5\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("more-customers.csv"),
+        "customer_id,marketing_opt_in,email,phone\n\"=HYPERLINK(\"\"x\"\")\",true,x@example.com,13900000099\n",
+    )
+    .unwrap();
+    for (table, file) in [
+        ("transactions", "more.csv"),
+        ("customers", "more-customers.csv"),
+    ] {
+        CHURN.ingest(&lake, table, &dir.path().join(file), &["--timezone", "UTC"]);
+    }
+    let rules = rules_file(dir.path(), "");
+    segment(&lake, &rules, "2026-03-01", "zh-CN");
+    // E by e-mail (other case), F by phone (other format).
+    std::fs::write(
+        dir.path().join("do-not-contact.txt"),
+        "E@EXAMPLE.com\n139-0000-0006\n",
+    )
+    .unwrap();
+    let pipeline = campaigns_file(
+        dir.path(),
+        &lake,
+        "[campaigns.everyone]\naction = \"你好\"\ncontrol_share = 0.0\nbom = true\nrank_by = \"monetary_365d\"\n\
+         [campaigns.everyone.suppress]\nlist = \"do-not-contact.txt\"\n\
+         [campaigns.everyone.pii]\nemail = \"masked\"\nphone = \"hashed\"\nsalt_env = \"CHURN_TEST_SALT\"\n",
+    );
+    let export = |salt: Option<&str>| {
+        let mut cmd = CHURN.command();
+        cmd.args([
+            "export",
+            "--json",
+            "--config",
+            s(&pipeline),
+            "--as-of",
+            "2026-03-01",
+        ]);
+        match salt {
+            Some(v) => cmd.env("CHURN_TEST_SALT", v),
+            None => cmd.env_remove("CHURN_TEST_SALT"),
+        };
+        cmd.output().unwrap()
+    };
+    // Hashing without the salt's variable is refused.
+    let out = export(None);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        churn_test_kit::stderr(&out)
+    );
+    let summary = churn_test_kit::json_of(&export(Some("pepper")));
+    let manifest = &summary["campaigns"][0];
+    assert_eq!(manifest["audience"], 8);
+    assert_eq!(manifest["suppressed"]["not_opted_in"], 2);
+    assert_eq!(manifest["suppressed"]["suppression_list"], 2);
+    assert_eq!(
+        (manifest["treated"].as_u64(), manifest["control"].as_u64()),
+        (Some(4), Some(0))
+    );
+
+    let folder = lake.join("exports/as_of=2026-03-01");
+    let csv = std::fs::read(folder.join("everyone.csv")).unwrap();
+    assert!(csv.starts_with("\u{feff}".as_bytes()), "no byte-order mark");
+    // Ranked by spend: A (500), D (400), B (100), then the eighth customer (5).
+    let got = duckdb_fetchall(&format!(
+        "SELECT customer_id, rank, segment, action, email, phone = sha256('pepper' || '8613900000001') \
+         FROM read_csv_auto('{}', header = true) ORDER BY rank",
+        s(&folder.join("everyone.csv"))
+    ));
+    assert!(
+        got.starts_with("[('A', 1, '重要价值客户', '你好', 'a***@example.com', True), ('D', 2, "),
+        "{got}"
+    );
+    assert!(
+        got.contains("('B', 3, ") && got.contains(r#"('\'=HYPERLINK("x")', 4, "#),
+        "{got}"
+    );
+    // The same rows and columns in every format, with the documented types.
+    for (reader, file) in [
+        ("read_csv_auto", "everyone.csv"),
+        ("read_parquet", "everyone.parquet"),
+        ("read_json_auto", "everyone.jsonl"),
+    ] {
+        let columns = duckdb_fetchall(&format!(
+            "SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM {reader}('{}'))",
+            s(&folder.join(file))
+        ));
+        for expected in [
+            "('campaign_id', 'VARCHAR')",
+            "('customer_id', 'VARCHAR')",
+            "('action', 'VARCHAR')",
+            "('segment', 'VARCHAR')",
+            "('lifecycle_stage', 'VARCHAR')",
+            "('email', 'VARCHAR')",
+            "('phone', 'VARCHAR')",
+        ] {
+            assert!(
+                columns.contains(expected),
+                "{reader}: {expected} not in {columns}"
+            );
+        }
+        assert!(columns.contains("('rank', "), "{reader}: {columns}");
+        let ids = duckdb_fetchall(&format!(
+            "SELECT list(customer_id ORDER BY customer_id) FROM {reader}('{}')",
+            s(&folder.join(file))
+        ));
+        // Sorted by code point: the quote and `=` come before letters.
+        let expected_ids = if reader == "read_csv_auto" {
+            r#"[(['\'=HYPERLINK("x")', 'A', 'B', 'D'],)]"#
+        } else {
+            r#"[(['=HYPERLINK("x")', 'A', 'B', 'D'],)]"#
+        };
+        assert_eq!(ids, expected_ids, "{reader}");
+    }
+}
+
+#[test]
+fn control_groups_hold_the_configured_share_stay_put_on_a_rerun_and_are_independent_across_campaigns()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = CHURN.demo_lake(dir.path());
+    let rules = rules_file(dir.path(), "");
+    segment(&lake, &rules, "2026-11-01", "en");
+    let pipeline = campaigns_file(
+        dir.path(),
+        &lake,
+        "[campaigns.alpha]\ncontrol_share = 0.2\nrank_by = \"monetary_365d\"\n\
+         [campaigns.beta]\ncontrol_share = 0.2\nrank_by = \"monetary_365d\"\nmax_contacts = 100000\n",
+    );
+    let export = || {
+        CHURN.json(&[
+            "export",
+            "--json",
+            "--config",
+            s(&pipeline),
+            "--as-of",
+            "2026-11-01",
+        ])
+    };
+    let first = export();
+    let assignments = |campaign: &str| {
+        duckdb_fetchall(&format!(
+            "SELECT \"group\", list(customer_id ORDER BY customer_id) FROM read_parquet('{}/campaign_assignments/*/*/*.parquet', hive_partitioning = true) \
+             WHERE campaign = '{campaign}' GROUP BY 1 ORDER BY 1",
+            s(&lake)
+        ))
+    };
+    let before = (assignments("alpha"), assignments("beta"));
+    export();
+    assert_eq!(
+        (assignments("alpha"), assignments("beta")),
+        before,
+        "membership changed on a re-run"
+    );
+
+    let counts = duckdb_row(&format!(
+        "WITH a AS (SELECT * FROM read_parquet('{}/campaign_assignments/*/*/*.parquet', hive_partitioning = true)) \
+         SELECT count(*) FILTER (WHERE campaign = 'alpha'), \
+                count(*) FILTER (WHERE campaign = 'alpha' AND \"group\" = 'control'), \
+                (SELECT count(*) FROM a x JOIN a y USING (customer_id) WHERE x.campaign = 'alpha' AND y.campaign = 'beta' \
+                 AND x.\"group\" = 'control' AND y.\"group\" = 'control') FROM a",
+        s(&lake)
+    ));
+    let [n, control, both]: [f64; 3] = [0, 1, 2].map(|i| counts[i].parse().unwrap());
+    assert_eq!(
+        n,
+        first["campaigns"][0]["treated"].as_f64().unwrap()
+            + first["campaigns"][0]["control"].as_f64().unwrap()
+    );
+    // Binomial 99 % intervals around the share and, for independent groups, its square.
+    let (p, q) = (0.2, 0.04);
+    assert!(
+        (control / n - p).abs() < 2.576 * (p * (1.0 - p) / n).sqrt(),
+        "{control} of {n}"
+    );
+    assert!(
+        (both / n - q).abs() < 2.576 * (q * (1.0 - q) / n).sqrt(),
+        "{both} of {n}"
+    );
+
+    // Nobody opted out or without a say is exported, and no control customer is on a list.
+    let leaked = duckdb_fetchall(&format!(
+        "SELECT count(*) FROM read_csv_auto('{lake}/exports/as_of=2026-11-01/*.csv', header = true) e \
+         LEFT JOIN read_parquet('{lake}/customers/*.parquet') c USING (customer_id) \
+         LEFT JOIN read_parquet('{lake}/campaign_assignments/*/*/*.parquet', hive_partitioning = true) a \
+           ON a.customer_id = e.customer_id AND a.campaign = e.campaign_id \
+         WHERE c.marketing_opt_in IS NOT TRUE OR a.\"group\" <> 'treated'",
+        lake = s(&lake)
+    ));
+    assert_eq!(leaked, "[(0,)]");
+
+    // Results before the window has passed: a data error naming the day the data must reach.
+    let out = CHURN.run(&[
+        "campaigns",
+        "results",
+        "--lake",
+        s(&lake),
+        "--campaign",
+        "alpha",
+        "--as-of",
+        "2026-11-01",
+    ]);
+    let stderr = churn_test_kit::stderr(&out);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("2026-11-30"), "{stderr}");
+}
+
+#[test]
+fn campaign_results_equal_an_independent_duckdb_computation() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = CHURN.demo_lake(dir.path());
+    let rules = rules_file(dir.path(), "");
+    segment(&lake, &rules, "2026-09-01", "en");
+    let pipeline = campaigns_file(
+        dir.path(),
+        &lake,
+        "[campaigns.everyone]\ncontrol_share = 0.3\nrank_by = \"monetary_365d\"\n",
+    );
+    CHURN.json(&[
+        "export",
+        "--json",
+        "--config",
+        s(&pipeline),
+        "--as-of",
+        "2026-09-01",
+    ]);
+    let results = CHURN.json(&[
+        "campaigns",
+        "results",
+        "--json",
+        "--lake",
+        s(&lake),
+        "--campaign",
+        "everyone",
+        "--as-of",
+        "2026-09-01",
+        "--window-days",
+        "30",
+    ]);
+    // Purchases and net spend in [D, D + 30 days) per assigned customer, by group.
+    let by_duckdb = duckdb_fetchall(&format!(
+        "WITH a AS (SELECT customer_id, \"group\" AS g FROM read_parquet('{lake}/campaign_assignments/*/*/*.parquet', hive_partitioning = true) \
+                    WHERE campaign = 'everyone'), \
+         t AS (SELECT customer_id, count(*) FILTER (WHERE NOT is_return AND amount > 0) AS p, \
+                      sum(CASE WHEN NOT is_return AND amount > 0 THEN amount WHEN is_return OR amount < 0 THEN -abs(amount) ELSE 0 END) AS net \
+               FROM read_parquet('{lake}/transactions/*/*.parquet', hive_partitioning = true) \
+               WHERE date >= DATE '2026-09-01' AND date < DATE '2026-10-01' GROUP BY 1), \
+         j AS (SELECT g, coalesce(p, 0) AS p, coalesce(net, 0) AS net FROM a LEFT JOIN t USING (customer_id)), \
+         s AS (SELECT g, count(*) AS n, avg(CASE WHEN p > 0 THEN 1.0 ELSE 0.0 END) AS rate, avg(net) AS rev, stddev_samp(net) AS sd FROM j GROUP BY g) \
+         SELECT t.n, c.n, t.rate, c.rate, t.rev, c.rev, \
+                t.rate - c.rate - 1.959963984540054 * sqrt(t.rate * (1 - t.rate) / t.n + c.rate * (1 - c.rate) / c.n), \
+                t.rev - c.rev + 1.959963984540054 * sqrt(t.sd * t.sd / t.n + c.sd * c.sd / c.n) \
+         FROM s t, s c WHERE t.g = 'treated' AND c.g = 'control'",
+        lake = s(&lake)
+    ));
+    let values: Vec<f64> = by_duckdb
+        .trim_start_matches("[(")
+        .trim_end_matches(")]")
+        .split(", ")
+        .map(|v| {
+            v.trim_start_matches("Decimal('")
+                .trim_end_matches("')")
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    let ours = [
+        &results["treated"]["customers"],
+        &results["control"]["customers"],
+        &results["treated"]["purchase_rate"],
+        &results["control"]["purchase_rate"],
+        &results["treated"]["revenue_per_customer"],
+        &results["control"]["revenue_per_customer"],
+        &results["purchase_rate_uplift"]["ci_low"],
+        &results["revenue_uplift"]["ci_high"],
+    ]
+    .map(|v| v.as_f64().unwrap());
+    assert_eq!(values.len(), ours.len(), "{by_duckdb}");
+    for (k, (o, d)) in ours.iter().zip(&values).enumerate() {
+        assert!(
+            (o - d).abs() <= 1e-9 * d.abs().max(1.0),
+            "value {k}: ours {o}, DuckDB {d}"
+        );
+    }
+    assert!(
+        values[1] > 300.0,
+        "a control group of {} is too small to test",
+        values[1]
+    );
 }

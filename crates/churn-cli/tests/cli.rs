@@ -24,8 +24,23 @@ fn help_documents_every_subcommand() {
     assert_eq!(
         names,
         [
-            "demo", "generate", "ingest", "features", "labels", "run", "train", "score", "segment",
-            "triggers", "models", "btyd", "sql", "bench", "help"
+            "demo",
+            "generate",
+            "ingest",
+            "features",
+            "labels",
+            "run",
+            "train",
+            "score",
+            "segment",
+            "triggers",
+            "export",
+            "campaigns",
+            "models",
+            "btyd",
+            "sql",
+            "bench",
+            "help"
         ],
         "{text}"
     );

@@ -186,6 +186,9 @@ pub struct PipelineFile {
     pub score: Option<ScoreSection>,
     #[serde(default)]
     pub activate: Option<ActivateSection>,
+    /// Campaign exports: `[campaigns.NAME]` sections (see the README, "Campaign exports").
+    #[serde(default)]
+    pub campaigns: IndexMap<String, churn_activate::RawCampaign>,
 }
 
 /// A validated pipeline: paths resolved against the file's folder, sources checked.
@@ -205,6 +208,8 @@ pub struct Pipeline {
     pub score: Option<String>,
     /// Segment and triggers steps: the activation file and the labels' language.
     pub activate: Option<(churn_activate::Activation, churn_activate::Lang)>,
+    /// Export step: the checked campaigns, in file order.
+    pub campaigns: Vec<churn_activate::Campaign>,
 }
 
 /// Paths in a pipeline file are relative to the file's folder, URLs are left alone.
@@ -318,6 +323,18 @@ impl Pipeline {
                 }
             }
         });
+        let mut campaigns = Vec::new();
+        for (name, raw) in &file.campaigns {
+            match churn_activate::Campaign::check(name, raw, &base) {
+                Ok(c) => campaigns.push(c),
+                Err(p) => problems.extend(p),
+            }
+        }
+        if !file.campaigns.is_empty() && file.activate.is_none() {
+            problems.push(
+                "campaigns: exports need the day's segments; add an [activate] section".into(),
+            );
+        }
         if !problems.is_empty() {
             return Err(PipelineError::Invalid {
                 path: path.to_path_buf(),
@@ -334,6 +351,7 @@ impl Pipeline {
             train,
             score: file.score.as_ref().map(|s| s.model.clone()),
             activate,
+            campaigns,
         })
     }
 
@@ -355,7 +373,7 @@ impl Pipeline {
 /// the step was skipped. Stored without a tag: reading one back tries the variants in order,
 /// and each summary has fields the ones before it lack (a skip has `skipped`, ingest
 /// `batch_id`, features snapshots have `columns`, labels have `horizon_days`, train `version`,
-/// score `model_name`, segment `rfm_segments`, triggers `rules`).
+/// score `model_name`, segment `rfm_segments`, triggers `rules`, export `campaigns`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum StepOutcome {
@@ -371,12 +389,13 @@ pub enum StepOutcome {
     Score(Box<ScoreSummary>),
     Segment(Box<churn_activate::SegmentSummary>),
     Triggers(Box<churn_activate::TriggersSummary>),
+    Export(Box<churn_activate::ExportSummary>),
 }
 
 /// One executed step of a run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StepSummary {
-    /// `ingest`, `features`, `labels`, `train`, `score`, `segment` or `triggers`.
+    /// `ingest`, `features`, `labels`, `train`, `score`, `segment`, `triggers` or `export`.
     pub step: String,
     /// Source name for ingest steps, the model name for train steps, the snapshot date
     /// otherwise.
@@ -499,7 +518,7 @@ async fn activate_steps(
 /// Runs every step of the pipeline for the logical date `as_of`: ingest each source, then
 /// build the feature snapshot of `as_of`, then the labels of `as_of - horizon`, then train
 /// each model with test snapshot `as_of - horizon`, then score `as_of`, then segment it and run
-/// its rules into the day's action list.
+/// its rules into the day's action list, then export its campaigns.
 pub async fn run(
     pipeline: &Pipeline,
     lake: &Lake,
@@ -600,6 +619,21 @@ pub async fn run(
     }
     if let Some((activation, lang)) = &pipeline.activate {
         steps.extend(activate_steps(pipeline, lake, as_of, activation, *lang).await?);
+    }
+    if !pipeline.campaigns.is_empty() {
+        tracing::info!(as_of = %as_of, campaigns = pipeline.campaigns.len(), "export step");
+        let session = feature_options(pipeline, "export")?.session;
+        let summary = churn_activate::export(lake, as_of, &pipeline.campaigns, &session)
+            .await
+            .map_err(|error| PipelineError::Activate {
+                step: "export",
+                error: Box::new(error),
+            })?;
+        steps.push(StepSummary {
+            step: "export".into(),
+            name: as_of.to_string(),
+            outcome: StepOutcome::Export(Box::new(summary)),
+        });
     }
     let manifest = format!("_runs/{run_id}.json");
     let summary = RunSummary {

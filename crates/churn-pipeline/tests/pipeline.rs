@@ -147,6 +147,7 @@ fn assert_manifests_read_back_typed(dir: &Path, summary: &churn_pipeline::RunSum
                 StepOutcome::Score(_) => "score",
                 StepOutcome::Segment(_) => "segment",
                 StepOutcome::Triggers(_) => "triggers",
+                StepOutcome::Export(_) => "export",
                 StepOutcome::Skipped { .. } => "skipped",
             };
             (s.step.as_str(), outcome)

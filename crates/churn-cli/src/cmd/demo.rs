@@ -44,6 +44,7 @@ pub async fn run(args: Args, json: bool) -> anyhow::Result<()> {
     let summary = super::run::run_pipeline(&args.pipeline, Some(&lake), as_of).await?;
     crate::output::emit(json, &summary, || {
         let mut text = super::run::human(&summary);
+        text.push_str(&campaign_lists(&lake, &summary));
         text.push_str(&format!(
             "\nThe demo lake is in {lake}/. Look at it with:\n  \
              churn sql --lake {lake} \"SELECT date_trunc('month', ts) AS month, count(*) AS transactions, sum(amount) AS revenue FROM transactions GROUP BY 1 ORDER BY 1\"\n  \
@@ -58,4 +59,33 @@ pub async fn run(args: Args, json: bool) -> anyhow::Result<()> {
         ));
         text
     })
+}
+
+/// Where the day's campaign lists are, with their first rows.
+fn campaign_lists(lake: &str, summary: &churn_pipeline::RunSummary) -> String {
+    let mut text = String::new();
+    for step in &summary.steps {
+        let churn_pipeline::StepOutcome::Export(export) = &step.outcome else {
+            continue;
+        };
+        for c in &export.campaigns {
+            let Some(csv) = c.files.iter().find(|f| f.ends_with(".csv")) else {
+                continue;
+            };
+            let path = std::path::Path::new(lake).join(csv);
+            text.push_str(&format!(
+                "\nCampaign {} ({} to contact, {} held out as control): {}\n",
+                c.campaign,
+                c.treated,
+                c.control,
+                path.display()
+            ));
+            let content = std::fs::read_to_string(&path).unwrap_or_default();
+            for line in content.trim_start_matches('\u{feff}').lines().take(4) {
+                let shown: String = line.chars().take(160).collect();
+                text.push_str(&format!("  {shown}\n"));
+            }
+        }
+    }
+    text
 }

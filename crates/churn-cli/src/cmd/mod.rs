@@ -2,7 +2,9 @@
 
 pub mod bench;
 pub mod btyd;
+pub mod campaigns;
 pub mod demo;
+pub mod export;
 pub mod features;
 pub mod generate;
 pub mod ingest;

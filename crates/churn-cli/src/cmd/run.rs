@@ -119,6 +119,20 @@ pub fn human(s: &RunSummary) -> String {
                 v.rules.len(),
                 v.output
             ),
+            StepOutcome::Export(v) => v
+                .campaigns
+                .iter()
+                .map(|c| {
+                    format!(
+                        "{}: {} contacts, {} held out -> {}",
+                        c.campaign,
+                        c.treated,
+                        c.control,
+                        c.files.first().map(String::as_str).unwrap_or("")
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("; "),
             StepOutcome::Skipped { skipped, .. } => format!("skipped: {skipped}"),
         };
         text.push_str(&format!("  {:<8} {:<16} {line}\n", step.step, step.name));
