@@ -27,7 +27,7 @@ use crate::pii::{
     PiiMode, mask_email, mask_phone, neutralise_cell, normalise_email, normalise_phone,
     salted_sha256,
 };
-use crate::view::{VIEW, register_customer_view};
+use crate::view::{VIEW, highest_first, register_customer_view, require_segments};
 
 /// An output format of an export.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -576,13 +576,10 @@ fn select(
         })
         .collect();
     eligible.sort_by(|a, b| {
-        match (a.rank_value, b.rank_value) {
-            (Some(x), Some(y)) => y.total_cmp(&x),
-            (Some(_), None) => std::cmp::Ordering::Less,
-            (None, Some(_)) => std::cmp::Ordering::Greater,
-            (None, None) => std::cmp::Ordering::Equal,
-        }
-        .then_with(|| a.customer_id.cmp(&b.customer_id))
+        highest_first(
+            (a.rank_value, &a.customer_id),
+            (b.rank_value, &b.customer_id),
+        )
     });
     let total = eligible.len() as u64;
     let mut chosen = Vec::new();
@@ -884,17 +881,7 @@ pub async fn export(
 ) -> Result<ExportSummary> {
     let started = Instant::now();
     churn_core::commit::recover(lake).await?;
-    if lake
-        .list_parquet(&format!("segments/as_of={as_of}"))
-        .await?
-        .is_empty()
-    {
-        return Err(ActivateError::MissingInput {
-            table: "segments",
-            command: "segment",
-            as_of: as_of.to_string(),
-        });
-    }
+    require_segments(lake, as_of).await?;
     let (ctx, tables) = lake_session(lake, session).await?;
     let has = |name: &str| tables.iter().any(|t| t.name == name);
     if campaigns.iter().any(|c| !c.audience.rules.is_empty()) && !has("triggers") {

@@ -304,31 +304,34 @@ fn segments_batch(
         .map_err(datafusion::error::DataFusionError::from)?)
 }
 
-/// Customer ids matching a rule's predicate over the customer view.
-pub async fn matching_customers(
+/// `columns` of the customer view's rows that match a rule's predicate; an error names the
+/// rule.
+pub(crate) async fn rule_rows(
     ctx: &SessionContext,
     rule: &Rule,
-    source: &str,
-) -> Result<Vec<String>> {
+    file: &str,
+    columns: &str,
+) -> Result<Vec<RecordBatch>> {
     let rule_error = |error| ActivateError::RuleSql {
         rule: rule.name.clone(),
-        file: source.to_string(),
+        file: file.to_string(),
         when: rule.when.clone(),
         source: error,
     };
-    let batches = match ctx.sql(&rule_sql(rule)).await {
-        Ok(df) => df.collect().await.map_err(rule_error)?,
-        Err(e) => return Err(rule_error(e)),
-    };
+    let sql = format!("SELECT {columns} FROM {VIEW} WHERE ({})", rule.when);
+    match ctx.sql(&sql).await {
+        Ok(df) => df.collect().await.map_err(rule_error),
+        Err(e) => Err(rule_error(e)),
+    }
+}
+
+/// Customer ids matching a rule's predicate over the customer view.
+async fn matching_customers(ctx: &SessionContext, rule: &Rule, file: &str) -> Result<Vec<String>> {
     let mut ids = Vec::new();
-    for b in &batches {
+    for b in rule_rows(ctx, rule, file, "customer_id").await? {
         ids.extend(strings(b.column(0))?.into_iter().flatten());
     }
     Ok(ids)
-}
-
-fn rule_sql(rule: &Rule) -> String {
-    format!("SELECT customer_id FROM {VIEW} WHERE ({})", rule.when)
 }
 
 /// Plans every rule's SQL over the customer view, so that all rules that cannot run are
@@ -336,7 +339,8 @@ fn rule_sql(rule: &Rule) -> String {
 pub async fn check_rules(ctx: &SessionContext, activation: &Activation) -> Result<()> {
     let mut failures = Vec::new();
     for rule in &activation.rules {
-        if let Err(e) = ctx.sql(&rule_sql(rule)).await {
+        let sql = format!("SELECT customer_id FROM {VIEW} WHERE ({})", rule.when);
+        if let Err(e) = ctx.sql(&sql).await {
             failures.push(format!("rule {:?}: `{}`: {e}", rule.name, rule.when));
         }
     }

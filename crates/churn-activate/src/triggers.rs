@@ -20,10 +20,10 @@ use datafusion::prelude::SessionContext;
 use serde::{Deserialize, Serialize};
 
 use crate::arrays::{bools, floats, strings};
-use crate::error::{ActivateError, Result};
+use crate::error::Result;
 use crate::rules::{Activation, Rule};
-use crate::segment::check_rules;
-use crate::view::{VIEW, register_customer_view};
+use crate::segment::{check_rules, rule_rows};
+use crate::view::{highest_first, register_customer_view, require_segments};
 
 /// What one rule did on the day.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -87,20 +87,6 @@ pub fn in_cooldown(last: Option<NaiveDate>, as_of: NaiveDate, cooldown_days: i64
     last.is_some_and(|l| (as_of - l).num_days() < cooldown_days)
 }
 
-/// Ranks by value at risk (highest first, unknown last), then customer id.
-fn rank(candidates: &mut [Candidate]) {
-    candidates.sort_by(|a, b| {
-        let v = |c: &Candidate| c.value_at_risk.filter(|v| v.is_finite());
-        match (v(a), v(b)) {
-            (Some(x), Some(y)) => y.total_cmp(&x),
-            (Some(_), None) => std::cmp::Ordering::Less,
-            (None, Some(_)) => std::cmp::Ordering::Greater,
-            (None, None) => std::cmp::Ordering::Equal,
-        }
-        .then_with(|| a.customer_id.cmp(&b.customer_id))
-    });
-}
-
 /// The day's actions of one rule from its matching customers: opt-in, cooldown, rank, cap,
 /// then the referrers of those reached (once each, with the same opt-in and cooldown).
 pub fn select_actions(
@@ -135,7 +121,12 @@ pub fn select_actions(
             true
         }
     });
-    rank(&mut candidates);
+    candidates.sort_by(|a, b| {
+        highest_first(
+            (a.value_at_risk, &a.customer_id),
+            (b.value_at_risk, &b.customer_id),
+        )
+    });
     if let Some(cap) = rule.daily_cap
         && candidates.len() as u64 > cap
     {
@@ -185,20 +176,8 @@ pub fn select_actions(
 }
 
 async fn candidates(ctx: &SessionContext, rule: &Rule, file: &str) -> Result<Vec<Candidate>> {
-    let sql = format!(
-        "SELECT customer_id, value_at_risk, marketing_opt_in, referrer_id FROM {VIEW} WHERE ({})",
-        rule.when
-    );
-    let rule_error = |source| ActivateError::RuleSql {
-        rule: rule.name.clone(),
-        file: file.to_string(),
-        when: rule.when.clone(),
-        source,
-    };
-    let batches = match ctx.sql(&sql).await {
-        Ok(df) => df.collect().await.map_err(rule_error)?,
-        Err(e) => return Err(rule_error(e)),
-    };
+    let columns = "customer_id, value_at_risk, marketing_opt_in, referrer_id";
+    let batches = rule_rows(ctx, rule, file, columns).await?;
     let mut out = Vec::new();
     for b in &batches {
         let ids = strings(b.column(0))?;
@@ -322,17 +301,7 @@ pub async fn triggers(
 ) -> Result<TriggersSummary> {
     let started = Instant::now();
     churn_core::commit::recover(lake).await?;
-    if lake
-        .list_parquet(&format!("segments/as_of={as_of}"))
-        .await?
-        .is_empty()
-    {
-        return Err(ActivateError::MissingInput {
-            table: "segments",
-            command: "segment",
-            as_of: as_of.to_string(),
-        });
-    }
+    require_segments(lake, as_of).await?;
     let (ctx, tables) = lake_session(lake, session).await?;
     let inputs = register_customer_view(&ctx, &tables, as_of, None).await?;
     if !inputs.scores {

@@ -7,7 +7,9 @@ use chrono::NaiveDate;
 use churn_core::session::LakeTable;
 use datafusion::prelude::SessionContext;
 
-use crate::error::Result;
+use churn_core::Lake;
+
+use crate::error::{ActivateError, Result};
 
 /// The view's name in SQL.
 pub const VIEW: &str = "customer_view";
@@ -148,4 +150,33 @@ pub async fn register_customer_view(
         .await?;
     ctx.register_table(VIEW, df.into_view())?;
     Ok(inputs)
+}
+
+/// Refuses (a data error naming `churn segment`) when the lake has no segments of D.
+pub async fn require_segments(lake: &Lake, as_of: NaiveDate) -> Result<()> {
+    if lake
+        .list_parquet(&format!("segments/as_of={as_of}"))
+        .await?
+        .is_empty()
+    {
+        return Err(ActivateError::MissingInput {
+            table: "segments",
+            command: "segment",
+            as_of: as_of.to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// The order of a ranked list: the highest value first, unknown (or not finite) values
+/// last, then customer id, so that every run ranks alike.
+pub fn highest_first(a: (Option<f64>, &str), b: (Option<f64>, &str)) -> std::cmp::Ordering {
+    let finite = |v: Option<f64>| v.filter(|v| v.is_finite());
+    match (finite(a.0), finite(b.0)) {
+        (Some(x), Some(y)) => y.total_cmp(&x),
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (None, None) => std::cmp::Ordering::Equal,
+    }
+    .then_with(|| a.1.cmp(b.1))
 }
