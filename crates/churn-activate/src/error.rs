@@ -61,6 +61,9 @@ pub enum ActivateError {
         lake_ends: String,
     },
 
+    #[error("a window of {0} days reaches beyond the calendar")]
+    WindowTooLong(u32),
+
     #[error("writing an export: {0}")]
     Io(String),
 
@@ -89,6 +92,7 @@ impl ActivateError {
             | ActivateError::RulesDoNotRun { .. }
             | ActivateError::CampaignSql { .. }
             | ActivateError::MissingSalt { .. }
+            | ActivateError::WindowTooLong(_)
             | ActivateError::UnknownLanguage(_) => ErrorKind::Config,
             ActivateError::MissingInput { .. }
             | ActivateError::UnknownCampaignExport { .. }

@@ -229,9 +229,10 @@ impl Campaign {
             .rank_by
             .clone()
             .unwrap_or_else(|| "value_at_risk".into());
-        if !rank_by
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        if rank_by.is_empty()
+            || !rank_by
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_')
         {
             problem(format!("rank_by: {rank_by:?} is not a column name"));
         }
@@ -242,8 +243,13 @@ impl Campaign {
         if formats.is_empty() {
             problem("formats: expected at least one of csv, parquet, jsonl".into());
         }
-        if raw.suppress.contacted_within_days < 0 {
-            problem("suppress.contacted_within_days: expected 0 or more".into());
+        if !(0..=3650).contains(&raw.suppress.contacted_within_days) {
+            problem("suppress.contacted_within_days: expected 0 to 3650".into());
+        }
+        if let Some(sql) = &raw.audience.sql
+            && let Err(p) = crate::rules::check_predicate(sql)
+        {
+            problem(format!("audience.sql: {p}"));
         }
         let suppression_list = raw.suppress.list.as_ref().map(|l| {
             let p = Path::new(l);
@@ -495,6 +501,8 @@ fn read_suppression_list(path: &Path) -> Result<HashSet<String>> {
         path: path.display().to_string(),
         source,
     })?;
+    // A list saved by Excel starts with a byte-order mark.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     let mut out = HashSet::new();
     for line in text.lines() {
         let entry = line

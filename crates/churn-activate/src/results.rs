@@ -116,6 +116,7 @@ pub async fn campaign_results(
     session: &SessionOptions,
 ) -> Result<CampaignResults> {
     let started = Instant::now();
+    churn_core::commit::recover(lake).await?;
     let (ctx, tables) = lake_session(lake, session).await?;
     let unknown = || ActivateError::UnknownCampaignExport {
         campaign: campaign.to_string(),
@@ -124,7 +125,9 @@ pub async fn campaign_results(
     if !tables.iter().any(|t| t.name == "campaign_assignments") {
         return Err(unknown());
     }
-    let end = as_of + chrono::Duration::days(window_days as i64);
+    let end = as_of
+        .checked_add_signed(chrono::Duration::days(window_days as i64))
+        .ok_or(ActivateError::WindowTooLong(window_days))?;
     let last_day = strings(
         ctx.sql("SELECT CAST(max(date) AS VARCHAR) FROM transactions")
             .await?

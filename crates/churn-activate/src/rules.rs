@@ -156,6 +156,42 @@ fn default_true() -> bool {
     true
 }
 
+/// Refuses a predicate that would not stay one expression once wrapped in parentheses inside
+/// a query (a `)` closing more than was opened, unbalanced quotes, a `;`), so that a rule or an
+/// audience can only filter the customer view, never add rows or columns to it.
+pub fn check_predicate(sql: &str) -> Result<(), String> {
+    let mut depth = 0i64;
+    let mut quote: Option<char> = None;
+    let mut previous = ' ';
+    for c in sql.chars() {
+        let after = std::mem::replace(&mut previous, c);
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '\'' | '"') => quote = Some(c),
+            (None, '(') => depth += 1,
+            (None, ')') => {
+                depth -= 1;
+                if depth < 0 {
+                    return Err("a `)` closes more than the predicate opened".into());
+                }
+            }
+            (None, ';') => return Err("`;` is not allowed in a predicate".into()),
+            (None, '-') if after == '-' => {
+                return Err("comments (`--`) are not allowed in a predicate".into());
+            }
+            _ => {}
+        }
+    }
+    if quote.is_some() {
+        return Err("a quote is not closed".into());
+    }
+    if depth != 0 {
+        return Err("a `(` is not closed".into());
+    }
+    Ok(())
+}
+
 /// A checked rule.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Rule {
@@ -262,6 +298,8 @@ impl Activation {
             let when = r.when.clone().unwrap_or_default();
             if when.trim().is_empty() {
                 missing("when (an SQL predicate) is required");
+            } else if let Err(p) = check_predicate(&when) {
+                missing(&format!("when: {p}"));
             }
             if r.action.is_none() && r.tag.is_none() {
                 missing("give an action, a tag or both");
@@ -377,6 +415,22 @@ mod tests {
             "daily_cap",
         ] {
             assert!(all.contains(needle), "{needle} not in {all}");
+        }
+    }
+
+    #[test]
+    fn a_predicate_cannot_escape_its_parentheses() {
+        assert!(check_predicate("recency_days >= 30 AND (tier = 'a)b' OR tier IS NULL)").is_ok());
+        assert!(check_predicate("recency_days - 1 > 0 AND tier <> 'a--b'").is_ok());
+        for bad in [
+            "FALSE) UNION ALL SELECT * FROM customers WHERE (TRUE",
+            "x) OR (TRUE",
+            "TRUE; DROP TABLE x",
+            "tier = 'open",
+            "(TRUE",
+            "TRUE -- comment",
+        ] {
+            assert!(check_predicate(bad).is_err(), "{bad}");
         }
     }
 

@@ -154,6 +154,14 @@ pub fn select_actions(
                 continue;
             };
             let opted_in = referrer_opt_in.get(referrer).copied().flatten();
+            // Referrers' actions count against the daily cap too.
+            if rule
+                .daily_cap
+                .is_some_and(|cap| actions.len() as u64 >= cap)
+            {
+                outcome.over_cap += 1;
+                continue;
+            }
             if reached.contains(referrer)
                 || (rule.requires_opt_in && opted_in != Some(true))
                 || cooling(referrer)
@@ -446,5 +454,11 @@ mod tests {
         assert_eq!(referrers, [("R1", "N2")]);
         assert_eq!(outcome.referrer_actions, 1);
         assert_eq!(outcome.actions, 3);
+        // A cap of one leaves no room for the referrer.
+        let found = vec![c("N1", Some(1.0), Some(true), Some("R1"))];
+        let (actions, outcome) =
+            select_actions(&rule(Some(1), true), d, found, &HashMap::new(), &opt_in);
+        assert_eq!(actions.len(), 1);
+        assert_eq!((outcome.referrer_actions, outcome.over_cap), (0, 1));
     }
 }

@@ -507,10 +507,10 @@ fn exports_leave_out_opted_out_suppressed_and_control_customers_neutralise_formu
     }
     let rules = rules_file(dir.path(), "");
     segment(&lake, &rules, "2026-03-01", "zh-CN");
-    // E by e-mail (other case), F by phone (other format).
+    // E by e-mail (other case), F by phone (other format); saved by Excel, with a BOM.
     std::fs::write(
         dir.path().join("do-not-contact.txt"),
-        "E@EXAMPLE.com\n139-0000-0006\n",
+        "\u{feff}E@EXAMPLE.com\n139-0000-0006\n",
     )
     .unwrap();
     let pipeline = campaigns_file(
