@@ -23,6 +23,16 @@ pub struct SessionOptions {
     pub spill_dir: Option<std::path::PathBuf>,
 }
 
+impl SessionOptions {
+    /// A memory budget (or none) and the system temp folder for spills.
+    pub fn with_memory_limit(memory_limit_bytes: Option<usize>) -> SessionOptions {
+        SessionOptions {
+            memory_limit_bytes,
+            spill_dir: None,
+        }
+    }
+}
+
 /// A table found in the lake: its SQL name, folder and partition columns.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LakeTable {

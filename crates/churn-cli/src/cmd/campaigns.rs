@@ -39,10 +39,7 @@ struct ResultsArgs {
 pub async fn run(args: Args, json: bool) -> anyhow::Result<()> {
     let What::Results(args) = args.what;
     let lake = Lake::open(&args.lake)?;
-    let session = SessionOptions {
-        memory_limit_bytes: args.memory_limit,
-        spill_dir: None,
-    };
+    let session = SessionOptions::with_memory_limit(args.memory_limit);
     let r = churn_activate::campaign_results(
         &lake,
         &args.campaign,

@@ -4,7 +4,6 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use churn_core::Lake;
 use churn_core::session::SessionOptions;
 use churn_pipeline::Pipeline;
 
@@ -32,16 +31,6 @@ pub struct Args {
 
 pub async fn run(args: Args, json: bool) -> anyhow::Result<()> {
     let pipeline = Pipeline::load(&args.config)?;
-    let location = args
-        .lake
-        .clone()
-        .or_else(|| pipeline.lake.clone())
-        .ok_or_else(|| {
-            UsageError(format!(
-                "{} has no [lake] path; pass --lake",
-                args.config.display()
-            ))
-        })?;
     let campaigns: Vec<_> = pipeline
         .campaigns
         .iter()
@@ -59,11 +48,8 @@ pub async fn run(args: Args, json: bool) -> anyhow::Result<()> {
         })
         .into());
     }
-    let lake = Lake::open(&location)?;
-    let session = SessionOptions {
-        memory_limit_bytes: args.memory_limit,
-        spill_dir: None,
-    };
+    let lake = super::run::pipeline_lake(&pipeline, args.lake.as_deref())?;
+    let session = SessionOptions::with_memory_limit(args.memory_limit);
     let summary = churn_activate::export(&lake, args.as_of, &campaigns, &session)
         .await
         .with_context(|| {

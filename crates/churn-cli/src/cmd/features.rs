@@ -74,10 +74,7 @@ pub async fn run(args: Args, json: bool) -> anyhow::Result<()> {
     let lake = Lake::open(lake)?;
     let options = FeatureOptions {
         lookback_days: args.lookback_days,
-        session: SessionOptions {
-            memory_limit_bytes: args.memory_limit,
-            spill_dir: None,
-        },
+        session: SessionOptions::with_memory_limit(args.memory_limit),
         files,
     };
     let summary = churn_features::build_features(&lake, &dates, &options)

@@ -31,10 +31,7 @@ pub struct Args {
 pub async fn run(args: Args, json: bool) -> anyhow::Result<()> {
     let dates = as_of_dates(&args.as_of, args.every.as_deref())?;
     let lake = Lake::open(&args.lake)?;
-    let session = SessionOptions {
-        memory_limit_bytes: args.memory_limit,
-        spill_dir: None,
-    };
+    let session = SessionOptions::with_memory_limit(args.memory_limit);
     let summary = churn_features::build_labels(
         &lake,
         &dates,

@@ -35,10 +35,7 @@ pub struct SnapshotArgs {
 impl SnapshotArgs {
     pub fn feature_options(&self) -> anyhow::Result<churn_features::FeatureOptions> {
         Ok(churn_features::FeatureOptions {
-            session: churn_core::session::SessionOptions {
-                memory_limit_bytes: self.memory_limit,
-                spill_dir: None,
-            },
+            session: churn_core::session::SessionOptions::with_memory_limit(self.memory_limit),
             files: features::feature_files(self.features_dir.as_ref())?,
             lookback_days: self.lookback_days,
         })

@@ -26,6 +26,20 @@ pub async fn run(args: Args, json: bool) -> anyhow::Result<()> {
     crate::output::emit(json, &summary, || human(&summary))
 }
 
+/// The lake of a pipeline: `--lake` when given, else the file's `[lake] path`.
+pub fn pipeline_lake(pipeline: &Pipeline, lake: Option<&str>) -> anyhow::Result<Lake> {
+    let location = lake
+        .map(str::to_string)
+        .or_else(|| pipeline.lake.clone())
+        .ok_or_else(|| {
+            UsageError(format!(
+                "{} has no [lake] path; pass --lake",
+                pipeline.path.display()
+            ))
+        })?;
+    Ok(Lake::open(&location)?)
+}
+
 /// Loads and runs a pipeline; shared with `churn demo`.
 pub async fn run_pipeline(
     path: &std::path::Path,
@@ -33,16 +47,7 @@ pub async fn run_pipeline(
     as_of: chrono::NaiveDate,
 ) -> anyhow::Result<RunSummary> {
     let pipeline = Pipeline::load(path)?;
-    let location = lake
-        .map(str::to_string)
-        .or_else(|| pipeline.lake.clone())
-        .ok_or_else(|| {
-            UsageError(format!(
-                "{} has no [lake] path; pass --lake",
-                path.display()
-            ))
-        })?;
-    let lake = Lake::open(&location)?;
+    let lake = pipeline_lake(&pipeline, lake)?;
     churn_pipeline::run(&pipeline, &lake, as_of, &IngestOptions::default())
         .await
         .with_context(|| format!("running {} for {as_of}", path.display()))

@@ -50,10 +50,7 @@ pub async fn run(args: Args, json: bool) -> anyhow::Result<()> {
     let spec = ModelSpec::load(&args.model)?;
     let lake = Lake::open(&args.lake)?;
     let features = FeatureOptions {
-        session: SessionOptions {
-            memory_limit_bytes: args.memory_limit,
-            spill_dir: None,
-        },
+        session: SessionOptions::with_memory_limit(args.memory_limit),
         files: super::features::feature_files(args.features_dir.as_ref())?,
         lookback_days: args.lookback_days,
     };

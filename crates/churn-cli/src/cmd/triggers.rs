@@ -26,10 +26,7 @@ pub struct Args {
 pub async fn run(args: Args, json: bool) -> anyhow::Result<()> {
     let lake = Lake::open(&args.lake)?;
     let activation = super::activation(args.rules.as_ref())?;
-    let session = SessionOptions {
-        memory_limit_bytes: args.memory_limit,
-        spill_dir: None,
-    };
+    let session = SessionOptions::with_memory_limit(args.memory_limit);
     let summary = churn_activate::triggers(&lake, args.as_of, &activation, &session)
         .await
         .with_context(|| {
