@@ -15,6 +15,13 @@ pub enum ActivateError {
         source: std::io::Error,
     },
 
+    #[error("cannot read suppression list {path}: {source}")]
+    ReadSuppressionList {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+
     #[error("rules file {path} is invalid:\n  - {}", problems.join("\n  - "))]
     InvalidRules { path: String, problems: Vec<String> },
 
@@ -87,6 +94,7 @@ impl ActivateError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             ActivateError::ReadRules { .. }
+            | ActivateError::ReadSuppressionList { .. }
             | ActivateError::InvalidRules { .. }
             | ActivateError::RuleSql { .. }
             | ActivateError::RulesDoNotRun { .. }

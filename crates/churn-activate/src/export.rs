@@ -497,10 +497,11 @@ async fn contacts(
 
 /// The entries of a suppression list: ids as written, e-mails and phones normalised.
 fn read_suppression_list(path: &Path) -> Result<HashSet<String>> {
-    let text = std::fs::read_to_string(path).map_err(|source| ActivateError::ReadRules {
-        path: path.display().to_string(),
-        source,
-    })?;
+    let text =
+        std::fs::read_to_string(path).map_err(|source| ActivateError::ReadSuppressionList {
+            path: path.display().to_string(),
+            source,
+        })?;
     // A list saved by Excel starts with a byte-order mark.
     let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     let mut out = HashSet::new();
