@@ -107,6 +107,44 @@ pub fn uplifts(t: &GroupOutcome, c: &GroupOutcome) -> (Option<Difference>, Optio
     (Some(rate), revenue)
 }
 
+/// The treated and control outcomes of `campaign` exported on `as_of`, over purchases in
+/// `[as_of, end)`. `ctx` must have `campaign_assignments` and `transactions` (with `date`,
+/// `amount`, `is_return`) registered; both groups are empty when the export does not exist.
+pub async fn group_outcomes(
+    ctx: &datafusion::prelude::SessionContext,
+    campaign: &str,
+    as_of: NaiveDate,
+    end: NaiveDate,
+) -> Result<(GroupOutcome, GroupOutcome)> {
+    let name = campaign.replace('\'', "''");
+    let sql = format!(
+        "WITH a AS (SELECT customer_id, \"group\" FROM campaign_assignments \
+                    WHERE as_of = DATE '{as_of}' AND campaign = '{name}'), \
+         t AS (SELECT customer_id, \
+                 sum(CASE WHEN NOT coalesce(is_return, false) AND amount > 0 THEN 1 ELSE 0 END) AS purchases, \
+                 sum(CASE WHEN NOT coalesce(is_return, false) AND amount > 0 THEN amount \
+                          WHEN coalesce(is_return, false) OR amount < 0 THEN -abs(amount) ELSE 0 END) AS net \
+               FROM transactions WHERE date >= DATE '{as_of}' AND date < DATE '{end}' GROUP BY customer_id) \
+         SELECT a.\"group\", coalesce(t.purchases, 0), coalesce(t.net, 0.0) \
+         FROM a LEFT JOIN t ON t.customer_id = a.customer_id"
+    );
+    let mut treated = Vec::new();
+    let mut control = Vec::new();
+    for b in ctx.sql(&sql).await?.collect().await? {
+        let groups = strings(b.column(0))?;
+        let purchases = ints(b.column(1))?;
+        let net = floats(b.column(2))?;
+        for i in 0..b.num_rows() {
+            let row = (purchases[i].unwrap_or(0), net[i].unwrap_or(0.0));
+            match groups[i].as_deref() {
+                Some("control") => control.push(row),
+                _ => treated.push(row),
+            }
+        }
+    }
+    Ok((group_outcome(&treated), group_outcome(&control)))
+}
+
 /// The results of `campaign` exported on `as_of`, over the `window_days` from D.
 pub async fn campaign_results(
     lake: &Lake,
@@ -149,37 +187,10 @@ pub async fn campaign_results(
             lake_ends: last_day.map_or_else(|| "none".into(), |d| d.to_string()),
         });
     }
-    let name = campaign.replace('\'', "''");
-    let sql = format!(
-        "WITH a AS (SELECT customer_id, \"group\" FROM campaign_assignments \
-                    WHERE as_of = DATE '{as_of}' AND campaign = '{name}'), \
-         t AS (SELECT customer_id, \
-                 sum(CASE WHEN NOT coalesce(is_return, false) AND amount > 0 THEN 1 ELSE 0 END) AS purchases, \
-                 sum(CASE WHEN NOT coalesce(is_return, false) AND amount > 0 THEN amount \
-                          WHEN coalesce(is_return, false) OR amount < 0 THEN -abs(amount) ELSE 0 END) AS net \
-               FROM transactions WHERE date >= DATE '{as_of}' AND date < DATE '{end}' GROUP BY customer_id) \
-         SELECT a.\"group\", coalesce(t.purchases, 0), coalesce(t.net, 0.0) \
-         FROM a LEFT JOIN t ON t.customer_id = a.customer_id"
-    );
-    let mut treated = Vec::new();
-    let mut control = Vec::new();
-    for b in ctx.sql(&sql).await?.collect().await? {
-        let groups = strings(b.column(0))?;
-        let purchases = ints(b.column(1))?;
-        let net = floats(b.column(2))?;
-        for i in 0..b.num_rows() {
-            let row = (purchases[i].unwrap_or(0), net[i].unwrap_or(0.0));
-            match groups[i].as_deref() {
-                Some("control") => control.push(row),
-                _ => treated.push(row),
-            }
-        }
-    }
-    if treated.is_empty() && control.is_empty() {
+    let (treated, control) = group_outcomes(&ctx, campaign, as_of, end).await?;
+    if treated.customers == 0 && control.customers == 0 {
         return Err(unknown());
     }
-    let treated = group_outcome(&treated);
-    let control = group_outcome(&control);
     let (purchase_rate_uplift, revenue_uplift) = uplifts(&treated, &control);
     Ok(CampaignResults {
         kind: "campaign_results".into(),

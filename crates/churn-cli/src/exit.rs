@@ -34,6 +34,7 @@ fn kind_of(cause: &(dyn std::error::Error + 'static)) -> Option<ErrorKind> {
     }
     kinds!(
         churn_pipeline::PipelineError,
+        churn_report::ReportError,
         churn_activate::ActivateError,
         churn_train::TrainError,
         churn_ingest::IngestError,

@@ -57,6 +57,8 @@ enum Command {
     Export(cmd::export::Args),
     /// Campaign results: treated against control once an export's window has passed.
     Campaigns(cmd::campaigns::Args),
+    /// Retention marts (Parquet, for BI tools) and the self-contained HTML report of a date.
+    Report(cmd::report::Args),
     /// List the registered models, or show one version in full.
     Models(cmd::models::Args),
     /// Buy-till-you-die models (BG/NBD, Pareto/NBD, Gamma-Gamma) on their own.
@@ -112,6 +114,7 @@ fn main() {
             Command::Triggers(args) => cmd::triggers::run(args, json).await,
             Command::Export(args) => cmd::export::run(args, json).await,
             Command::Campaigns(args) => cmd::campaigns::run(args, json).await,
+            Command::Report(args) => cmd::report::run(args, json).await,
             Command::Models(args) => cmd::models::run(args, json).await,
             Command::Btyd(args) => cmd::btyd::run(args, json).await,
             Command::Sql(args) => cmd::sql::run(args, json).await,

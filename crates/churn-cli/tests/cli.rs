@@ -36,6 +36,7 @@ fn help_documents_every_subcommand() {
             "triggers",
             "export",
             "campaigns",
+            "report",
             "models",
             "btyd",
             "sql",

@@ -43,21 +43,27 @@ pub async fn register_lake_tables(ctx: &SessionContext, lake: &Lake) -> Result<V
 /// Registers empty raw tables of every contract table (for planning without a lake).
 pub fn register_empty_tables(ctx: &SessionContext) -> Result<Vec<Table>> {
     for table in Table::ALL {
-        let mut fields: Vec<Arc<Field>> = table.file_schema().fields().iter().cloned().collect();
-        if table.is_date_partitioned() {
-            fields.push(Arc::new(Field::new(
-                Table::DATE_PARTITION,
-                DataType::Date32,
-                false,
-            )));
-        }
-        let schema = Arc::new(Schema::new(fields));
-        ctx.register_table(
-            raw_name(table),
-            Arc::new(MemTable::try_new(schema, vec![vec![]])?),
-        )?;
+        register_empty_table(ctx, table)?;
     }
     Ok(Table::ALL.to_vec())
+}
+
+/// Registers an empty raw table of `table`, with its file schema and partition column.
+pub fn register_empty_table(ctx: &SessionContext, table: Table) -> Result<()> {
+    let mut fields: Vec<Arc<Field>> = table.file_schema().fields().iter().cloned().collect();
+    if table.is_date_partitioned() {
+        fields.push(Arc::new(Field::new(
+            Table::DATE_PARTITION,
+            DataType::Date32,
+            false,
+        )));
+    }
+    let schema = Arc::new(Schema::new(fields));
+    ctx.register_table(
+        raw_name(table),
+        Arc::new(MemTable::try_new(schema, vec![vec![]])?),
+    )?;
+    Ok(())
 }
 
 /// Creates the point-in-time views for snapshot `as_of`.

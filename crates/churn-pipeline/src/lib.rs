@@ -68,6 +68,8 @@ pub enum PipelineError {
         #[source]
         error: Box<churn_activate::ActivateError>,
     },
+    #[error("report step: {0}")]
+    Report(#[source] Box<churn_report::ReportError>),
     #[error(transparent)]
     Core(#[from] churn_core::CoreError),
 }
@@ -83,6 +85,7 @@ impl PipelineError {
             PipelineError::Features { error, .. } => error.kind(),
             PipelineError::Train { error, .. } | PipelineError::Score { error, .. } => error.kind(),
             PipelineError::Activate { error, .. } => error.kind(),
+            PipelineError::Report(error) => error.kind(),
             PipelineError::Core(e) => e.kind(),
         }
     }
@@ -167,6 +170,22 @@ pub struct ActivateSection {
     pub lang: Option<String>,
 }
 
+/// `[report]` section: the retention marts and the HTML report of the run's date (the last
+/// step).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportSection {
+    /// Language of the page: "en" or "zh-CN". Default: the `[activate]` language, else "en".
+    #[serde(default)]
+    pub lang: Option<String>,
+    /// The churn trend's horizon in days. Default: the `[labels]` horizon, else 90.
+    #[serde(default)]
+    pub horizon_days: Option<u32>,
+    /// Days after an export over which its campaign's purchases count. Default 30.
+    #[serde(default)]
+    pub campaign_window_days: Option<u32>,
+}
+
 /// A pipeline file as written.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -189,6 +208,8 @@ pub struct PipelineFile {
     /// Campaign exports: `[campaigns.NAME]` sections (see the README, "Campaign exports").
     #[serde(default)]
     pub campaigns: IndexMap<String, churn_activate::RawCampaign>,
+    #[serde(default)]
+    pub report: Option<ReportSection>,
 }
 
 /// A validated pipeline: paths resolved against the file's folder, sources checked.
@@ -210,6 +231,9 @@ pub struct Pipeline {
     pub activate: Option<(churn_activate::Activation, churn_activate::Lang)>,
     /// Export step: the checked campaigns, in file order.
     pub campaigns: Vec<churn_activate::Campaign>,
+    /// Report step: the page's language, horizon and campaign window (the session comes
+    /// from the `[features]` section).
+    pub report: Option<churn_report::ReportOptions>,
 }
 
 /// Paths in a pipeline file are relative to the file's folder, URLs are left alone.
@@ -335,6 +359,38 @@ impl Pipeline {
                 "campaigns: exports need the day's segments; add an [activate] section".into(),
             );
         }
+        let report = file.report.as_ref().and_then(|r| {
+            let lang = match (&r.lang, &activate) {
+                (Some(l), _) => match l.parse::<churn_activate::Lang>() {
+                    Ok(l) => l,
+                    Err(e) => {
+                        problems.push(format!("report.lang: {e}"));
+                        return None;
+                    }
+                },
+                (None, Some((_, l))) => *l,
+                (None, None) => churn_activate::Lang::En,
+            };
+            let horizon_days = r
+                .horizon_days
+                .or(labels.map(|(h, _)| h))
+                .unwrap_or(churn_features::DEFAULT_HORIZON_DAYS);
+            if horizon_days == 0 {
+                problems.push("report.horizon_days: must be at least 1".to_string());
+            }
+            let campaign_window_days = r
+                .campaign_window_days
+                .unwrap_or(churn_report::DEFAULT_CAMPAIGN_WINDOW_DAYS);
+            if campaign_window_days == 0 {
+                problems.push("report.campaign_window_days: must be at least 1".to_string());
+            }
+            Some(churn_report::ReportOptions {
+                lang,
+                horizon_days,
+                campaign_window_days,
+                session: SessionOptions::default(),
+            })
+        });
         if !problems.is_empty() {
             return Err(PipelineError::Invalid {
                 path: path.to_path_buf(),
@@ -352,6 +408,7 @@ impl Pipeline {
             score: file.score.as_ref().map(|s| s.model.clone()),
             activate,
             campaigns,
+            report,
         })
     }
 
@@ -373,7 +430,8 @@ impl Pipeline {
 /// the step was skipped. Stored without a tag: reading one back tries the variants in order,
 /// and each summary has fields the ones before it lack (a skip has `skipped`, ingest
 /// `batch_id`, features snapshots have `columns`, labels have `horizon_days`, train `version`,
-/// score `model_name`, segment `rfm_segments`, triggers `rules`, export `campaigns`).
+/// score `model_name`, segment `rfm_segments`, triggers `rules`, export `campaigns`, report
+/// `report_bytes`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum StepOutcome {
@@ -390,12 +448,14 @@ pub enum StepOutcome {
     Segment(Box<churn_activate::SegmentSummary>),
     Triggers(Box<churn_activate::TriggersSummary>),
     Export(Box<churn_activate::ExportSummary>),
+    Report(Box<churn_report::ReportSummary>),
 }
 
 /// One executed step of a run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StepSummary {
-    /// `ingest`, `features`, `labels`, `train`, `score`, `segment`, `triggers` or `export`.
+    /// `ingest`, `features`, `labels`, `train`, `score`, `segment`, `triggers`, `export` or
+    /// `report`.
     pub step: String,
     /// Source name for ingest steps, the model name for train steps, the snapshot date
     /// otherwise.
@@ -518,7 +578,8 @@ async fn activate_steps(
 /// Runs every step of the pipeline for the logical date `as_of`: ingest each source, then
 /// build the feature snapshot of `as_of`, then the labels of `as_of - horizon`, then train
 /// each model with test snapshot `as_of - horizon`, then score `as_of`, then segment it and run
-/// its rules into the day's action list, then export its campaigns.
+/// its rules into the day's action list, then export its campaigns, then write the
+/// retention marts and report.
 pub async fn run(
     pipeline: &Pipeline,
     lake: &Lake,
@@ -633,6 +694,26 @@ pub async fn run(
             step: "export".into(),
             name: as_of.to_string(),
             outcome: StepOutcome::Export(Box::new(summary)),
+        });
+    }
+    if let Some(report) = &pipeline.report {
+        tracing::info!(as_of = %as_of, "report step");
+        let session = pipeline
+            .features
+            .as_ref()
+            .map(|f| f.session.clone())
+            .unwrap_or_default();
+        let options = churn_report::ReportOptions {
+            session,
+            ..report.clone()
+        };
+        let summary = churn_report::report(lake, as_of, &options)
+            .await
+            .map_err(|error| PipelineError::Report(Box::new(error)))?;
+        steps.push(StepSummary {
+            step: "report".into(),
+            name: as_of.to_string(),
+            outcome: StepOutcome::Report(Box::new(summary)),
         });
     }
     let manifest = format!("_runs/{run_id}.json");

@@ -148,6 +148,7 @@ fn assert_manifests_read_back_typed(dir: &Path, summary: &churn_pipeline::RunSum
                 StepOutcome::Segment(_) => "segment",
                 StepOutcome::Triggers(_) => "triggers",
                 StepOutcome::Export(_) => "export",
+                StepOutcome::Report(_) => "report",
                 StepOutcome::Skipped { .. } => "skipped",
             };
             (s.step.as_str(), outcome)

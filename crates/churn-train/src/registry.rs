@@ -202,8 +202,14 @@ pub async fn write(lake: &Lake, entry: Entry<'_>) -> Result<()> {
     }
     put_json("metrics.json", json_bytes(&dir, entry.report)).await?;
     let batch = scores_batch(entry.test_frame, entry.test_scores, entry.explanations)?;
-    lake.write_parquet(&lake.path(&format!("{dir}/test_scores.parquet")), &[batch])
-        .await?;
+    lake.write_parquet(
+        &lake.path(&test_scores_path(
+            &entry.manifest.name,
+            entry.manifest.version,
+        )),
+        &[batch],
+    )
+    .await?;
     put_json("manifest.json", json_bytes(&dir, entry.manifest)).await
 }
 
@@ -268,6 +274,25 @@ pub async fn read(lake: &Lake, name: &str, version: Option<u32>) -> Result<Store
         manifest: read_json(lake, &dir, "manifest.json").await?,
         report: read_json(lake, &dir, "metrics.json").await?,
     })
+}
+
+/// The manifest and metrics of a finished version, without its artifact: what a report over
+/// every version needs.
+pub async fn read_summary(
+    lake: &Lake,
+    name: &str,
+    version: u32,
+) -> Result<(TrainingManifest, TrainReport)> {
+    let dir = version_dir(name, version);
+    Ok((
+        read_json(lake, &dir, "manifest.json").await?,
+        read_json(lake, &dir, "metrics.json").await?,
+    ))
+}
+
+/// Where a version's test-snapshot scores are, relative to the lake root.
+pub fn test_scores_path(name: &str, version: u32) -> String {
+    format!("{}/test_scores.parquet", version_dir(name, version))
 }
 
 async fn read_json<T: DeserializeOwned>(lake: &Lake, dir: &str, file: &str) -> Result<T> {

@@ -53,12 +53,29 @@ pub async fn run(args: Args, json: bool) -> anyhow::Result<()> {
              churn sql --lake {lake} \"SELECT customer_id, churn_probability, risk_band, value_at_risk, reason_1 FROM scores ORDER BY value_at_risk DESC LIMIT 10\"\n  \
              churn sql --lake {lake} \"SELECT rfm_segment_label, lifecycle_label, count(*) AS customers FROM segments GROUP BY 1, 2 ORDER BY 3 DESC LIMIT 10\"\n  \
              churn sql --lake {lake} \"SELECT rule, recipient, customer_id, action, value_at_risk FROM triggers ORDER BY rule, priority LIMIT 20\"\n  \
+             churn sql --lake {lake} \"SELECT cohort_month, month_offset, retention_rate FROM marts_cohort_retention WHERE month_offset <= 3 ORDER BY 1, 2 LIMIT 12\"\n  \
              churn models show --lake {lake} churn\n  \
              duckdb -c \"SELECT * FROM '{lake}/_models/churn/1/test_scores.parquet' ORDER BY churn_probability DESC LIMIT 10\"\n  \
              duckdb -c \"SELECT count(*) FROM read_parquet('{lake}/transactions/*/*.parquet', hive_partitioning = true)\"\n"
         ));
+        text.push_str(&report_page(&lake, &summary));
         text
     })
+}
+
+/// Where the retention report and its marts are: the last thing the demo prints.
+fn report_page(lake: &str, summary: &churn_pipeline::RunSummary) -> String {
+    summary
+        .steps
+        .iter()
+        .find_map(|step| match &step.outcome {
+            churn_pipeline::StepOutcome::Report(r) => Some(format!(
+                "\nThe retention report (open it in a browser): {}\nIts marts for BI tools: {lake}/marts/\n",
+                r.report_location
+            )),
+            _ => None,
+        })
+        .unwrap_or_default()
 }
 
 /// Where the day's campaign lists are, with their first rows.

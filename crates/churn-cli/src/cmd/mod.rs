@@ -10,6 +10,7 @@ pub mod generate;
 pub mod ingest;
 pub mod labels;
 pub mod models;
+pub mod report;
 pub mod run;
 pub mod score;
 pub mod segment;

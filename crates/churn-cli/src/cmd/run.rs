@@ -138,6 +138,12 @@ pub fn human(s: &RunSummary) -> String {
                 })
                 .collect::<Vec<_>>()
                 .join("; "),
+            StepOutcome::Report(v) => format!(
+                "{} marts, page of {} KiB -> {}",
+                v.marts.len(),
+                v.report_bytes / 1024,
+                v.report_location
+            ),
             StepOutcome::Skipped { skipped, .. } => format!("skipped: {skipped}"),
         };
         text.push_str(&format!("  {:<8} {:<16} {line}\n", step.step, step.name));
