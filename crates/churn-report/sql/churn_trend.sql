@@ -25,35 +25,37 @@ purchase_days as (
     where is_purchase
 ),
 
-months as (
-    select distinct month,
-           cast(make_date((month + 1) / 12, (month + 1) % 12 + 1, 1) as int) as next_month_day
+-- Each purchase day with the customer's next purchase day and its month.
+next_days as (
+    select
+        customer_id, day, month,
+        lead(day) over (partition by customer_id order by day) as next_day,
+        lead(month) over (partition by customer_id order by day) as next_month
     from purchase_days
 ),
 
-active as (
-    select distinct d.customer_id, d.month, m.next_month_day
-    from purchase_days d
-    join months m on m.month = d.month
-),
-
-returned as (
-    select distinct a.customer_id, a.month
-    from active a
-    cross join params p
-    join purchase_days d
-      on d.customer_id = a.customer_id
-     and d.day >= a.next_month_day
-     and d.day < a.next_month_day + p.horizon_days
+-- The last purchase day of each customer and month: its next purchase day is the first one
+-- after the month (one window pass instead of a join on a day range).
+month_ends as (
+    select
+        customer_id,
+        month,
+        next_day,
+        cast(make_date((month + 1) / 12, (month + 1) % 12 + 1, 1) as int) as next_month_day
+    from next_days
+    where next_month is null or next_month <> month
 ),
 
 per_month as (
-    select a.month, a.next_month_day,
-           count(*) as active_customers,
-           count(*) - count(r.customer_id) as churned_customers
-    from active a
-    left join returned r on r.customer_id = a.customer_id and r.month = a.month
-    group by a.month, a.next_month_day
+    select
+        e.month,
+        e.next_month_day,
+        count(*) as active_customers,
+        sum(case when e.next_day is null or e.next_day >= e.next_month_day + p.horizon_days
+                 then 1 else 0 end) as churned_customers
+    from month_ends e
+    cross join params p
+    group by e.month, e.next_month_day
 ),
 
 final as (

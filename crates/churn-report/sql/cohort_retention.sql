@@ -22,25 +22,24 @@ purchases as (
     where is_purchase
 ),
 
-first_months as (
-    select customer_id, min(month) as cohort_month
+-- Each customer's purchase months with the first of them (one window pass, no join).
+customer_months as (
+    select customer_id, month, min(month) over (partition by customer_id) as cohort_month
     from purchases
-    group by customer_id
 ),
 
 cohorts as (
-    select f.cohort_month, count(*) as cohort_customers
-    from first_months f
+    select c.cohort_month, count(*) as cohort_customers
+    from customer_months c
     cross join params p
-    where f.cohort_month < p.as_of_month
-    group by f.cohort_month
+    where c.month = c.cohort_month and c.cohort_month < p.as_of_month
+    group by c.cohort_month
 ),
 
 activity as (
-    select f.cohort_month, p.month as period_month, count(*) as active_customers
-    from purchases p
-    join first_months f on f.customer_id = p.customer_id
-    group by f.cohort_month, p.month
+    select cohort_month, month as period_month, count(*) as active_customers
+    from customer_months
+    group by cohort_month, month
 ),
 
 offsets as (

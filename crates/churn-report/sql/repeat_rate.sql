@@ -26,30 +26,31 @@ purchase_days as (
     where is_purchase
 ),
 
-first_months as (
-    select customer_id, min(day) as first_day, min(month) as cohort_month
+-- Each customer's first purchase day and the next purchase day after it (one window pass).
+ranked_days as (
+    select
+        customer_id, day, month,
+        row_number() over (partition by customer_id order by day) as k,
+        lead(day) over (partition by customer_id order by day) as next_day
     from purchase_days
-    group by customer_id
 ),
 
-next_days as (
-    select f.customer_id, min(p.day) - f.first_day as days_to_next
-    from first_months f
-    join purchase_days p on p.customer_id = f.customer_id and p.day > f.first_day
-    group by f.customer_id, f.first_day
+first_months as (
+    select customer_id, day as first_day, month as cohort_month, next_day - day as days_to_next
+    from ranked_days
+    where k = 1
 ),
 
 cohorts as (
     select
         f.cohort_month,
         count(*) as new_customers,
-        sum(case when n.days_to_next <= 30 then 1 else 0 end) as repeat_30d,
-        sum(case when n.days_to_next <= 60 then 1 else 0 end) as repeat_60d,
-        sum(case when n.days_to_next <= 90 then 1 else 0 end) as repeat_90d,
+        sum(case when f.days_to_next <= 30 then 1 else 0 end) as repeat_30d,
+        sum(case when f.days_to_next <= 60 then 1 else 0 end) as repeat_60d,
+        sum(case when f.days_to_next <= 90 then 1 else 0 end) as repeat_90d,
         -- The day after the cohort month's last day: every window starts before it.
         cast(make_date((f.cohort_month + 1) / 12, (f.cohort_month + 1) % 12 + 1, 1) as int) as month_end_day
     from first_months f
-    left join next_days n on n.customer_id = f.customer_id
     cross join params p
     where f.cohort_month < p.as_of_month
     group by f.cohort_month
