@@ -505,3 +505,26 @@ fn an_empty_lake_gets_a_report_that_says_there_are_no_transactions() {
             .exists()
     );
 }
+
+#[test]
+fn a_zero_horizon_or_window_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    for flag in ["--horizon-days", "--window-days"] {
+        let out = CHURN.run(&["report", "--lake", s(&lake), "--as-of", AS_OF, flag, "0"]);
+        assert_eq!(out.status.code(), Some(2), "{flag}");
+        assert!(churn_test_kit::stderr(&out).contains(flag));
+    }
+    let out = CHURN.run(&[
+        "report",
+        "--lake",
+        s(&lake),
+        "--as-of",
+        AS_OF,
+        "--lang",
+        "fr",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(churn_test_kit::stderr(&out).contains("fr"));
+    assert!(!lake.exists(), "a refused report wrote something");
+}

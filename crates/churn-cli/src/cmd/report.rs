@@ -17,10 +17,12 @@ pub struct Args {
     lang: churn_activate::Lang,
     /// The churn trend's horizon: a month's buyer churned with no purchase in this many days
     /// after the month.
-    #[arg(long, default_value_t = churn_features::DEFAULT_HORIZON_DAYS)]
+    #[arg(long, default_value_t = churn_features::DEFAULT_HORIZON_DAYS,
+          value_parser = clap::value_parser!(u32).range(1..))]
     horizon_days: u32,
     /// Days after an export over which its campaign's purchases count.
-    #[arg(long, default_value_t = churn_report::DEFAULT_CAMPAIGN_WINDOW_DAYS)]
+    #[arg(long, default_value_t = churn_report::DEFAULT_CAMPAIGN_WINDOW_DAYS,
+          value_parser = clap::value_parser!(u32).range(1..))]
     window_days: u32,
     /// Memory budget of the query engine (e.g. 2GiB).
     #[arg(long, value_parser = super::parse_bytes)]
@@ -41,7 +43,7 @@ pub async fn run(args: Args, json: bool) -> anyhow::Result<()> {
     crate::output::emit(json, &summary, || human(&summary))
 }
 
-/// The report's summary as a person reads it; shared with `churn run`.
+/// The report's summary as a person reads it.
 pub fn human(s: &churn_report::ReportSummary) -> String {
     let mut text = format!(
         "Report of {} in {:.1} s: {}\n",
