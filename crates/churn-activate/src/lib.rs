@@ -8,7 +8,7 @@
 //! `export` writes campaign lists with control groups for CRMs (`exports/as_of=D/`), and
 //! `results` measures a campaign's uplift once its window has passed.
 
-mod arrays;
+pub mod arrays;
 pub mod error;
 pub mod export;
 pub mod lang;

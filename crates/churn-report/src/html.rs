@@ -5,10 +5,10 @@
 
 use std::fmt::Write as _;
 
-use arrow::array::{Array, Float64Array, Int64Array, StringArray};
-use arrow::datatypes::DataType;
+use arrow::array::ArrayRef;
 use chrono::NaiveDate;
 use churn_activate::Lang;
+use churn_activate::arrays::{floats, ints, strings};
 
 use crate::charts::{self, HeatCell};
 use crate::error::Result;
@@ -54,43 +54,30 @@ pub struct Page<'a> {
 struct Col<'a>(&'a Mart);
 
 impl Col<'_> {
-    fn cast(&self, name: &str, to: &DataType) -> Vec<std::sync::Arc<dyn Array>> {
+    /// `read` applied to the column `name` of every batch; a batch without it adds nothing.
+    fn read<T>(
+        &self,
+        name: &str,
+        read: fn(&ArrayRef) -> churn_activate::Result<Vec<Option<T>>>,
+    ) -> Vec<Option<T>> {
         self.0
             .batches
             .iter()
             .filter_map(|b| b.column_by_name(name))
-            .filter_map(|c| arrow::compute::cast(c, to).ok())
+            .flat_map(|c| read(c).unwrap_or_default())
             .collect()
     }
 
     fn text(&self, name: &str) -> Vec<Option<String>> {
-        self.cast(name, &DataType::Utf8)
-            .iter()
-            .flat_map(|a| {
-                let a = a.as_any().downcast_ref::<StringArray>().expect("utf8");
-                a.iter().map(|v| v.map(str::to_string)).collect::<Vec<_>>()
-            })
-            .collect()
+        self.read(name, strings)
     }
 
     fn float(&self, name: &str) -> Vec<Option<f64>> {
-        self.cast(name, &DataType::Float64)
-            .iter()
-            .flat_map(|a| {
-                let a = a.as_any().downcast_ref::<Float64Array>().expect("f64");
-                a.iter().collect::<Vec<_>>()
-            })
-            .collect()
+        self.read(name, floats)
     }
 
     fn int(&self, name: &str) -> Vec<Option<i64>> {
-        self.cast(name, &DataType::Int64)
-            .iter()
-            .flat_map(|a| {
-                let a = a.as_any().downcast_ref::<Int64Array>().expect("i64");
-                a.iter().collect::<Vec<_>>()
-            })
-            .collect()
+        self.read(name, ints)
     }
 }
 

@@ -14,11 +14,11 @@ pub mod session;
 
 use std::time::Instant;
 
-use arrow::array::{Array, Float64Array, RecordBatch, StringArray};
-use arrow::datatypes::DataType;
+use arrow::array::RecordBatch;
 use bytes::Bytes;
 use chrono::NaiveDate;
 use churn_activate::Lang;
+use churn_activate::arrays::{floats, strings};
 use churn_core::Lake;
 use churn_core::commit::{CommitPlan, commit, job_id, staging_dir};
 use churn_core::session::SessionOptions;
@@ -95,31 +95,23 @@ async fn top_at_risk(ctx: &SessionContext, as_of: NaiveDate, limit: usize) -> Re
     );
     let mut out = Vec::new();
     for b in ctx.sql(&sql).await?.collect().await? {
-        let text = |i: usize| -> Result<StringArray> {
-            let a = arrow::compute::cast(b.column(i), &DataType::Utf8)?;
-            Ok(a.as_any()
-                .downcast_ref::<StringArray>()
-                .expect("utf8")
-                .clone())
-        };
-        let float = |i: usize| -> Result<Float64Array> {
-            let a = arrow::compute::cast(b.column(i), &DataType::Float64)?;
-            Ok(a.as_any()
-                .downcast_ref::<Float64Array>()
-                .expect("f64")
-                .clone())
-        };
-        let (ids, p, band, var, seg, reason) =
-            (text(0)?, float(1)?, text(2)?, float(3)?, text(4)?, text(5)?);
-        let get = |a: &StringArray, i: usize| a.is_valid(i).then(|| a.value(i).to_string());
+        let c = |i: usize| b.column(i);
+        let (ids, p, band, var, seg, reason) = (
+            strings(c(0))?,
+            floats(c(1))?,
+            strings(c(2))?,
+            floats(c(3))?,
+            strings(c(4))?,
+            strings(c(5))?,
+        );
         for i in 0..b.num_rows() {
             out.push(AtRisk {
-                customer_id: ids.value(i).to_string(),
-                churn_probability: p.value(i),
-                risk_band: band.value(i).to_string(),
-                value_at_risk: var.is_valid(i).then(|| var.value(i)),
-                segment: get(&seg, i),
-                reason: get(&reason, i),
+                customer_id: ids[i].clone().unwrap_or_default(),
+                churn_probability: p[i].unwrap_or(f64::NAN),
+                risk_band: band[i].clone().unwrap_or_default(),
+                value_at_risk: var[i],
+                segment: seg[i].clone(),
+                reason: reason[i].clone(),
             });
         }
     }
@@ -135,10 +127,11 @@ async fn scoring_model(ctx: &SessionContext, as_of: NaiveDate) -> Result<Option<
         .await?
         .collect()
         .await?;
-    Ok(batches.first().filter(|b| b.num_rows() > 0).and_then(|b| {
-        let a = b.column(0).as_any().downcast_ref::<StringArray>()?;
-        a.is_valid(0).then(|| a.value(0).to_string())
-    }))
+    let mut names = Vec::new();
+    for b in &batches {
+        names.extend(strings(b.column(0))?);
+    }
+    Ok(names.into_iter().next().flatten())
 }
 
 /// Builds every mart and the page of D and commits them together, replacing an earlier

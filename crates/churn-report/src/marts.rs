@@ -13,6 +13,7 @@ use arrow::array::{
 };
 use arrow::datatypes::{DataType, Date32Type, Field, Schema, SchemaRef};
 use chrono::NaiveDate;
+use churn_activate::arrays::{floats, strings};
 use churn_core::Lake;
 use datafusion::prelude::SessionContext;
 
@@ -235,16 +236,11 @@ pub async fn campaign_rows(
             .as_any()
             .downcast_ref::<Date32Array>()
             .expect("cast to Date32");
-        let names = arrow::compute::cast(b.column(1), &DataType::Utf8)?;
-        let names = names
-            .as_any()
-            .downcast_ref::<StringArray>()
-            .expect("cast to Utf8");
-        for i in 0..b.num_rows() {
-            let (Some(export_as_of), false) = (dates.value_as_date(i), names.is_null(i)) else {
+        let names = strings(b.column(1))?;
+        for (i, name) in names.into_iter().enumerate() {
+            let (Some(export_as_of), Some(campaign)) = (dates.value_as_date(i), name) else {
                 continue;
             };
-            let campaign = names.value(i).to_string();
             let end = export_as_of
                 .checked_add_signed(chrono::Duration::days(window_days as i64))
                 .ok_or(ReportError::WindowTooLong(window_days))?;
@@ -445,20 +441,14 @@ async fn test_score_summary(
         let (Some(p), Some(y)) = (column("churn_probability"), column("churned")) else {
             continue;
         };
-        let p = arrow::compute::cast(&p, &DataType::Float64)?;
-        let y = arrow::compute::cast(&y, &DataType::Float64)?;
-        let p = p.as_any().downcast_ref::<Float64Array>().expect("f64");
-        let y = y.as_any().downcast_ref::<Float64Array>().expect("f64");
-        for i in 0..batch.num_rows() {
-            scored.push((p.value(i), y.value(i) >= 0.5));
+        for (p, y) in floats(&p)?.into_iter().zip(floats(&y)?) {
+            scored.push((p.unwrap_or(f64::NAN), y.is_some_and(|y| y >= 0.5)));
         }
         for k in 1..=churn_model::explain::REASONS {
             let Some(r) = column(&format!("reason_up_{k}")) else {
                 continue;
             };
-            let r = arrow::compute::cast(&r, &DataType::Utf8)?;
-            let r = r.as_any().downcast_ref::<StringArray>().expect("utf8");
-            for text in r.iter().flatten() {
+            for text in strings(&r)?.iter().flatten() {
                 *counts.entry(reason_feature(text).to_string()).or_default() += 1;
             }
         }

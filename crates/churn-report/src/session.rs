@@ -6,9 +6,9 @@
 
 use std::sync::Arc;
 
-use arrow::array::Array;
 use arrow::datatypes::{DataType, Field, Schema};
 use chrono::NaiveDate;
+use churn_activate::arrays::{ints, strings};
 use churn_core::session::{SessionOptions, discover_tables, new_session, register_table};
 use churn_core::{Lake, Table};
 use churn_features::snapshot::{
@@ -119,38 +119,28 @@ pub async fn report_session(
 }
 
 async fn count(ctx: &SessionContext, sql: &str) -> Result<u64> {
-    let batches = ctx.sql(sql).await?.collect().await?;
-    let value = batches
-        .first()
-        .filter(|b| b.num_rows() > 0)
-        .and_then(|b| {
-            arrow::compute::cast(b.column(0), &DataType::Int64)
-                .ok()
-                .and_then(|a| {
-                    a.as_any()
-                        .downcast_ref::<arrow::array::Int64Array>()
-                        .map(|a| a.value(0))
-                })
-        })
-        .unwrap_or(0);
-    Ok(value.max(0) as u64)
+    let mut values = Vec::new();
+    for b in ctx.sql(sql).await?.collect().await? {
+        values.extend(ints(b.column(0))?);
+    }
+    Ok(values.into_iter().next().flatten().unwrap_or(0).max(0) as u64)
 }
 
 /// What the session's lake holds for D.
 pub async fn available(ctx: &SessionContext, as_of: NaiveDate) -> Result<Available> {
     let d = format!("DATE '{as_of}'");
-    let previous = ctx
+    let mut previous = Vec::new();
+    for b in ctx
         .sql(&format!(
             "SELECT CAST(max(as_of) AS VARCHAR) FROM segments WHERE as_of < {d}"
         ))
         .await?
         .collect()
-        .await?;
-    let previous_segments = previous.first().and_then(|b| {
-        let a = arrow::compute::cast(b.column(0), &DataType::Utf8).ok()?;
-        let a = a.as_any().downcast_ref::<arrow::array::StringArray>()?;
-        (b.num_rows() > 0 && a.is_valid(0)).then(|| a.value(0).to_string())
-    });
+        .await?
+    {
+        previous.extend(strings(b.column(0))?);
+    }
+    let previous_segments = previous.into_iter().next().flatten();
     Ok(Available {
         transactions: count(ctx, "SELECT count(*) FROM transactions").await?,
         customers: count(ctx, "SELECT count(*) FROM customers").await?,
