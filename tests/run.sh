@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # The test command of the README: installs what the tests need (DuckDB's Python package to
-# read our Parquet, moto's local S3 server for object-store tests, in a private virtual
-# environment; headless Chromium and a CJK font for the report, from Debian's packages) and
-# runs every test of the workspace.
+# read our Parquet, moto's local S3 server for object-store tests, lifetimes to fit the same
+# buy-till-you-die models beside ours, in a private virtual environment; headless Chromium and
+# a CJK font for the report, from Debian's packages) and runs every test of the workspace.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 venv="${CHURN_TEST_VENV:-$HOME/.cache/churn-test-venv}"
-if ! "$venv/bin/python" -c 'import duckdb, moto.server' 2>/dev/null; then
-  echo "installing DuckDB and moto for the tests into $venv" >&2
+if ! "$venv/bin/python" -c 'import duckdb, moto.server, lifetimes' 2>/dev/null; then
+  echo "installing DuckDB, moto and lifetimes for the tests into $venv" >&2
   python3 -m venv "$venv"
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check 'duckdb==1.5.6' 'moto[server]==5.1.22'
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check 'duckdb==1.5.6' 'moto[server]==5.1.22' \
+    'lifetimes==0.11.3' 'numpy==2.4.6' 'pandas==3.1.1' 'scipy==1.17.1' 'autograd==1.9.1' 'dill==0.4.1'
 fi
 export CHURN_PYTHON="$venv/bin/python"
 

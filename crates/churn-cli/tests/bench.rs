@@ -65,3 +65,35 @@ fn bench_features_builds_the_same_population_with_churn_and_the_duckdb_reference
         population
     );
 }
+
+#[test]
+fn bench_btyd_fits_each_model_to_lifetimes_estimates_on_the_same_customers() {
+    let work = tempfile::tempdir().unwrap();
+    let python = python();
+    let figures = CHURN.json(&[
+        "bench",
+        "btyd",
+        "--json",
+        "--customers",
+        "400",
+        "--work",
+        s(work.path()),
+        "--python",
+        &python,
+    ]);
+    assert_eq!(figures["kind"], "bench_btyd");
+    let models = figures["models"].as_array().unwrap();
+    assert_eq!(models.len(), 3, "{figures}");
+    // DuckDB's summaries (lifetimes' input) and churn's have the same customers.
+    let customers = figures["lifetimes_customers"].as_u64().unwrap();
+    assert!(customers > 200, "{figures}");
+    for m in models {
+        if m["model"] != "gamma-gamma" {
+            assert_eq!(m["customers"], customers, "{m}");
+        }
+        let difference = m["max_relative_parameter_difference"].as_f64().unwrap();
+        assert!(difference < 1e-3, "{m}");
+        assert!(m["churn_fit_seconds"].as_f64().unwrap() >= 0.0);
+        assert!(m["lifetimes_fit_seconds"].as_f64().unwrap() > 0.0);
+    }
+}

@@ -11,10 +11,12 @@ pub mod btyd;
 pub mod calibrate;
 pub mod classifier;
 pub mod dataset;
+pub mod dual;
 pub mod error;
 pub mod explain;
 pub mod metrics;
 pub mod optim;
+mod parallel;
 pub mod spec;
 pub mod special;
 

@@ -1,4 +1,7 @@
-//! Special functions the likelihoods need, in log space where it matters.
+//! Special functions the likelihoods need, in log space where it matters. The ones a
+//! likelihood differentiates through are generic over [`Real`].
+
+use crate::dual::Real;
 
 /// ln Γ(x) for x > 0 (Lanczos approximation, g = 7, n = 9; relative error ~1e-15).
 pub fn ln_gamma(x: f64) -> f64 {
@@ -28,38 +31,59 @@ pub fn ln_gamma(x: f64) -> f64 {
     0.5 * (2.0 * std::f64::consts::PI).ln() + (x + 0.5) * t.ln() - t + a.ln()
 }
 
+/// ψ(x) = d ln Γ(x) / dx for x > 0: the recurrence ψ(x) = ψ(x + 1) - 1/x up to x >= 10,
+/// then the asymptotic series (error below 1e-14 there).
+pub fn digamma(x: f64) -> f64 {
+    let (mut x, mut shift) = (x, 0.0);
+    while x < 10.0 {
+        shift -= 1.0 / x;
+        x += 1.0;
+    }
+    let inv2 = 1.0 / (x * x);
+    let series = inv2
+        * (1.0 / 12.0
+            - inv2
+                * (1.0 / 120.0
+                    - inv2
+                        * (1.0 / 252.0
+                            - inv2
+                                * (1.0 / 240.0
+                                    - inv2
+                                        * (1.0 / 132.0
+                                            - inv2 * (691.0 / 32760.0 - inv2 / 12.0))))));
+    shift + x.ln() - 0.5 / x - series
+}
+
 /// ln B(a, b).
-pub fn ln_beta(a: f64, b: f64) -> f64 {
-    ln_gamma(a) + ln_gamma(b) - ln_gamma(a + b)
+pub fn ln_beta<D: Real>(a: D, b: D) -> D {
+    a.ln_gamma() + b.ln_gamma() - (a + b).ln_gamma()
 }
 
 /// ln(e^a + e^b) without overflow.
-pub fn log_add_exp(a: f64, b: f64) -> f64 {
-    if a == f64::NEG_INFINITY {
-        return b;
-    }
-    if b == f64::NEG_INFINITY {
-        return a;
-    }
-    let m = a.max(b);
+pub fn log_add_exp<D: Real>(a: D, b: D) -> D {
+    let m = if a.value() >= b.value() { a } else { b };
     m + ((a - m).exp() + (b - m).exp()).ln()
 }
 
-/// ln(e^a - e^b) for a > b.
-pub fn log_sub_exp(a: f64, b: f64) -> f64 {
+/// ln(e^a - e^b) for a >= b; minus infinity (a constant, so no undefined gradient) when they
+/// are equal.
+pub fn log_sub_exp<D: Real>(a: D, b: D) -> D {
+    if a.value() == b.value() {
+        return D::constant(f64::NEG_INFINITY);
+    }
     a + (-(b - a).exp()).ln_1p()
 }
 
 /// Gauss hypergeometric 2F1(a, b; c; z) for 0 <= z < 1 by its power series, summed until the
 /// terms stop mattering.
-pub fn hyp2f1(a: f64, b: f64, c: f64, z: f64) -> f64 {
-    let mut term = 1.0;
-    let mut sum = 1.0;
+pub fn hyp2f1<D: Real>(a: D, b: D, c: D, z: D) -> D {
+    let mut term = D::constant(1.0);
+    let mut sum = term;
     for n in 0..1_000_000 {
         let n = n as f64;
-        term *= (a + n) * (b + n) / ((c + n) * (n + 1.0)) * z;
-        sum += term;
-        if term.abs() <= 1e-16 * sum.abs() {
+        term = term * (a + n) * (b + n) / ((c + n) * (n + 1.0)) * z;
+        sum = sum + term;
+        if term.value().abs() <= 1e-16 * sum.value().abs() {
             break;
         }
     }
@@ -77,6 +101,16 @@ mod tests {
         assert!((ln_gamma(0.5) - std::f64::consts::PI.sqrt().ln()).abs() < 1e-13);
         // Python: math.lgamma(100.5)
         assert!((ln_gamma(100.5) - 361.435_540_467_777_6).abs() < 1e-9);
+    }
+
+    #[test]
+    fn digamma_matches_known_values() {
+        // ψ(1) = -γ (Euler-Mascheroni), ψ(1/2) = -γ - 2 ln 2, ψ(n + 1) = ψ(n) + 1/n.
+        let euler = 0.577_215_664_901_532_9;
+        assert!((digamma(1.0) + euler).abs() < 1e-14);
+        assert!((digamma(0.5) + euler + 2.0 * 2f64.ln()).abs() < 1e-13);
+        assert!((digamma(0.01) - (digamma(1.01) - 100.0)).abs() < 1e-10);
+        assert!((digamma(30.0) - (digamma(29.0) + 1.0 / 29.0)).abs() < 1e-14);
     }
 
     #[test]

@@ -100,6 +100,10 @@ pub struct BtydFitSummary {
     pub standard_errors: BTreeMap<String, f64>,
     pub log_likelihood: f64,
     pub output: String,
+    /// Reading the customers' summaries from the lake.
+    pub summaries_ms: u64,
+    /// Maximum likelihood and standard errors.
+    pub fit_ms: u64,
     pub duration_ms: u64,
 }
 
@@ -147,8 +151,11 @@ pub async fn fit_btyd(
     let started = Instant::now();
     let inputs = btyd_inputs(lake, as_of, grain, &SessionOptions::default()).await?;
     let summaries: Vec<Summary> = inputs.iter().map(summary).collect();
+    let summaries_ms = started.elapsed().as_millis() as u64;
     let wrap = |source| ModelError::Btyd { as_of, source };
+    let fitting = Instant::now();
     let fit = model.fit(&summaries).map_err(wrap)?;
+    let fit_ms = fitting.elapsed().as_millis() as u64;
     let outputs = model
         .outputs(&fit, horizon_days as f64 / 7.0)
         .map_err(wrap)?;
@@ -184,6 +191,8 @@ pub async fn fit_btyd(
         standard_errors: by_name(fit.standard_errors.clone()),
         log_likelihood: fit.log_likelihood,
         output: written.path,
+        summaries_ms,
+        fit_ms,
         duration_ms: started.elapsed().as_millis() as u64,
     })
 }

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use churn_bench::{FeaturesFigures, IngestFigures, Setup, TrainResults};
+use churn_bench::{BtydFigures, FeaturesFigures, IngestFigures, Setup, TrainResults};
 use serde::Serialize;
 
 #[derive(Debug, clap::Args)]
@@ -25,6 +25,22 @@ enum What {
     /// per algorithm), with the test ROC AUC; next to scikit-learn's LogisticRegression and
     /// LightGBM on the same snapshots when --python has them.
     Train(TrainArgs),
+    /// Fit time of each buy-till-you-die model (`churn btyd fit`, one process per model) on
+    /// the benchmark lake, against lifetimes fitting the same model on DuckDB's summaries of
+    /// the same lake, with both sides' parameters.
+    Btyd(BtydArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct BtydArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// End of calibration (the generated store spans 2024-11-01 to 2026-10-31).
+    #[arg(long, default_value = "2026-06-01")]
+    as_of: String,
+    /// Models to fit, comma-separated.
+    #[arg(long, default_value = "bgnbd,pareto-nbd,gamma-gamma")]
+    models: String,
 }
 
 #[derive(Debug, clap::Args)]
@@ -162,6 +178,60 @@ fn print_train(t: &TrainResults, customers: u64) {
     );
 }
 
+fn print_btyd(b: &BtydFigures, customers: u64) {
+    println!(
+        "btyd benchmark: {} customers in the store, calibration to {}",
+        customers, b.as_of
+    );
+    if let Some(s) = b.duckdb_summary_seconds {
+        println!("DuckDB summaries for lifetimes: {s:.1} s");
+    }
+    println!(
+        "{:<12} {:>9} {:>10} {:>9} {:>9} {:>10} {:>12} {:>10} {:>12}",
+        "model",
+        "customers",
+        "churn wall",
+        "summaries",
+        "churn fit",
+        "peak MiB",
+        "lifetimes fit",
+        "fit ratio",
+        "max rel diff"
+    );
+    let or_dash =
+        |v: Option<f64>, digits: usize| v.map_or("-".to_string(), |v| format!("{v:.digits$}"));
+    for m in &b.models {
+        println!(
+            "{:<12} {:>9} {:>10.1} {:>9.1} {:>9.2} {:>10.0} {:>12} {:>10} {:>12}",
+            m.model,
+            m.customers,
+            m.churn_wall_seconds,
+            m.churn_summaries_seconds,
+            m.churn_fit_seconds,
+            m.churn_peak_rss_mib,
+            or_dash(m.lifetimes_fit_seconds, 1),
+            or_dash(m.fit_time_ratio_churn_over_lifetimes, 3),
+            m.max_relative_parameter_difference
+                .map_or("-".to_string(), |v| format!("{v:.1e}")),
+        );
+    }
+    for m in &b.models {
+        let theirs = m.lifetimes_parameters.as_ref();
+        let parameters: Vec<String> = m
+            .churn_parameters
+            .iter()
+            .map(|(name, value)| match theirs.and_then(|t| t.get(name)) {
+                Some(other) => format!("{name} {value:.6} (lifetimes {other:.6})"),
+                None => format!("{name} {value:.6}"),
+            })
+            .collect();
+        println!("{}: {}", m.model, parameters.join(", "));
+    }
+    if let (Some(wall), Some(peak)) = (b.python_wall_seconds, b.python_peak_rss_mib) {
+        println!("(the Python process, summaries and every fit: {wall:.1} s, peak {peak:.0} MiB)");
+    }
+}
+
 pub async fn run(args: Args, json: bool) -> anyhow::Result<()> {
     match args.what {
         What::Ingest(a) => {
@@ -198,6 +268,15 @@ pub async fn run(args: Args, json: bool) -> anyhow::Result<()> {
                 return print_json(&results);
             }
             print_train(&results, customers);
+        }
+        What::Btyd(a) => {
+            let customers = a.store.customers;
+            let models: Vec<&str> = a.models.split(',').map(str::trim).collect();
+            let figures = churn_bench::bench_btyd(&a.store.setup()?, &a.as_of, &models, &progress)?;
+            if json {
+                return print_json(&figures);
+            }
+            print_btyd(&figures, customers);
         }
     }
     Ok(())
