@@ -1,4 +1,5 @@
-//! Exit codes: 0 ok, 2 usage or configuration error, 3 data error, 1 internal error. Every
+//! Exit codes: 0 ok, 2 usage or configuration error, 3 data error, 75 another writer holds
+//! the lake (retry later; the code of sysexits' EX_TEMPFAIL), 1 internal error. Every
 //! library error reports its [`ErrorKind`] (a wrapper reports the kind of what it wraps), so
 //! the outermost library error in the chain decides.
 
@@ -7,6 +8,7 @@ use churn_core::{CoreError, ErrorKind, datafusion_error_kind};
 pub const INTERNAL: i32 = 1;
 pub const CONFIG: i32 = 2;
 pub const DATA: i32 = 3;
+pub const BUSY: i32 = 75;
 
 /// A usage or configuration problem found by the CLI itself.
 #[derive(Debug)]
@@ -54,6 +56,7 @@ pub fn code_for(err: &anyhow::Error) -> i32 {
     match err.chain().find_map(kind_of) {
         Some(ErrorKind::Config) => CONFIG,
         Some(ErrorKind::Data) => DATA,
+        Some(ErrorKind::Busy) => BUSY,
         Some(ErrorKind::Internal) | None => INTERNAL,
     }
 }

@@ -3,6 +3,7 @@
 
 mod cmd;
 mod exit;
+mod lease;
 mod output;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -21,6 +22,14 @@ struct Cli {
     /// More log output (-v: info, -vv: debug). RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
+    /// Seconds a command that writes to a lake waits for another writer to finish with it
+    /// before giving up (exit code 75).
+    #[arg(long, global = true, default_value_t = 0)]
+    wait_secs: u64,
+    /// Seconds a writer's lease on a lake lasts without renewal (renewed every third of it
+    /// while the command runs); after a writer dies elsewhere, the next one waits this long.
+    #[arg(long, global = true, default_value_t = 120)]
+    lease_ttl_secs: u64,
     #[command(subcommand)]
     command: Command,
 }
@@ -89,6 +98,7 @@ fn init_logging(cli: &Cli) {
 fn main() {
     let cli = Cli::parse();
     init_logging(&cli);
+    lease::configure(cli.wait_secs, cli.lease_ttl_secs);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -1,6 +1,7 @@
 //! Exit codes per error kind, through the binary: every library error reports a kind, and a
 //! wrapped error keeps the kind of the error it wraps (a time-zone mismatch found while
-//! running a pipeline is still a configuration error). Codes: 2 config, 3 data, 1 internal.
+//! running a pipeline is still a configuration error). Codes: 2 config, 3 data, 1 internal
+//! (75, another writer holds the lake, is tested in `writers.rs`).
 
 use std::path::{Path, PathBuf};
 

@@ -57,6 +57,27 @@ impl S3Server {
             .env("AWS_ALLOW_HTTP", "true");
     }
 
+    /// Runs `churn ARGS` against the server.
+    fn churn(&self, args: &[&str]) -> std::process::Output {
+        let mut cmd = CHURN.command();
+        self.env(&mut cmd);
+        cmd.args(args).output().unwrap()
+    }
+
+    /// `churn ingest --json` of transactions from `source` into `s3://shop/lake`.
+    fn ingest_transactions(&self, source: &str) -> std::process::Output {
+        self.churn(&[
+            "ingest",
+            "--json",
+            "--lake",
+            "s3://shop/lake",
+            "--table",
+            "transactions",
+            "--source",
+            source,
+        ])
+    }
+
     /// Runs a boto3 snippet against the server (bucket creation, uploads).
     fn boto(&self, code: &str, args: &[&str]) {
         let script = format!(
@@ -90,11 +111,7 @@ fn ingest_and_sql_work_with_source_and_lake_on_an_s3_server() {
     server.boto("s3.create_bucket(Bucket='shop')", &[]);
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
-    let churn = |args: &[&str]| {
-        let mut cmd = CHURN.command();
-        server.env(&mut cmd);
-        cmd.args(args).output().unwrap()
-    };
+    let churn = |args: &[&str]| server.churn(args);
     let out = churn(&[
         "generate",
         "--customers",
@@ -112,18 +129,7 @@ fn ingest_and_sql_work_with_source_and_lake_on_an_s3_server() {
         &[s(&store.join("transactions.csv"))],
     );
 
-    let ingest = || {
-        churn(&[
-            "ingest",
-            "--json",
-            "--lake",
-            "s3://shop/lake",
-            "--table",
-            "transactions",
-            "--source",
-            "s3://shop/landing/",
-        ])
-    };
+    let ingest = || server.ingest_transactions("s3://shop/landing/");
     let out = ingest();
     assert!(
         out.status.success(),
@@ -164,5 +170,50 @@ fn ingest_and_sql_work_with_source_and_lake_on_an_s3_server() {
     assert_eq!(
         (again["accepted"].as_u64(), again["duplicates"].as_u64()),
         (Some(0), Some(rows))
+    );
+}
+
+#[test]
+fn the_writer_lease_holds_on_the_s3_server_and_an_expired_one_is_taken_over() {
+    let server = S3Server::start();
+    server.boto("s3.create_bucket(Bucket='shop')", &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    CHURN.generate(
+        &store,
+        &["--customers", "40", "--seed", "8", "--days", "60"],
+    );
+    let ingest = || server.ingest_transactions(s(&store.join("transactions.csv")));
+    // Another machine holds the lake: its lease expires in ten minutes.
+    let place = "import json, time\n\
+        g, expires = int(sys.argv[1]), time.time() * 1000 + float(sys.argv[2])\n\
+        body = json.dumps({'generation': g, 'holder': 'churn stream', 'host': 'another-machine', 'pid': 1, 'acquired_at': '2026-12-02T00:00:00+00:00', 'expires_at_unix_ms': int(expires)})\n\
+        s3.put_object(Bucket='shop', Key='lake/_lease/%020d.json' % g, Body=body)";
+    server.boto(place, &["3", "600000"]);
+    let out = ingest();
+    assert_eq!(
+        out.status.code(),
+        Some(75),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("another-machine"));
+
+    // Its lease has expired (the machine died): the next writer takes over.
+    server.boto(place, &["3", "-1000"]);
+    let out = ingest();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Generation 4 was created only if absent (a conditional put), and generation 3 is gone.
+    server.boto(
+        "keys = [o['Key'] for o in s3.list_objects_v2(Bucket='shop', Prefix='lake/_lease/')['Contents']]\n\
+         assert keys == ['lake/_lease/%020d.json' % 4], keys\n\
+         import json\n\
+         rec = json.loads(s3.get_object(Bucket='shop', Key=keys[0])['Body'].read())\n\
+         assert rec['holder'] == 'churn ingest' and rec['released'], rec",
+        &[],
     );
 }

@@ -50,6 +50,7 @@ pub async fn commit(
     plan: &CommitPlan,
     crash_after_files: Option<usize>,
 ) -> Result<()> {
+    lake.ensure_writable()?;
     let plan_path = lake.path(&format!("{}/{PLAN_FILE}", staging_dir(&plan.batch_id)));
     lake.write_json(&plan_path, plan).await?;
     apply(lake, plan, crash_after_files).await

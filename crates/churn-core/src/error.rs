@@ -57,6 +57,23 @@ pub enum CoreError {
 
     #[error("unknown table {0:?} (expected transactions, customers or campaign_events)")]
     UnknownTable(String),
+
+    #[error(
+        "lake {lake} is busy: {holder} (pid {pid} on {host}, since {since}) is writing to it; waited {waited_secs} s (pass --wait-secs to wait longer)"
+    )]
+    LakeBusy {
+        lake: String,
+        holder: String,
+        host: String,
+        pid: u32,
+        since: String,
+        waited_secs: u64,
+    },
+
+    #[error(
+        "lost the writer lease of {lake} (generation {generation}) to another writer; nothing more is committed"
+    )]
+    LeaseLost { lake: String, generation: u64 },
 }
 
 impl CoreError {
@@ -67,6 +84,7 @@ impl CoreError {
             | CoreError::TimezoneMismatch { .. }
             | CoreError::UnknownTable(_) => ErrorKind::Config,
             CoreError::DataFusion(e) => datafusion_error_kind(e),
+            CoreError::LakeBusy { .. } | CoreError::LeaseLost { .. } => ErrorKind::Busy,
             _ => ErrorKind::Internal,
         }
     }

@@ -53,6 +53,8 @@ pub struct Lake {
     root_url: Url,
     /// Root inside the store.
     prefix: Path,
+    /// The writer lease this handle writes under, if any (see [`Lake::under_lease`]).
+    lease: Option<crate::lease::LeaseGuard>,
 }
 
 impl std::fmt::Debug for Lake {
@@ -127,7 +129,22 @@ impl Lake {
             store,
             root_url,
             prefix,
+            lease: None,
         })
+    }
+
+    /// This lake, committing only while `lease` is held: a job that has lost the lease to
+    /// another writer fails at its next commit instead of writing beside it.
+    pub fn under_lease(&self, lease: &crate::lease::WriterLease) -> Lake {
+        Lake {
+            lease: Some(lease.guard()),
+            ..self.clone()
+        }
+    }
+
+    /// An error when this handle's writer lease was lost; fine without a lease.
+    pub fn ensure_writable(&self) -> Result<()> {
+        self.lease.as_ref().map_or(Ok(()), |l| l.ensure_held())
     }
 
     pub fn store(&self) -> &Arc<dyn ObjectStore> {

@@ -6,10 +6,12 @@
 pub mod commit;
 pub mod error;
 pub mod lake;
+pub mod lease;
 pub mod parquet_io;
 pub mod session;
 pub mod table;
 
 pub use error::{CoreError, ErrorKind, Result, datafusion_error_kind};
 pub use lake::{Lake, LakeSettings};
+pub use lease::{LeaseOptions, WriterLease};
 pub use table::{ColumnKind, ColumnSpec, Table};

@@ -13,6 +13,8 @@ pub enum ErrorKind {
     /// The data cannot support what was asked (too many rejected rows, too little history,
     /// labels not observable yet, a corrupt registry entry).
     Data,
+    /// Another writer holds the lake: nothing is wrong, retry later (or wait longer).
+    Busy,
     /// Anything else: I/O, the object store, the query engine running out of resources, a bug.
     Internal,
 }

@@ -63,16 +63,19 @@ pub async fn run(args: Args, json: bool) -> anyhow::Result<()> {
         GrainArg::Day => Grain::Day,
         GrainArg::Week => Grain::Week,
     };
-    let summary = fit_btyd(&lake, args.as_of, args.model, grain, args.horizon_days)
-        .await
-        .with_context(|| {
-            format!(
-                "fitting {} on the customers of {} before {}",
-                args.model.name(),
-                lake.display(),
-                args.as_of
-            )
-        })?;
+    let summary = crate::lease::writing(&lake, "churn btyd fit", async |lake| {
+        fit_btyd(lake, args.as_of, args.model, grain, args.horizon_days)
+            .await
+            .with_context(|| {
+                format!(
+                    "fitting {} on the customers of {} before {}",
+                    args.model.name(),
+                    lake.display(),
+                    args.as_of
+                )
+            })
+    })
+    .await?;
     crate::output::emit(json, &summary, || {
         let mut text = format!(
             "{} fitted on {} customers as of {} (log-likelihood {:.2}):\n",

@@ -40,20 +40,23 @@ pub async fn run(args: Args, json: bool) -> anyhow::Result<()> {
     let What::Results(args) = args.what;
     let lake = Lake::open(&args.lake)?;
     let session = SessionOptions::with_memory_limit(args.memory_limit);
-    let r = churn_activate::campaign_results(
-        &lake,
-        &args.campaign,
-        args.as_of,
-        args.window_days,
-        &session,
-    )
-    .await
-    .with_context(|| {
-        format!(
-            "results of campaign {} exported on {}",
-            args.campaign, args.as_of
+    let r = crate::lease::writing(&lake, "churn campaigns results", async |lake| {
+        churn_activate::campaign_results(
+            lake,
+            &args.campaign,
+            args.as_of,
+            args.window_days,
+            &session,
         )
-    })?;
+        .await
+        .with_context(|| {
+            format!(
+                "results of campaign {} exported on {}",
+                args.campaign, args.as_of
+            )
+        })
+    })
+    .await?;
     crate::output::emit(json, &r, || {
         let group = |name: &str, g: &churn_activate::results::GroupOutcome| {
             format!(

@@ -50,15 +50,18 @@ pub async fn run(args: Args, json: bool) -> anyhow::Result<()> {
     }
     let lake = super::run::pipeline_lake(&pipeline, args.lake.as_deref())?;
     let session = SessionOptions::with_memory_limit(args.memory_limit);
-    let summary = churn_activate::export(&lake, args.as_of, &campaigns, &session)
-        .await
-        .with_context(|| {
-            format!(
-                "exporting campaigns of {} for {}",
-                args.config.display(),
-                args.as_of
-            )
-        })?;
+    let summary = crate::lease::writing(&lake, "churn export", async |lake| {
+        churn_activate::export(lake, args.as_of, &campaigns, &session)
+            .await
+            .with_context(|| {
+                format!(
+                    "exporting campaigns of {} for {}",
+                    args.config.display(),
+                    args.as_of
+                )
+            })
+    })
+    .await?;
     crate::output::emit(json, &summary, || {
         let mut text = format!(
             "Exported {} campaign(s) for {} in {:.1} s\n",

@@ -77,9 +77,12 @@ pub async fn run(args: Args, json: bool) -> anyhow::Result<()> {
         session: SessionOptions::with_memory_limit(args.memory_limit),
         files,
     };
-    let summary = churn_features::build_features(&lake, &dates, &options)
-        .await
-        .with_context(|| format!("building features in {}", lake.display()))?;
+    let summary = crate::lease::writing(&lake, "churn features", async |lake| {
+        churn_features::build_features(lake, &dates, &options)
+            .await
+            .with_context(|| format!("building features in {}", lake.display()))
+    })
+    .await?;
     crate::output::emit(json, &summary, || {
         let mut text = format!(
             "Built {} feature snapshot(s) in {} in {:.2} s:\n",

@@ -102,9 +102,12 @@ pub async fn run(args: Args, json: bool) -> anyhow::Result<()> {
         buffer_rows: args.buffer_rows.max(1),
         ..Default::default()
     };
-    let summary = churn_ingest::ingest(&lake, &source, &options)
-        .await
-        .with_context(|| format!("ingesting {} into {}", source.location, lake.display()))?;
+    let summary = crate::lease::writing(&lake, "churn ingest", async |lake| {
+        churn_ingest::ingest(lake, &source, &options)
+            .await
+            .with_context(|| format!("ingesting {} into {}", source.location, lake.display()))
+    })
+    .await?;
     crate::output::emit(json, &summary, || human(&summary))
 }
 

@@ -32,15 +32,18 @@ pub async fn run(args: Args, json: bool) -> anyhow::Result<()> {
     let dates = as_of_dates(&args.as_of, args.every.as_deref())?;
     let lake = Lake::open(&args.lake)?;
     let session = SessionOptions::with_memory_limit(args.memory_limit);
-    let summary = churn_features::build_labels(
-        &lake,
-        &dates,
-        args.horizon_days,
-        args.lookback_days,
-        &session,
-    )
-    .await
-    .with_context(|| format!("building labels in {}", lake.display()))?;
+    let summary = crate::lease::writing(&lake, "churn labels", async |lake| {
+        churn_features::build_labels(
+            lake,
+            &dates,
+            args.horizon_days,
+            args.lookback_days,
+            &session,
+        )
+        .await
+        .with_context(|| format!("building labels in {}", lake.display()))
+    })
+    .await?;
     crate::output::emit(json, &summary, || {
         let mut text = format!(
             "Built labels ({}-day horizon) in {}:\n",

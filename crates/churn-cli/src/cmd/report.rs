@@ -37,9 +37,12 @@ pub async fn run(args: Args, json: bool) -> anyhow::Result<()> {
         campaign_window_days: args.window_days,
         session: SessionOptions::with_memory_limit(args.memory_limit),
     };
-    let summary = churn_report::report(&lake, args.as_of, &options)
-        .await
-        .with_context(|| format!("report of {} as of {}", lake.display(), args.as_of))?;
+    let summary = crate::lease::writing(&lake, "churn report", async |lake| {
+        churn_report::report(lake, args.as_of, &options)
+            .await
+            .with_context(|| format!("report of {} as of {}", lake.display(), args.as_of))
+    })
+    .await?;
     crate::output::emit(json, &summary, || human(&summary))
 }
 

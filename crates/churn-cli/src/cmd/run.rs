@@ -48,9 +48,12 @@ pub async fn run_pipeline(
 ) -> anyhow::Result<RunSummary> {
     let pipeline = Pipeline::load(path)?;
     let lake = pipeline_lake(&pipeline, lake)?;
-    churn_pipeline::run(&pipeline, &lake, as_of, &IngestOptions::default())
-        .await
-        .with_context(|| format!("running {} for {as_of}", path.display()))
+    crate::lease::writing(&lake, "churn run", async |lake| {
+        churn_pipeline::run(&pipeline, lake, as_of, &IngestOptions::default())
+            .await
+            .with_context(|| format!("running {} for {as_of}", path.display()))
+    })
+    .await
 }
 
 pub fn human(s: &RunSummary) -> String {

@@ -22,16 +22,19 @@ pub struct Args {
 pub async fn run(args: Args, json: bool) -> anyhow::Result<()> {
     let lake = Lake::open(&args.lake)?;
     let features = args.snapshot.feature_options()?;
-    let summary = churn_activate::score(&lake, args.as_of, &args.model, &features)
-        .await
-        .with_context(|| {
-            format!(
-                "scoring {} as of {} with {}",
-                lake.display(),
-                args.as_of,
-                args.model
-            )
-        })?;
+    let summary = crate::lease::writing(&lake, "churn score", async |lake| {
+        churn_activate::score(lake, args.as_of, &args.model, &features)
+            .await
+            .with_context(|| {
+                format!(
+                    "scoring {} as of {} with {}",
+                    lake.display(),
+                    args.as_of,
+                    args.model
+                )
+            })
+    })
+    .await?;
     crate::output::emit(json, &summary, || {
         format!(
             "Scored {} customers as of {} with {}@{} in {:.1} s: {} high, {} medium, {} low risk; value at risk {:.2}\n  -> {}\n",

@@ -30,9 +30,12 @@ pub async fn run(args: Args, json: bool) -> anyhow::Result<()> {
     let lake = Lake::open(&args.lake)?;
     let activation = super::activation(args.rules.as_ref())?;
     let features = args.snapshot.feature_options()?;
-    let summary = churn_activate::segment(&lake, args.as_of, &activation, args.lang, &features)
-        .await
-        .with_context(|| format!("segmenting {} as of {}", lake.display(), args.as_of))?;
+    let summary = crate::lease::writing(&lake, "churn segment", async |lake| {
+        churn_activate::segment(lake, args.as_of, &activation, args.lang, &features)
+            .await
+            .with_context(|| format!("segmenting {} as of {}", lake.display(), args.as_of))
+    })
+    .await?;
     crate::output::emit(json, &summary, || {
         let list = |m: &std::collections::BTreeMap<String, u64>| {
             m.iter()

@@ -59,16 +59,19 @@ pub async fn run(args: Args, json: bool) -> anyhow::Result<()> {
     } else {
         churn_train::Register::ScoringFit
     };
-    let report = churn_train::train(&lake, &spec, args.as_of, &features, register)
-        .await
-        .with_context(|| {
-            format!(
-                "training {} on {} with test snapshot {}",
-                args.model.display(),
-                lake.display(),
-                args.as_of
-            )
-        })?;
+    let report = crate::lease::writing(&lake, "churn train", async |lake| {
+        churn_train::train(lake, &spec, args.as_of, &features, register)
+            .await
+            .with_context(|| {
+                format!(
+                    "training {} on {} with test snapshot {}",
+                    args.model.display(),
+                    lake.display(),
+                    args.as_of
+                )
+            })
+    })
+    .await?;
     if report.grade.grade == GradeLetter::C {
         eprintln!(
             "WARNING: model {}@{} is grade C: it {}.",

@@ -27,14 +27,17 @@ pub async fn run(args: Args, json: bool) -> anyhow::Result<()> {
     let lake = Lake::open(&args.lake)?;
     let activation = super::activation(args.rules.as_ref())?;
     let session = SessionOptions::with_memory_limit(args.memory_limit);
-    let summary = churn_activate::triggers(&lake, args.as_of, &activation, &session)
-        .await
-        .with_context(|| {
-            format!(
-                "running the rules of {} for {}",
-                activation.source, args.as_of
-            )
-        })?;
+    let summary = crate::lease::writing(&lake, "churn triggers", async |lake| {
+        churn_activate::triggers(lake, args.as_of, &activation, &session)
+            .await
+            .with_context(|| {
+                format!(
+                    "running the rules of {} for {}",
+                    activation.source, args.as_of
+                )
+            })
+    })
+    .await?;
     crate::output::emit(json, &summary, || {
         let mut text = format!(
             "{} actions for {} in {:.1} s\n  {:<32} {:>8} {:>12} {:>11} {:>8} {:>8}\n",
