@@ -23,8 +23,8 @@ struct Cli {
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
     /// Seconds a command that writes to a lake waits for another writer to finish with it
-    /// before giving up (exit code 75).
-    #[arg(long, global = true, default_value_t = 0)]
+    /// before giving up (exit code 75). Also read from CHURN_WAIT_SECS.
+    #[arg(long, global = true, env = "CHURN_WAIT_SECS", default_value_t = 0)]
     wait_secs: u64,
     /// Seconds a writer's lease on a lake lasts without renewal (renewed every third of it
     /// while the command runs); after a writer dies elsewhere, the next one waits this long.
@@ -52,8 +52,10 @@ enum Command {
     Features(cmd::features::Args),
     /// Build churn labels for snapshots whose horizon has passed.
     Labels(cmd::labels::Args),
-    /// Run a pipeline file's steps for one logical date.
+    /// Run a pipeline file's steps for one logical date (or backfill a range of dates).
     Run(cmd::run::Args),
+    /// The lake's run manifests: list them, or show one with its steps and failure.
+    Runs(cmd::runs::Args),
     /// Train a model file with a time-based backtest, baselines and a grade; register it.
     Train(cmd::train::Args),
     /// Score every customer of a date's population with a registered model.
@@ -118,6 +120,7 @@ fn main() {
             Command::Features(args) => cmd::features::run(args, json).await,
             Command::Labels(args) => cmd::labels::run(args, json).await,
             Command::Run(args) => cmd::run::run(args, json).await,
+            Command::Runs(args) => cmd::runs::run(args, json).await,
             Command::Train(args) => cmd::train::run(args, json).await,
             Command::Score(args) => cmd::score::run(args, json).await,
             Command::Segment(args) => cmd::segment::run(args, json).await,

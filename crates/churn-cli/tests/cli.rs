@@ -30,6 +30,7 @@ fn help_documents_every_subcommand() {
             "features",
             "labels",
             "run",
+            "runs",
             "train",
             "score",
             "segment",
@@ -244,4 +245,86 @@ fn the_demo_builds_the_lake_from_the_committed_files() {
         again["steps"][0]["summary"]["accepted"],
         lines("transactions.csv")
     );
+}
+
+#[test]
+fn a_backfill_runs_each_date_in_order_and_runs_lists_and_shows_them() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("tx.csv"),
+        "transaction_id,customer_id,ts,amount\n\
+         t1,c1,2026-01-05 10:00:00,10.00\n\
+         t2,c1,2026-02-10 10:00:00,20.00\n\
+         t3,c2,2026-03-20 10:00:00,30.00\n",
+    )
+    .unwrap();
+    let pipeline = dir.path().join("p.toml");
+    std::fs::write(
+        &pipeline,
+        "[lake]\npath = \"lake\"\ntimezone = \"UTC\"\n\
+         [sources.tx]\ntable = \"transactions\"\npath = \"tx.csv\"\n\
+         [features]\nlookback_days = 365\n",
+    )
+    .unwrap();
+    let backfill = CHURN.json(&[
+        "run",
+        s(&pipeline),
+        "--from",
+        "2026-04-01",
+        "--to",
+        "2026-04-03",
+        "--json",
+    ]);
+    assert_eq!(backfill["kind"], "backfill");
+    let dates: Vec<&str> = backfill["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["as_of"].as_str().unwrap())
+        .collect();
+    assert_eq!(dates, ["2026-04-01", "2026-04-02", "2026-04-03"]);
+    // Only the first date found new rows.
+    let accepted: Vec<u64> = backfill["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["steps"][0]["summary"]["accepted"].as_u64().unwrap())
+        .collect();
+    assert_eq!(accepted, [3, 0, 0]);
+
+    let lake = dir.path().join("lake");
+    let listed = CHURN.json(&["runs", "list", "--lake", s(&lake), "--json"]);
+    let listed: Vec<(&str, &str)> = listed["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["as_of"].as_str().unwrap(), r["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("2026-04-03", "succeeded"),
+            ("2026-04-02", "succeeded"),
+            ("2026-04-01", "succeeded")
+        ]
+    );
+    let shown = CHURN.ok(&["runs", "show", "--lake", s(&lake), "latest"]);
+    let text = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        text.contains("2026-04-03") && text.contains("features") && text.contains("sha256"),
+        "{text}"
+    );
+    // A run that does not exist is a usage error.
+    let missing = CHURN.run(&["runs", "show", "--lake", s(&lake), "run-nope"]);
+    assert_eq!(missing.status.code(), Some(2));
+    // --from after --to is a usage error.
+    let reversed = CHURN.run(&[
+        "run",
+        s(&pipeline),
+        "--from",
+        "2026-04-03",
+        "--to",
+        "2026-04-01",
+    ]);
+    assert_eq!(reversed.status.code(), Some(2));
 }

@@ -64,11 +64,14 @@ impl S3Server {
         cmd.args(args).output().unwrap()
     }
 
-    /// `churn ingest --json` of transactions from `source` into `s3://shop/lake`.
+    /// `churn ingest --json` of transactions from `source` into `s3://shop/lake`; a lake
+    /// another writer holds is refused at once.
     fn ingest_transactions(&self, source: &str) -> std::process::Output {
         self.churn(&[
             "ingest",
             "--json",
+            "--wait-secs",
+            "0",
             "--lake",
             "s3://shop/lake",
             "--table",

@@ -112,7 +112,7 @@ fn a_held_lake_refuses_a_second_writer_with_exit_75_and_lets_it_through_once_rel
     // A live holder: this test process, on this host, for the next ten minutes.
     place_lease(&lake, 1, std::process::id(), 600_000, false);
 
-    let refused = ingest(&lake, &source, &[]);
+    let refused = ingest(&lake, &source, &["--wait-secs", "0"]);
     assert_eq!(refused.status.code(), Some(75), "{}", stderr(&refused));
     let message = stderr(&refused);
     assert!(
@@ -189,7 +189,7 @@ fn writers_started_together_commit_one_after_another_and_no_row_lands_twice() {
     let writers: Vec<_> = (0..3)
         .map(|_| {
             let (lake, source) = (lake.clone(), source.clone());
-            std::thread::spawn(move || ingest(&lake, &source, &[]))
+            std::thread::spawn(move || ingest(&lake, &source, &["--wait-secs", "0"]))
         })
         .collect();
     for w in writers {

@@ -462,19 +462,61 @@ pub struct StepSummary {
     pub name: String,
     #[serde(rename = "summary")]
     pub outcome: StepOutcome,
+    /// Wall time of the step (of the planned step, for segment and triggers together).
+    #[serde(default)]
+    pub duration_ms: u64,
 }
 
-/// What `churn run` did.
+/// Where a run is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Running,
+    Succeeded,
+    Failed,
+}
+
+/// Folder of ingest and run manifests, relative to the lake root.
+pub const RUNS_DIR: &str = "_runs";
+
+/// What `churn run` did (or is doing): the run manifest.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunSummary {
     pub kind: String,
     pub run_id: String,
     pub pipeline: String,
+    /// SHA-256 of the pipeline file the run read.
+    #[serde(default)]
+    pub pipeline_sha256: String,
+    /// Version of churn that ran it.
+    #[serde(default)]
+    pub code_version: String,
     pub as_of: String,
     pub lake: String,
+    /// RFC 3339.
+    #[serde(default)]
+    pub started_at: String,
+    /// Runs written before statuses were recorded finished successfully.
+    #[serde(default = "succeeded")]
+    pub status: RunStatus,
+    /// The failed run this one resumed.
+    #[serde(default)]
+    pub resumed_from: Option<String>,
+    /// Planned steps finished, by key (`ingest:SOURCE`, `features`, `labels`,
+    /// `train:MODEL_FILE`, `score`, `activate`, `export`, `report`).
+    #[serde(default)]
+    pub completed: Vec<String>,
+    #[serde(default)]
+    pub failed_step: Option<String>,
+    #[serde(default)]
+    pub error: Option<String>,
     pub steps: Vec<StepSummary>,
     pub manifest: String,
     pub duration_ms: u64,
+}
+
+fn succeeded() -> RunStatus {
+    RunStatus::Succeeded
 }
 
 /// The feature options of steps that build snapshots: the `[features]` section's, or the
@@ -535,6 +577,7 @@ async fn train_step(
         step: "train".into(),
         name: spec.name.clone(),
         outcome,
+        duration_ms: 0,
     })
 }
 
@@ -566,167 +609,366 @@ async fn activate_steps(
             step: "segment".into(),
             name: as_of.to_string(),
             outcome: StepOutcome::Segment(Box::new(segments)),
+            duration_ms: 0,
         },
         StepSummary {
             step: "triggers".into(),
             name: as_of.to_string(),
             outcome: StepOutcome::Triggers(Box::new(triggers)),
+            duration_ms: 0,
         },
     ])
 }
 
-/// Runs every step of the pipeline for the logical date `as_of`: ingest each source, then
-/// build the feature snapshot of `as_of`, then the labels of `as_of - horizon`, then train
-/// each model with test snapshot `as_of - horizon`, then score `as_of`, then segment it and run
-/// its rules into the day's action list, then export its campaigns, then write the
-/// retention marts and report.
+/// One step of a pipeline, in the order a run executes them.
+enum PlannedStep<'a> {
+    Ingest(&'a str, &'a SourceConfig),
+    Features(&'a FeatureOptions),
+    Labels {
+        horizon_days: u32,
+        lookback_days: u32,
+    },
+    Train(&'a str, &'a ModelSpec),
+    Score(&'a str),
+    Activate(&'a churn_activate::Activation, churn_activate::Lang),
+    Export,
+    Report(&'a churn_report::ReportOptions),
+}
+
+impl PlannedStep<'_> {
+    /// The step's name in run manifests, which `--resume` matches on: `ingest:SOURCE`,
+    /// `train:MODEL_FILE`, or the step's kind.
+    fn key(&self) -> String {
+        match self {
+            PlannedStep::Ingest(name, _) => format!("ingest:{name}"),
+            PlannedStep::Features(_) => "features".into(),
+            PlannedStep::Labels { .. } => "labels".into(),
+            PlannedStep::Train(path, _) => format!("train:{path}"),
+            PlannedStep::Score(_) => "score".into(),
+            PlannedStep::Activate(..) => "activate".into(),
+            PlannedStep::Export => "export".into(),
+            PlannedStep::Report(_) => "report".into(),
+        }
+    }
+}
+
+/// The steps of `pipeline`: ingest each source, then build the feature snapshot of the run's
+/// date, then the labels of `date - horizon`, then train each model with test snapshot
+/// `date - horizon`, then score the date, then segment it and run its rules into the day's
+/// action list, then export its campaigns, then write the retention marts and report.
+fn plan(pipeline: &Pipeline) -> Vec<PlannedStep<'_>> {
+    let mut steps: Vec<PlannedStep> = pipeline
+        .sources
+        .iter()
+        .map(|(name, source)| PlannedStep::Ingest(name, source))
+        .collect();
+    steps.extend(pipeline.features.as_ref().map(PlannedStep::Features));
+    steps.extend(
+        pipeline
+            .labels
+            .map(|(horizon_days, lookback_days)| PlannedStep::Labels {
+                horizon_days,
+                lookback_days,
+            }),
+    );
+    steps.extend(
+        pipeline
+            .train
+            .iter()
+            .map(|(path, spec)| PlannedStep::Train(path, spec)),
+    );
+    steps.extend(pipeline.score.as_deref().map(PlannedStep::Score));
+    steps.extend(
+        pipeline
+            .activate
+            .as_ref()
+            .map(|(activation, lang)| PlannedStep::Activate(activation, *lang)),
+    );
+    if !pipeline.campaigns.is_empty() {
+        steps.push(PlannedStep::Export);
+    }
+    steps.extend(pipeline.report.as_ref().map(PlannedStep::Report));
+    steps
+}
+
+/// The session of steps that read through the query engine: the `[features]` section's.
+fn session_of(pipeline: &Pipeline) -> SessionOptions {
+    pipeline
+        .features
+        .as_ref()
+        .map(|f| f.session.clone())
+        .unwrap_or_default()
+}
+
+/// Executes one step for `as_of`; most give one summary, the activate step two (segment and
+/// triggers).
+async fn execute(
+    pipeline: &Pipeline,
+    lake: &Lake,
+    as_of: NaiveDate,
+    options: &IngestOptions,
+    step: &PlannedStep<'_>,
+) -> Result<Vec<StepSummary>> {
+    let one = |step: &str, name: String, outcome: StepOutcome| {
+        Ok(vec![StepSummary {
+            step: step.into(),
+            name,
+            outcome,
+            duration_ms: 0,
+        }])
+    };
+    match step {
+        PlannedStep::Ingest(name, source) => {
+            tracing::info!(source = %name, table = %source.table, "ingest step");
+            let summary = churn_ingest::ingest(lake, source, options)
+                .await
+                .map_err(|error| PipelineError::Ingest {
+                    source_name: name.to_string(),
+                    error: Box::new(error),
+                })?;
+            one(
+                "ingest",
+                name.to_string(),
+                StepOutcome::Ingest(Box::new(summary)),
+            )
+        }
+        PlannedStep::Features(features) => {
+            tracing::info!(as_of = %as_of, "features step");
+            let summary = churn_features::build_features(lake, &[as_of], features)
+                .await
+                .map_err(|error| PipelineError::Features {
+                    step: "features",
+                    error: Box::new(error),
+                })?;
+            one(
+                "features",
+                as_of.to_string(),
+                StepOutcome::Features(summary),
+            )
+        }
+        PlannedStep::Labels {
+            horizon_days,
+            lookback_days,
+        } => {
+            let label_date = as_of - chrono::Duration::days(*horizon_days as i64);
+            tracing::info!(as_of = %label_date, "labels step");
+            let outcome = match churn_features::build_labels(
+                lake,
+                &[label_date],
+                *horizon_days,
+                *lookback_days,
+                &session_of(pipeline),
+            )
+            .await
+            {
+                Ok(s) => StepOutcome::Labels(s),
+                // Data that does not reach the horizon yet (no sales yesterday) is normal: say so.
+                Err(e @ churn_features::FeatureError::LabelsNotObservable { .. }) => {
+                    tracing::warn!(error = %e, "labels skipped");
+                    StepOutcome::Skipped {
+                        kind: "labels".into(),
+                        skipped: e.to_string(),
+                    }
+                }
+                Err(error) => {
+                    return Err(PipelineError::Features {
+                        step: "labels",
+                        error: Box::new(error),
+                    });
+                }
+            };
+            one("labels", label_date.to_string(), outcome)
+        }
+        PlannedStep::Train(path, spec) => {
+            Ok(vec![train_step(pipeline, lake, as_of, path, spec).await?])
+        }
+        PlannedStep::Score(model) => {
+            tracing::info!(as_of = %as_of, model = %model, "score step");
+            let features = feature_options(pipeline, "score")?;
+            let summary = churn_activate::score(lake, as_of, model, &features)
+                .await
+                .map_err(|error| PipelineError::Score {
+                    model: model.to_string(),
+                    error: Box::new(error),
+                })?;
+            one(
+                "score",
+                as_of.to_string(),
+                StepOutcome::Score(Box::new(summary)),
+            )
+        }
+        PlannedStep::Activate(activation, lang) => {
+            activate_steps(pipeline, lake, as_of, activation, *lang).await
+        }
+        PlannedStep::Export => {
+            tracing::info!(as_of = %as_of, campaigns = pipeline.campaigns.len(), "export step");
+            let session = feature_options(pipeline, "export")?.session;
+            let summary = churn_activate::export(lake, as_of, &pipeline.campaigns, &session)
+                .await
+                .map_err(|error| PipelineError::Activate {
+                    step: "export",
+                    error: Box::new(error),
+                })?;
+            one(
+                "export",
+                as_of.to_string(),
+                StepOutcome::Export(Box::new(summary)),
+            )
+        }
+        PlannedStep::Report(report) => {
+            tracing::info!(as_of = %as_of, "report step");
+            let options = churn_report::ReportOptions {
+                session: session_of(pipeline),
+                ..(*report).clone()
+            };
+            let summary = churn_report::report(lake, as_of, &options)
+                .await
+                .map_err(|error| PipelineError::Report(Box::new(error)))?;
+            one(
+                "report",
+                as_of.to_string(),
+                StepOutcome::Report(Box::new(summary)),
+            )
+        }
+    }
+}
+
+/// The run manifests of `lake`, newest first.
+pub async fn run_manifests(lake: &Lake) -> Result<Vec<RunSummary>> {
+    let mut runs = Vec::new();
+    for meta in lake.list(RUNS_DIR).await? {
+        let is_run = meta
+            .location
+            .filename()
+            .is_some_and(|n| n.starts_with("run-") && n.ends_with(".json"));
+        if is_run {
+            runs.push(lake.read_json::<RunSummary>(&meta.location).await?);
+        }
+    }
+    runs.sort_by(|a, b| {
+        b.started_at
+            .cmp(&a.started_at)
+            .then(b.run_id.cmp(&a.run_id))
+    });
+    Ok(runs)
+}
+
+/// SHA-256 of the pipeline file, so that a run manifest says which settings it ran with.
+fn fingerprint(path: &Path) -> String {
+    use sha2::Digest;
+    std::fs::read(path)
+        .map(|bytes| format!("{:x}", sha2::Sha256::digest(bytes)))
+        .unwrap_or_default()
+}
+
+/// How a run starts: from the first step, or resuming the failed run it names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    Fresh,
+    /// Continue the newest run of the same pipeline and date if it failed or was interrupted
+    /// (killed, so still marked running): steps it finished
+    /// are not run again (their outputs are in the lake) and its summaries are carried over.
+    /// If that run succeeded, it is the result and nothing runs; without one, every step runs.
+    Resume,
+}
+
+/// Runs the pipeline's steps for the logical date `as_of` (see [`plan`]). The run manifest
+/// `_runs/run-D-….json` is written when the run starts and after every step, so that a
+/// failed run says which step failed and why, and `Start::Resume` can continue from there.
 pub async fn run(
     pipeline: &Pipeline,
     lake: &Lake,
     as_of: NaiveDate,
     options: &IngestOptions,
+    start: Start,
 ) -> Result<RunSummary> {
     let started = Instant::now();
     lake.ensure_settings(pipeline.timezone.as_deref()).await?;
-    let run_id = format!(
-        "run-{as_of}-{}",
-        chrono::Utc::now().format("%Y%m%dT%H%M%S%.3f")
-    );
-    let mut steps = Vec::new();
-    for (name, source) in &pipeline.sources {
-        tracing::info!(source = %name, table = %source.table, "ingest step");
-        let summary = churn_ingest::ingest(lake, source, options)
-            .await
-            .map_err(|error| PipelineError::Ingest {
-                source_name: name.clone(),
-                error: Box::new(error),
-            })?;
-        steps.push(StepSummary {
-            step: "ingest".into(),
-            name: name.clone(),
-            outcome: StepOutcome::Ingest(Box::new(summary)),
-        });
-    }
-    if let Some(features) = &pipeline.features {
-        tracing::info!(as_of = %as_of, "features step");
-        let summary = churn_features::build_features(lake, &[as_of], features)
-            .await
-            .map_err(|error| PipelineError::Features {
-                step: "features",
-                error: Box::new(error),
-            })?;
-        steps.push(StepSummary {
-            step: "features".into(),
-            name: as_of.to_string(),
-            outcome: StepOutcome::Features(summary),
-        });
-    }
-    if let Some((horizon_days, lookback_days)) = pipeline.labels {
-        let label_date = as_of - chrono::Duration::days(horizon_days as i64);
-        tracing::info!(as_of = %label_date, "labels step");
-        let session = pipeline
-            .features
-            .as_ref()
-            .map(|f| f.session.clone())
-            .unwrap_or_default();
-        let outcome = match churn_features::build_labels(
-            lake,
-            &[label_date],
-            horizon_days,
-            lookback_days,
-            &session,
-        )
-        .await
-        {
-            Ok(s) => StepOutcome::Labels(s),
-            // Data that does not reach the horizon yet (no sales yesterday) is normal: say so.
-            Err(e @ churn_features::FeatureError::LabelsNotObservable { .. }) => {
-                tracing::warn!(error = %e, "labels skipped");
-                StepOutcome::Skipped {
-                    kind: "labels".into(),
-                    skipped: e.to_string(),
+    let now = chrono::Utc::now();
+    let run_id = format!("run-{as_of}-{}", now.format("%Y%m%dT%H%M%S%.3f"));
+    let pipeline_name = pipeline.path.display().to_string();
+    let resumed = match start {
+        Start::Fresh => None,
+        Start::Resume => {
+            let newest = run_manifests(lake)
+                .await?
+                .into_iter()
+                .find(|r| r.as_of == as_of.to_string() && r.pipeline == pipeline_name);
+            match newest {
+                // A run still marked running was interrupted (killed): this run holds the
+                // lake's writer lease, so no other run is going on.
+                Some(previous)
+                    if matches!(previous.status, RunStatus::Failed | RunStatus::Running) =>
+                {
+                    Some(previous)
                 }
+                // A retry after success has nothing to do (a backfill resumed after a failure
+                // skips the dates it finished).
+                Some(previous) if previous.status == RunStatus::Succeeded => {
+                    tracing::info!(as_of = %as_of, run_id = %previous.run_id, "already succeeded: nothing to resume");
+                    return Ok(previous);
+                }
+                _ => None,
             }
-            Err(error) => {
-                return Err(PipelineError::Features {
-                    step: "labels",
-                    error: Box::new(error),
-                });
-            }
-        };
-        steps.push(StepSummary {
-            step: "labels".into(),
-            name: label_date.to_string(),
-            outcome,
-        });
-    }
-    for (model_path, spec) in &pipeline.train {
-        steps.push(train_step(pipeline, lake, as_of, model_path, spec).await?);
-    }
-    if let Some(model) = &pipeline.score {
-        tracing::info!(as_of = %as_of, model = %model, "score step");
-        let features = feature_options(pipeline, "score")?;
-        let summary = churn_activate::score(lake, as_of, model, &features)
-            .await
-            .map_err(|error| PipelineError::Score {
-                model: model.clone(),
-                error: Box::new(error),
-            })?;
-        steps.push(StepSummary {
-            step: "score".into(),
-            name: as_of.to_string(),
-            outcome: StepOutcome::Score(Box::new(summary)),
-        });
-    }
-    if let Some((activation, lang)) = &pipeline.activate {
-        steps.extend(activate_steps(pipeline, lake, as_of, activation, *lang).await?);
-    }
-    if !pipeline.campaigns.is_empty() {
-        tracing::info!(as_of = %as_of, campaigns = pipeline.campaigns.len(), "export step");
-        let session = feature_options(pipeline, "export")?.session;
-        let summary = churn_activate::export(lake, as_of, &pipeline.campaigns, &session)
-            .await
-            .map_err(|error| PipelineError::Activate {
-                step: "export",
-                error: Box::new(error),
-            })?;
-        steps.push(StepSummary {
-            step: "export".into(),
-            name: as_of.to_string(),
-            outcome: StepOutcome::Export(Box::new(summary)),
-        });
-    }
-    if let Some(report) = &pipeline.report {
-        tracing::info!(as_of = %as_of, "report step");
-        let session = pipeline
-            .features
-            .as_ref()
-            .map(|f| f.session.clone())
-            .unwrap_or_default();
-        let options = churn_report::ReportOptions {
-            session,
-            ..report.clone()
-        };
-        let summary = churn_report::report(lake, as_of, &options)
-            .await
-            .map_err(|error| PipelineError::Report(Box::new(error)))?;
-        steps.push(StepSummary {
-            step: "report".into(),
-            name: as_of.to_string(),
-            outcome: StepOutcome::Report(Box::new(summary)),
-        });
-    }
-    let manifest = format!("_runs/{run_id}.json");
-    let summary = RunSummary {
+        }
+    };
+    let manifest = format!("{RUNS_DIR}/{run_id}.json");
+    let mut summary = RunSummary {
         kind: "run".into(),
         run_id,
-        pipeline: pipeline.path.display().to_string(),
+        pipeline: pipeline_name,
+        pipeline_sha256: fingerprint(&pipeline.path),
+        code_version: env!("CARGO_PKG_VERSION").into(),
         as_of: as_of.to_string(),
         lake: lake.display(),
-        steps,
+        started_at: now.to_rfc3339(),
+        status: RunStatus::Running,
+        resumed_from: resumed.as_ref().map(|r| r.run_id.clone()),
+        completed: resumed
+            .as_ref()
+            .map(|r| r.completed.clone())
+            .unwrap_or_default(),
+        failed_step: None,
+        error: None,
+        steps: resumed.map(|r| r.steps).unwrap_or_default(),
         manifest: manifest.clone(),
-        duration_ms: started.elapsed().as_millis() as u64,
+        duration_ms: 0,
     };
-    lake.write_json(&lake.path(&manifest), &summary).await?;
+    let save = async |summary: &mut RunSummary| {
+        summary.duration_ms = started.elapsed().as_millis() as u64;
+        lake.write_json(&lake.path(&manifest), summary).await
+    };
+    save(&mut summary).await?;
+    for step in plan(pipeline) {
+        let key = step.key();
+        if summary.completed.contains(&key) {
+            tracing::info!(step = %key, "done in the resumed run");
+            continue;
+        }
+        let step_started = Instant::now();
+        match execute(pipeline, lake, as_of, options, &step).await {
+            Ok(done) => {
+                let duration_ms = step_started.elapsed().as_millis() as u64;
+                summary
+                    .steps
+                    .extend(done.into_iter().map(|s| StepSummary { duration_ms, ..s }));
+                summary.completed.push(key);
+                save(&mut summary).await?;
+            }
+            Err(error) => {
+                summary.status = RunStatus::Failed;
+                summary.failed_step = Some(key);
+                summary.error = Some(error.to_string());
+                // The step's own error is what the caller needs; a manifest that cannot be
+                // written is logged.
+                if let Err(e) = save(&mut summary).await {
+                    tracing::error!(error = %e, "cannot record the failed run");
+                }
+                return Err(error);
+            }
+        }
+    }
+    summary.status = RunStatus::Succeeded;
+    save(&mut summary).await?;
     Ok(summary)
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use churn_core::{ErrorKind, Lake};
 use churn_ingest::IngestOptions;
-use churn_pipeline::{Pipeline, PipelineError, StepOutcome};
+use churn_pipeline::{Pipeline, PipelineError, RunStatus, Start, StepOutcome};
 
 /// Six transactions written by hand (see the module comment of each test for the counts).
 const TRANSACTIONS: &str = "\
@@ -39,12 +39,21 @@ async fn run(
     pipeline: &Pipeline,
     as_of: &str,
 ) -> Result<churn_pipeline::RunSummary, PipelineError> {
+    start(pipeline, as_of, Start::Fresh).await
+}
+
+async fn start(
+    pipeline: &Pipeline,
+    as_of: &str,
+    start: Start,
+) -> Result<churn_pipeline::RunSummary, PipelineError> {
     let lake = Lake::open(pipeline.lake.as_deref().unwrap()).unwrap();
     churn_pipeline::run(
         pipeline,
         &lake,
         as_of.parse().unwrap(),
         &IngestOptions::default(),
+        start,
     )
     .await
 }
@@ -118,6 +127,82 @@ async fn a_run_ingests_builds_features_and_labels_in_order_and_a_rerun_adds_noth
         );
         assert_manifests_read_back_typed(dir.path(), &summary);
     }
+}
+
+#[tokio::test]
+async fn a_failed_run_names_its_step_and_a_resumed_run_continues_from_it() {
+    let dir = tempfile::tempdir().unwrap();
+    // A second source whose file has not arrived yet.
+    let path = write_pipeline(
+        dir.path(),
+        "\n[sources.late]\ntable = \"transactions\"\npath = \"late.csv\"\n",
+    );
+    let pipeline = Pipeline::load(&path).unwrap();
+    let err = run(&pipeline, "2026-04-01").await.unwrap_err();
+    assert!(
+        matches!(&err, PipelineError::Ingest { source_name, .. } if source_name == "late"),
+        "{err}"
+    );
+    let lake = Lake::open(pipeline.lake.as_deref().unwrap()).unwrap();
+    let failed = churn_pipeline::run_manifests(&lake).await.unwrap();
+    assert_eq!(failed.len(), 1);
+    let failed = &failed[0];
+    assert_eq!(failed.status, RunStatus::Failed);
+    assert_eq!(failed.failed_step.as_deref(), Some("ingest:late"));
+    assert_eq!(failed.completed, ["ingest:tx"]);
+    assert!(failed.error.as_deref().unwrap().contains("late"));
+    // The manifest names the pipeline file by its SHA-256 (as `sha256sum` computes it).
+    let sha = std::process::Command::new("sha256sum")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let sha = String::from_utf8_lossy(&sha.stdout);
+    assert_eq!(
+        failed.pipeline_sha256,
+        sha.split_whitespace().next().unwrap()
+    );
+
+    // The file arrives (one more purchase); the resumed run does not ingest tx again.
+    std::fs::write(
+        dir.path().join("late.csv"),
+        "transaction_id,customer_id,ts,amount\nt7,c2,2026-03-25 10:00:00,12.00\n",
+    )
+    .unwrap();
+    let resumed = start(&pipeline, "2026-04-01", Start::Resume).await.unwrap();
+    assert_eq!(resumed.status, RunStatus::Succeeded);
+    assert_eq!(
+        resumed.resumed_from.as_deref(),
+        Some(failed.run_id.as_str())
+    );
+    let names: Vec<(&str, &str)> = resumed
+        .steps
+        .iter()
+        .map(|s| (s.step.as_str(), s.name.as_str()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("ingest", "tx"),
+            ("ingest", "late"),
+            ("features", "2026-04-01"),
+            ("labels", "2026-03-02")
+        ]
+    );
+    // The tx step is the failed run's own (same batch), carried over.
+    let batch = |s: &churn_pipeline::StepSummary| match &s.outcome {
+        StepOutcome::Ingest(i) => i.batch_id.clone(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(batch(&resumed.steps[0]), batch(&failed.steps[0]));
+    let StepOutcome::Features(features) = &resumed.steps[2].outcome else {
+        panic!("{:?}", resumed.steps[2].outcome)
+    };
+    assert_eq!(features.snapshots[0].customers, 3);
+
+    // Resuming again finds the date done: the same run, nothing executed.
+    let again = start(&pipeline, "2026-04-01", Start::Resume).await.unwrap();
+    assert_eq!(again.run_id, resumed.run_id);
+    assert_eq!(churn_pipeline::run_manifests(&lake).await.unwrap().len(), 2);
 }
 
 /// The run's manifest reads back as the summary the run returned, each step as the outcome

@@ -18,9 +18,13 @@ impl Churn {
         Churn { bin }
     }
 
-    /// A command for the binary, to add arguments and environment to.
+    /// A command for the binary, to add arguments and environment to. Tests that share a lake
+    /// run at once, so a writer waits for the lake's other writer (up to 15 minutes) instead
+    /// of exiting with code 75; a test of that refusal passes `--wait-secs 0`.
     pub fn command(&self) -> Command {
-        Command::new(self.bin)
+        let mut cmd = Command::new(self.bin);
+        cmd.env("CHURN_WAIT_SECS", "900");
+        cmd
     }
 
     /// Runs `churn ARGS` to completion, whatever its exit code.

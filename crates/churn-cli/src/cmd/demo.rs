@@ -41,7 +41,13 @@ pub async fn run(args: Args, json: bool) -> anyhow::Result<()> {
     }
     let as_of = super::parse_date(DEMO_AS_OF).map_err(UsageError)?;
     let lake = args.lake.display().to_string();
-    let summary = super::run::run_pipeline(&args.pipeline, Some(&lake), as_of).await?;
+    let summary = super::run::run_pipeline(
+        &args.pipeline,
+        Some(&lake),
+        as_of,
+        churn_pipeline::Start::Fresh,
+    )
+    .await?;
     crate::output::emit(json, &summary, || {
         let mut text = super::run::human(&summary);
         text.push_str(&campaign_lists(&lake, &summary));

@@ -12,6 +12,7 @@ pub mod labels;
 pub mod models;
 pub mod report;
 pub mod run;
+pub mod runs;
 pub mod score;
 pub mod segment;
 pub mod sql;

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 use churn_core::Lake;
 use churn_ingest::IngestOptions;
-use churn_pipeline::{Pipeline, RunSummary, StepOutcome};
+use churn_pipeline::{Pipeline, RunStatus, RunSummary, Start, StepOutcome};
+use serde::Serialize;
 
 use crate::exit::UsageError;
 
@@ -13,17 +14,57 @@ use crate::exit::UsageError;
 pub struct Args {
     /// Pipeline file (TOML).
     pipeline: PathBuf,
-    /// Logical date of the run (YYYY-MM-DD); re-running a date is safe.
-    #[arg(long, value_parser = super::parse_date)]
-    as_of: chrono::NaiveDate,
+    /// Logical date of the run (YYYY-MM-DD); re-running a date replaces its outputs.
+    #[arg(long, value_parser = super::parse_date, required_unless_present = "from", conflicts_with = "from")]
+    as_of: Option<chrono::NaiveDate>,
+    /// Backfill: run every date from this one to --to (inclusive) in date order, stopping at
+    /// the first that fails.
+    #[arg(long, value_parser = super::parse_date, requires = "to")]
+    from: Option<chrono::NaiveDate>,
+    /// Last date of a backfill.
+    #[arg(long, value_parser = super::parse_date, requires = "from")]
+    to: Option<chrono::NaiveDate>,
+    /// Continue the newest failed run of each date from its failed step (steps it finished
+    /// are not run again); a date whose newest run succeeded is not run again.
+    #[arg(long)]
+    resume: bool,
     /// Lake root, overriding the pipeline file's [lake] path.
     #[arg(long)]
     lake: Option<String>,
 }
 
+/// What a backfill did: one run per date, in date order.
+#[derive(Debug, Serialize)]
+struct Backfill {
+    kind: &'static str,
+    runs: Vec<RunSummary>,
+}
+
 pub async fn run(args: Args, json: bool) -> anyhow::Result<()> {
-    let summary = run_pipeline(&args.pipeline, args.lake.as_deref(), args.as_of).await?;
-    crate::output::emit(json, &summary, || human(&summary))
+    let start = if args.resume {
+        Start::Resume
+    } else {
+        Start::Fresh
+    };
+    let (Some(from), Some(to)) = (args.from, args.to) else {
+        let as_of = args.as_of.expect("clap requires --as-of without --from");
+        let summary = run_pipeline(&args.pipeline, args.lake.as_deref(), as_of, start).await?;
+        return crate::output::emit(json, &summary, || human(&summary));
+    };
+    if from > to {
+        return Err(UsageError(format!("--from {from} is after --to {to}")).into());
+    }
+    let mut runs = Vec::new();
+    for as_of in from.iter_days().take_while(|d| *d <= to) {
+        runs.push(run_pipeline(&args.pipeline, args.lake.as_deref(), as_of, start).await?);
+    }
+    let backfill = Backfill {
+        kind: "backfill",
+        runs,
+    };
+    crate::output::emit(json, &backfill, || {
+        backfill.runs.iter().map(human).collect::<Vec<_>>().join("")
+    })
 }
 
 /// The lake of a pipeline: `--lake` when given, else the file's `[lake] path`.
@@ -45,11 +86,12 @@ pub async fn run_pipeline(
     path: &std::path::Path,
     lake: Option<&str>,
     as_of: chrono::NaiveDate,
+    start: Start,
 ) -> anyhow::Result<RunSummary> {
     let pipeline = Pipeline::load(path)?;
     let lake = pipeline_lake(&pipeline, lake)?;
     crate::lease::writing(&lake, "churn run", async |lake| {
-        churn_pipeline::run(&pipeline, lake, as_of, &IngestOptions::default())
+        churn_pipeline::run(&pipeline, lake, as_of, &IngestOptions::default(), start)
             .await
             .with_context(|| format!("running {} for {as_of}", path.display()))
     })
@@ -57,13 +99,23 @@ pub async fn run_pipeline(
 }
 
 pub fn human(s: &RunSummary) -> String {
+    let status = match s.status {
+        RunStatus::Running => "Running",
+        RunStatus::Succeeded => "Ran",
+        RunStatus::Failed => "FAILED",
+    };
     let mut text = format!(
-        "Ran {} for {} into {} in {:.2} s:\n",
+        "{status} {} for {} into {} in {:.2} s (run {}",
         s.pipeline,
         s.as_of,
         s.lake,
-        s.duration_ms as f64 / 1000.0
+        s.duration_ms as f64 / 1000.0,
+        s.run_id
     );
+    if let Some(previous) = &s.resumed_from {
+        text.push_str(&format!(", resuming {previous}"));
+    }
+    text.push_str("):\n");
     for step in &s.steps {
         let line = match &step.outcome {
             StepOutcome::Ingest(v) => format!(
@@ -149,7 +201,15 @@ pub fn human(s: &RunSummary) -> String {
             ),
             StepOutcome::Skipped { skipped, .. } => format!("skipped: {skipped}"),
         };
-        text.push_str(&format!("  {:<8} {:<16} {line}\n", step.step, step.name));
+        text.push_str(&format!(
+            "  {:<8} {:<16} {:>7.1} s  {line}\n",
+            step.step,
+            step.name,
+            step.duration_ms as f64 / 1000.0
+        ));
+    }
+    if let (Some(step), Some(error)) = (&s.failed_step, &s.error) {
+        text.push_str(&format!("  failed at {step}: {error}\n"));
     }
     text.push_str(&format!("  manifest {}\n", s.manifest));
     text
