@@ -84,7 +84,51 @@ pub struct WriterLease {
     lake: Lake,
     record: LeaseRecord,
     lost: Arc<AtomicBool>,
-    renewal: tokio::task::JoinHandle<()>,
+    renewal: Renewal,
+}
+
+/// The background renewal: a thread with a small runtime of its own, so that a job keeping
+/// the command's runtime busy with computation (a model fit) cannot delay it past the expiry.
+#[derive(Debug)]
+struct Renewal {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Renewal {
+    fn start(lake: Lake, record: LeaseRecord, ttl: Duration, lost: Arc<AtomicBool>) -> Renewal {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("churn-lease".into())
+            .spawn(move || {
+                match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime.block_on(renew(lake, record, ttl, lost, flag)),
+                    Err(e) => tracing::error!(error = %e, "cannot start the lease renewal"),
+                }
+            })
+            .ok();
+        Renewal { stop, thread }
+    }
+
+    /// Stops renewing and waits for an renewal in flight.
+    fn finish(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Renewal {
+    fn drop(&mut self) {
+        // Not released (the job failed or was cancelled): stop renewing, so that the lease
+        // expires and the next writer can take over.
+        self.stop.store(true, Ordering::SeqCst);
+    }
 }
 
 /// What a lake handle keeps of its writer lease: whether it is still held.
@@ -254,12 +298,7 @@ impl WriterLease {
             }
             tracing::info!(lake = %lake.display(), generation = next, "writer lease taken");
             let lost = Arc::new(AtomicBool::new(false));
-            let renewal = tokio::spawn(renew(
-                lake.clone(),
-                record.clone(),
-                options.ttl,
-                lost.clone(),
-            ));
+            let renewal = Renewal::start(lake.clone(), record.clone(), options.ttl, lost.clone());
             return Ok(WriterLease {
                 lake: lake.clone(),
                 record,
@@ -288,8 +327,8 @@ impl WriterLease {
     }
 
     /// Gives the lake back to the next writer.
-    pub async fn release(self) -> Result<()> {
-        self.renewal.abort();
+    pub async fn release(mut self) -> Result<()> {
+        self.renewal.finish();
         // A holder that lost the lease has nothing to give back.
         if !self.lost.load(Ordering::SeqCst) {
             let path = self.lake.path(&lease_file(self.record.generation));
@@ -304,20 +343,29 @@ impl WriterLease {
     }
 }
 
-impl Drop for WriterLease {
-    fn drop(&mut self) {
-        // Not released (the job panicked or was cancelled): stop renewing, so that the lease
-        // expires and the next writer can take over.
-        self.renewal.abort();
-    }
-}
-
-/// Renews the lease every third of its time to live until aborted; marks it lost when a newer
-/// generation appears or the file is gone.
-async fn renew(lake: Lake, mut record: LeaseRecord, ttl: Duration, lost: Arc<AtomicBool>) {
+/// Renews the lease every third of its time to live until `stop`; marks it lost when a newer
+/// generation appears.
+async fn renew(
+    lake: Lake,
+    mut record: LeaseRecord,
+    ttl: Duration,
+    lost: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+) {
     let every = ttl / 3;
+    let tick = Duration::from_millis(50).min(every);
     loop {
-        tokio::time::sleep(every).await;
+        let mut waited = Duration::ZERO;
+        while waited < every {
+            if stop.load(Ordering::SeqCst) {
+                return;
+            }
+            tokio::time::sleep(tick).await;
+            waited += tick;
+        }
+        if stop.load(Ordering::SeqCst) {
+            return;
+        }
         let path = lake.path(&lease_file(record.generation));
         let taken_over = match lease_state(&lake).await {
             Ok((_, generations)) => generations.last() != Some(&record.generation),
@@ -449,6 +497,26 @@ mod tests {
         slow.release().await.unwrap();
         // The successor's file is untouched.
         assert!(lake.exists(&lake.path(&lease_file(2))).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn the_lease_is_renewed_while_the_job_keeps_its_runtime_busy() {
+        let lake = Lake::open("memory://lease-busy").unwrap();
+        let holder = WriterLease::acquire(&lake, &options("fitting", 300))
+            .await
+            .unwrap();
+        // A model fit computing on the only runtime thread for longer than the lease lasts.
+        std::thread::sleep(Duration::from_millis(900));
+        let (record, _) = lease_state(&lake).await.unwrap();
+        assert!(
+            record.unwrap().expires_at_unix_ms > Utc::now().timestamp_millis(),
+            "renewed by its own thread"
+        );
+        assert!(matches!(
+            WriterLease::acquire(&lake, &options("other", 300)).await,
+            Err(CoreError::LakeBusy { .. })
+        ));
+        holder.release().await.unwrap();
     }
 
     #[test]
