@@ -515,6 +515,17 @@ pub struct RunSummary {
     pub duration_ms: u64,
 }
 
+impl RunStatus {
+    /// The status as the manifest spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+        }
+    }
+}
+
 fn succeeded() -> RunStatus {
     RunStatus::Succeeded
 }

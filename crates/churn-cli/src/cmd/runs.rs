@@ -3,7 +3,7 @@
 //! and where and why a run failed.
 
 use churn_core::Lake;
-use churn_pipeline::{RunStatus, RunSummary};
+use churn_pipeline::RunSummary;
 use serde::Serialize;
 
 use crate::exit::UsageError;
@@ -50,14 +50,6 @@ struct RunList {
     runs: Vec<RunSummary>,
 }
 
-fn status_name(status: RunStatus) -> &'static str {
-    match status {
-        RunStatus::Running => "running",
-        RunStatus::Succeeded => "succeeded",
-        RunStatus::Failed => "failed",
-    }
-}
-
 fn list_text(runs: &[RunSummary]) -> String {
     if runs.is_empty() {
         return "No runs in this lake yet (`churn run PIPELINE.toml --as-of D` makes one).\n"
@@ -77,7 +69,7 @@ fn list_text(runs: &[RunSummary]) -> String {
             "{:<36} {:<10} {:<9} {:>6} {:>9.1}  {note}\n",
             r.run_id,
             r.as_of,
-            status_name(r.status),
+            r.status.as_str(),
             r.steps.len(),
             r.duration_ms as f64 / 1000.0
         ));
