@@ -19,6 +19,19 @@ pub fn configure(wait_secs: u64, ttl_secs: u64) {
     ));
 }
 
+/// The lease `holder` asks for, with the command line's wait and time to live.
+pub fn options(holder: &str) -> LeaseOptions {
+    let (wait, ttl) = SETTINGS
+        .get()
+        .copied()
+        .unwrap_or((Duration::ZERO, DEFAULT_TTL));
+    LeaseOptions {
+        holder: holder.to_string(),
+        wait,
+        ttl,
+    }
+}
+
 /// Runs `job` on `lake` under its writer lease (as `holder`), and gives the lease back
 /// whether the job succeeds or fails.
 pub async fn writing<T>(
@@ -26,16 +39,7 @@ pub async fn writing<T>(
     holder: &str,
     job: impl AsyncFnOnce(&Lake) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
-    let (wait, ttl) = SETTINGS
-        .get()
-        .copied()
-        .unwrap_or((Duration::ZERO, DEFAULT_TTL));
-    let options = LeaseOptions {
-        holder: holder.to_string(),
-        wait,
-        ttl,
-    };
-    let lease = WriterLease::acquire(lake, &options).await?;
+    let lease = WriterLease::acquire(lake, &options(holder)).await?;
     let result = job(&lake.under_lease(&lease)).await;
     let released = lease.release().await;
     let value = result?;

@@ -56,6 +56,9 @@ enum Command {
     Run(cmd::run::Args),
     /// The lake's run manifests: list them, or show one with its steps and failure.
     Runs(cmd::runs::Args),
+    /// Micro-batch ingest from the sources' landing folders, each file exactly once (or
+    /// `stream status`: what was taken and what is waiting).
+    Stream(cmd::stream::Args),
     /// Train a model file with a time-based backtest, baselines and a grade; register it.
     Train(cmd::train::Args),
     /// Score every customer of a date's population with a registered model.
@@ -82,8 +85,14 @@ enum Command {
 
 fn init_logging(cli: &Cli) {
     use tracing_subscriber::EnvFilter;
+    // The stream is a service: its per-batch progress lines are what an operator watches.
+    let quiet = if matches!(cli.command, Command::Stream(_)) {
+        "info"
+    } else {
+        "warn"
+    };
     let default = match cli.verbose {
-        0 => "warn",
+        0 => quiet,
         1 => "info",
         _ => "debug",
     };
@@ -121,6 +130,7 @@ fn main() {
             Command::Labels(args) => cmd::labels::run(args, json).await,
             Command::Run(args) => cmd::run::run(args, json).await,
             Command::Runs(args) => cmd::runs::run(args, json).await,
+            Command::Stream(args) => cmd::stream::run(args, json).await,
             Command::Train(args) => cmd::train::run(args, json).await,
             Command::Score(args) => cmd::score::run(args, json).await,
             Command::Segment(args) => cmd::segment::run(args, json).await,

@@ -220,3 +220,90 @@ fn the_writer_lease_holds_on_the_s3_server_and_an_expired_one_is_taken_over() {
         &[],
     );
 }
+
+#[test]
+fn the_stream_takes_each_object_of_an_s3_landing_prefix_once_into_an_s3_lake() {
+    let server = S3Server::start();
+    server.boto("s3.create_bucket(Bucket='shop')", &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let out = server.churn(&[
+        "generate",
+        "--customers",
+        "60",
+        "--seed",
+        "8",
+        "--days",
+        "90",
+        "--out",
+        s(&store),
+    ]);
+    assert!(out.status.success());
+    // The store's transactions cut into three till files, uploaded to the landing prefix.
+    let text = std::fs::read_to_string(store.join("transactions.csv")).unwrap();
+    let mut lines = text.lines();
+    let header = lines.next().unwrap();
+    let body: Vec<&str> = lines.collect();
+    let files: Vec<std::path::PathBuf> = body
+        .chunks(body.len().div_ceil(3))
+        .enumerate()
+        .map(|(i, chunk)| {
+            let path = dir.path().join(format!("till-{i}.csv"));
+            std::fs::write(&path, format!("{header}\n{}\n", chunk.join("\n"))).unwrap();
+            path
+        })
+        .collect();
+    let upload = |path: &std::path::Path, key: &str| {
+        server.boto(
+            "s3.upload_file(sys.argv[1], 'shop', sys.argv[2])",
+            &[s(path), key],
+        )
+    };
+    upload(&files[0], "landing/till-0.csv");
+    upload(&files[1], "landing/till-1.csv");
+    let pipeline = dir.path().join("stream.toml");
+    std::fs::write(
+        &pipeline,
+        "[lake]\npath = \"s3://shop/lake\"\ntimezone = \"UTC\"\n\n[sources.tills]\ntable = \"transactions\"\npath = \"s3://shop/landing/\"\n\n[stream]\nsettle_secs = 0\n",
+    )
+    .unwrap();
+    let once = || {
+        let out = server.churn(&["stream", s(&pipeline), "--once", "--json"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let first = once();
+    assert_eq!(first["files_taken"], 2, "{first}");
+    // The same bytes uploaded again are the same version (same entity tag): not taken again;
+    // a new file is.
+    upload(&files[0], "landing/till-0.csv");
+    upload(&files[2], "landing/till-2.csv");
+    let second = once();
+    assert_eq!(second["files_taken"], 1, "{second}");
+    assert_eq!(
+        first["accepted"].as_u64().unwrap() + second["accepted"].as_u64().unwrap(),
+        body.len() as u64
+    );
+    let out = server.churn(&[
+        "sql",
+        "--lake",
+        "s3://shop/lake",
+        "--format",
+        "csv",
+        "SELECT count(*) AS n FROM transactions",
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("n\n{}\n", body.len())
+    );
+    assert!(
+        server
+            .churn(&["stream", s(&pipeline), "--once"])
+            .status
+            .success()
+    );
+}

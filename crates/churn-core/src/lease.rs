@@ -270,6 +270,12 @@ impl WriterLease {
                     tokio::time::sleep(poll).await;
                     continue;
                 }
+                // A released lease is the normal hand-over, not a writer that died.
+                Some(released) if released.released => tracing::debug!(
+                    lake = %lake.display(),
+                    holder = %released.holder,
+                    "the previous writer released the lake"
+                ),
                 Some(stale) => tracing::warn!(
                     lake = %lake.display(),
                     holder = %stale.holder,

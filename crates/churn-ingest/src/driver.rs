@@ -1,6 +1,7 @@
 //! The ingest run: from a validated source to a committed batch and its summary.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use arrow::array::{Array, AsArray};
@@ -30,6 +31,10 @@ pub struct IngestOptions {
     pub buffer_rows: usize,
     /// Batch id to use instead of a generated one.
     pub batch_id: Option<String>,
+    /// Files committed in the same commit as the batch's rows, made from the batch's summary
+    /// just before the commit. The stream's checkpoint goes here, so that a landed file is
+    /// marked taken exactly when its rows land, never before or after.
+    pub commit_with: Option<CommitWith>,
     /// Test hook: stop the commit after this many files were moved, as a crash would. Only
     /// with the `test-hooks` feature, so that the public API has no way to half-commit.
     #[cfg(feature = "test-hooks")]
@@ -41,9 +46,25 @@ impl Default for IngestOptions {
         Self {
             buffer_rows: crate::config::DEFAULT_BUFFER_ROWS,
             batch_id: None,
+            commit_with: None,
             #[cfg(feature = "test-hooks")]
             crash_after_committed_files: None,
         }
+    }
+}
+
+/// Makes files to commit with a batch from its summary: (path relative to the lake root,
+/// contents). Called once the summary's counts and status are final, whether the batch's rows
+/// are added or only quarantined (status `rejected`).
+#[derive(Clone)]
+pub struct CommitWith(pub Arc<MakeFiles>);
+
+/// (path relative to the lake root, contents) of each file to commit, from the summary.
+pub type MakeFiles = dyn Fn(&IngestSummary) -> Vec<(String, bytes::Bytes)> + Send + Sync;
+
+impl std::fmt::Debug for CommitWith {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CommitWith(..)")
     }
 }
 
@@ -120,10 +141,21 @@ struct Run<'a> {
     file: FileSummary,
 }
 
-/// Ingests one source into the lake.
+/// Ingests one source into the lake: every file its location names.
 pub async fn ingest(
     lake: &Lake,
     cfg: &SourceConfig,
+    options: &IngestOptions,
+) -> Result<IngestSummary> {
+    let inputs = resolve_inputs(cfg).await?;
+    ingest_files(lake, cfg, &inputs, options).await
+}
+
+/// Ingests the given files of a source (already listed, e.g. by the stream) as one batch.
+pub async fn ingest_files(
+    lake: &Lake,
+    cfg: &SourceConfig,
+    inputs: &[InputFile],
     options: &IngestOptions,
 ) -> Result<IngestSummary> {
     let started = Instant::now();
@@ -133,7 +165,6 @@ pub async fn ingest(
         None => lake.ensure_settings(cfg.timezone.map(|t| t.name())).await?,
     };
     let lake_tz: Tz = churn_core::lake::parse_timezone(&settings.timezone)?;
-    let inputs = resolve_inputs(cfg).await?;
     let batch_id = options
         .batch_id
         .clone()
@@ -182,7 +213,7 @@ pub async fn ingest(
         file: FileSummary::default(),
         batch_id,
     };
-    for input in &inputs {
+    for input in inputs {
         run.file = FileSummary {
             file: input.display.clone(),
             format: Some(input.format),
@@ -644,6 +675,13 @@ impl Run<'_> {
             moves.extend(data.iter().map(|f| (f.staged.clone(), f.target.clone())));
             deletes
         };
+        if let Some(make) = &self.options.commit_with {
+            for (target, contents) in (make.0)(&self.summary) {
+                let staged = format!("{}/{target}", staging_dir(&self.batch_id));
+                self.lake.put(&self.lake.path(&staged), contents).await?;
+                moves.push((staged, target));
+            }
+        }
         let plan = CommitPlan {
             batch_id: self.batch_id.clone(),
             moves,

@@ -63,6 +63,18 @@ pub enum IngestError {
 }
 
 impl IngestError {
+    /// The input file a whole-file problem is about (a header without the required columns,
+    /// an empty or unreadable file); `None` for problems of the run or the lake.
+    pub fn file(&self) -> Option<&str> {
+        match self {
+            IngestError::MissingColumns { file, .. }
+            | IngestError::MappedColumnAbsent { file, .. }
+            | IngestError::EmptyFile { file }
+            | IngestError::Unreadable { file, .. } => Some(file),
+            _ => None,
+        }
+    }
+
     pub fn kind(&self) -> ErrorKind {
         match self {
             IngestError::InvalidConfig { .. }

@@ -17,5 +17,6 @@ mod driver;
 pub use config::{
     DEFAULT_BUFFER_ROWS, DEFAULT_MAX_REJECT_RATIO, Encoding, Format, SourceConfig, SourceSpec,
 };
-pub use driver::{FileSummary, IngestOptions, IngestSummary, ingest};
+pub use driver::{CommitWith, FileSummary, IngestOptions, IngestSummary, ingest, ingest_files};
 pub use error::{IngestError, Result};
+pub use reader::{InputFile, resolve_inputs};

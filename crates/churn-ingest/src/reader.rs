@@ -22,6 +22,10 @@ pub struct InputFile {
     pub display: String,
     pub format: Format,
     pub size: u64,
+    /// When the store last changed the file, and its entity tag where the store has one:
+    /// with the size, what tells a new version of a file from one already taken.
+    pub last_modified: chrono::DateTime<chrono::Utc>,
+    pub e_tag: Option<String>,
 }
 
 fn has_glob(s: &str) -> bool {
@@ -77,6 +81,8 @@ pub async fn resolve_inputs(cfg: &SourceConfig) -> Result<Vec<InputFile>> {
             display: display_of(&prefix),
             format,
             size: meta.size,
+            last_modified: meta.last_modified,
+            e_tag: meta.e_tag,
         });
         return Ok(files);
     }
@@ -127,6 +133,8 @@ pub async fn resolve_inputs(cfg: &SourceConfig) -> Result<Vec<InputFile>> {
             path: meta.location,
             format,
             size: meta.size,
+            last_modified: meta.last_modified,
+            e_tag: meta.e_tag,
         });
     }
     files.sort_by(|a, b| a.path.cmp(&b.path));

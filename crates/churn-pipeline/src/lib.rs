@@ -210,6 +210,9 @@ pub struct PipelineFile {
     pub campaigns: IndexMap<String, churn_activate::RawCampaign>,
     #[serde(default)]
     pub report: Option<ReportSection>,
+    /// `churn stream`'s polling and batch limits (see `churn_stream::RawStreamSection`).
+    #[serde(default)]
+    pub stream: Option<churn_stream::RawStreamSection>,
 }
 
 /// A validated pipeline: paths resolved against the file's folder, sources checked.
@@ -234,6 +237,8 @@ pub struct Pipeline {
     /// Report step: the page's language, horizon and campaign window (the session comes
     /// from the `[features]` section).
     pub report: Option<churn_report::ReportOptions>,
+    /// `churn stream`'s settings (the defaults without a `[stream]` section).
+    pub stream: churn_stream::StreamOptions,
 }
 
 /// Paths in a pipeline file are relative to the file's folder, URLs are left alone.
@@ -391,6 +396,25 @@ impl Pipeline {
                 session: SessionOptions::default(),
             })
         });
+        let raw_stream = file.stream.clone().unwrap_or_default();
+        for name in raw_stream.sources.iter().flatten() {
+            if !file.sources.contains_key(name) {
+                problems.push(format!(
+                    "stream.sources: no [sources.{name}] section in this file"
+                ));
+            }
+        }
+        let stream = match raw_stream.validate() {
+            Ok(stream) => stream,
+            Err(churn_stream::StreamError::InvalidConfig { problems: p }) => {
+                problems.extend(p.into_iter().map(|p| format!("stream.{p}")));
+                churn_stream::StreamOptions::default()
+            }
+            Err(e) => {
+                problems.push(format!("stream: {e}"));
+                churn_stream::StreamOptions::default()
+            }
+        };
         if !problems.is_empty() {
             return Err(PipelineError::Invalid {
                 path: path.to_path_buf(),
@@ -409,7 +433,25 @@ impl Pipeline {
             activate,
             campaigns,
             report,
+            stream,
         })
+    }
+
+    /// The sources `churn stream` watches: those `[stream] sources` names, or all of them.
+    pub fn stream_sources(&self) -> Vec<churn_stream::StreamSource> {
+        self.sources
+            .iter()
+            .filter(|(name, _)| {
+                self.stream
+                    .sources
+                    .as_ref()
+                    .is_none_or(|names| names.contains(name))
+            })
+            .map(|(name, config)| churn_stream::StreamSource {
+                name: name.clone(),
+                config: config.clone(),
+            })
+            .collect()
     }
 
     /// The source called `name`.

@@ -79,6 +79,12 @@ impl Churn {
         self.json(&all)
     }
 
+    /// `churn sql --format csv` of `query` over `lake`, which must succeed: the CSV text.
+    pub fn sql_csv(&self, lake: &Path, query: &str) -> Vec<u8> {
+        self.ok(&["sql", "--lake", s(lake), "--format", "csv", query])
+            .stdout
+    }
+
     /// The demo store's three tables (`data/demo`) ingested in UTC into `DIR/lake`.
     pub fn demo_lake(&self, dir: &Path) -> PathBuf {
         let lake = dir.join("lake");

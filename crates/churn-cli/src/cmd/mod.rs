@@ -16,6 +16,7 @@ pub mod runs;
 pub mod score;
 pub mod segment;
 pub mod sql;
+pub mod stream;
 pub mod train;
 pub mod triggers;
 
