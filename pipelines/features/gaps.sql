@@ -40,7 +40,11 @@ per_customer as (
         count(*) as purchase_days,
         min(day) as first_day,
         max(day) as last_day,
-        stddev_samp(cast(gap as double)) as gap_stddev,
+        -- The sample deviation from exact integer sums (not stddev_samp, whose partial states
+        -- merge in an order that varies between runs): a re-run gives the same bits.
+        count(gap) as gaps,
+        sum(gap) as gap_sum,
+        sum(gap * gap) as gap_square_sum,
         max(case when from_latest = 1 then gap end) as last_gap
     from gaps
     group by customer_id
@@ -52,7 +56,12 @@ rhythm as (
         c.purchase_days,
         c.first_day,
         c.last_day,
-        c.gap_stddev,
+        case
+            when c.gaps >= 2 then sqrt(
+                greatest(cast(c.gaps * c.gap_square_sum - c.gap_sum * c.gap_sum as double), 0.0)
+                / (cast(c.gaps as double) * (c.gaps - 1))
+            )
+        end as gap_stddev,
         c.last_gap,
         case when c.purchase_days >= 2 then cast(c.last_day - c.first_day as double) / (c.purchase_days - 1) end as mean_gap_days,
         p.as_of_day - c.last_day as recency_days,

@@ -42,7 +42,8 @@ purchase_habits as (
         customer_id,
         count(*) as purchases,
         sum(case when discount > 0 then 1 else 0 end) as discounted,
-        avg(quantity) as avg_quantity,
+        -- DECIMAL: an exact sum, the same on every run however the work is split.
+        cast(avg(cast(quantity as decimal(18, 4))) as double) as avg_quantity,
         sum(case when on_weekend then 1 else 0 end) as weekend_purchases
     from last_year
     group by customer_id

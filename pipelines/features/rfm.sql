@@ -25,7 +25,8 @@ population_ids as (
 ),
 
 -- Every transaction before D, with its age in days (1 = the day before D) and its signed
--- contribution to net spend.
+-- contribution to net spend. Money is summed as DECIMAL: exact, so the sums do not depend on
+-- the order in which parallel workers add them, and a re-run gives the same bits.
 history as (
     select
         t.customer_id,
@@ -36,7 +37,11 @@ history as (
         t.is_purchase,
         t.is_refund,
         p.as_of_day - t.day as days_ago,
-        case when t.is_purchase then t.amount when t.is_refund then -abs(t.amount) else 0.0 end as net
+        cast(t.amount as decimal(18, 4)) as amount_exact,
+        cast(
+            case when t.is_purchase then t.amount when t.is_refund then -abs(t.amount) else 0.0 end
+            as decimal(18, 4)
+        ) as net
     from transactions t
     cross join params p
 ),
@@ -50,11 +55,11 @@ per_customer as (
         sum(case when is_purchase and days_ago <= 90 then 1 else 0 end) as frequency_90d,
         sum(case when is_purchase and days_ago <= 365 then 1 else 0 end) as frequency_365d,
         sum(case when is_purchase then 1 else 0 end) as frequency_total,
-        sum(case when days_ago <= 30 then net else 0.0 end) as monetary_30d,
-        sum(case when days_ago <= 90 then net else 0.0 end) as monetary_90d,
-        sum(case when days_ago <= 365 then net else 0.0 end) as monetary_365d,
-        sum(case when days_ago > 90 and days_ago <= 180 then net else 0.0 end) as net_91_180d,
-        avg(case when is_purchase and days_ago <= 365 then amount end) as avg_basket_365d,
+        sum(case when days_ago <= 30 then net else 0 end) as monetary_30d,
+        sum(case when days_ago <= 90 then net else 0 end) as monetary_90d,
+        sum(case when days_ago <= 365 then net else 0 end) as monetary_365d,
+        sum(case when days_ago > 90 and days_ago <= 180 then net else 0 end) as net_91_180d,
+        sum(case when is_purchase and days_ago <= 365 then amount_exact end) as basket_sum_365d,
         sum(case when is_refund and days_ago <= 365 then 1 else 0 end) as returns_365d,
         sum(case when is_purchase and days_ago <= 365 and channel = 'online' then 1 else 0 end) as online_365d
     from history
@@ -81,11 +86,11 @@ final as (
         cast(c.frequency_90d as bigint) as frequency_90d,
         cast(c.frequency_365d as bigint) as frequency_365d,
         cast(c.frequency_total as bigint) as frequency_total,
-        c.monetary_30d,
-        c.monetary_90d,
-        c.monetary_365d,
-        c.avg_basket_365d,
-        c.monetary_90d - c.net_91_180d as spend_trend_90d,
+        cast(c.monetary_30d as double) as monetary_30d,
+        cast(c.monetary_90d as double) as monetary_90d,
+        cast(c.monetary_365d as double) as monetary_365d,
+        case when c.frequency_365d > 0 then cast(c.basket_sum_365d as double) / c.frequency_365d end as avg_basket_365d,
+        cast(c.monetary_90d - c.net_91_180d as double) as spend_trend_90d,
         cast(c.returns_365d as bigint) as returns_365d,
         cast(coalesce(k.category_count_365d, 0) as bigint) as category_count_365d,
         case when c.frequency_365d > 0 then cast(c.online_365d as double) / c.frequency_365d end as online_share_365d

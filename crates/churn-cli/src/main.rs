@@ -56,8 +56,7 @@ enum Command {
     Run(cmd::run::Args),
     /// The lake's run manifests: list them, or show one with its steps and failure.
     Runs(cmd::runs::Args),
-    /// Micro-batch ingest from the sources' landing folders, each file exactly once (or
-    /// `stream status`: what was taken and what is waiting).
+    /// Micro-batch ingest from the sources' landing folders, each new file exactly once.
     Stream(cmd::stream::Args),
     /// Train a model file with a time-based backtest, baselines and a grade; register it.
     Train(cmd::train::Args),

@@ -31,6 +31,7 @@ fn help_documents_every_subcommand() {
             "labels",
             "run",
             "runs",
+            "stream",
             "train",
             "score",
             "segment",

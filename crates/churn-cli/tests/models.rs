@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::OnceLock;
 
-use churn_test_kit::{Churn, json_of, python_stdout, repo_root, s};
+use churn_test_kit::{Churn, copy_dir, json_of, python_stdout, repo_root, s};
 
 const TEST_SNAPSHOT: &str = "2026-08-03";
 
@@ -370,4 +370,233 @@ fn training_refuses_too_few_churners_unobservable_labels_and_unknown_features() 
     let invalid = dir.path().join("invalid.toml");
     std::fs::write(&invalid, "algorithm = \"svm\"\n").unwrap();
     assert_refused(&invalid, TEST_SNAPSHOT, 2, "unknown variant `svm`");
+}
+
+/// `churn run` of `pipeline` for `as_of`: the train step's summary (`reason`, `summary`).
+fn run_train_step(pipeline: &Path, as_of: &str) -> serde_json::Value {
+    let run = CHURN.json(&["run", "--json", s(pipeline), "--as-of", as_of]);
+    run["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["step"] == "train")
+        .expect("a train step")
+        .clone()
+}
+
+/// The PSI of `feature` between two feature snapshots, computed in Python from what DuckDB
+/// reads, by the rule the README states (training deciles, distinct inner cuts, a cut at the
+/// maximum dropped, missing values a bin of their own, shares floored at 0.0001).
+fn independent_psi(lake: &Path, reference: &str, current: &str, feature: &str) -> f64 {
+    let script = r#"
+import sys, math, duckdb
+lake, ref, cur, col = sys.argv[1:5]
+def values(d):
+    rows = duckdb.sql(f"SELECT CAST({col} AS DOUBLE) FROM read_parquet('{lake}/features/as_of={d}/*.parquet')").fetchall()
+    return [r[0] for r in rows]
+e, a = values(ref), values(cur)
+present = sorted(v for v in e if v is not None)
+n = len(present)
+cuts = []
+for k in range(1, 10):
+    c = present[min(k * n // 10, n - 1)]
+    if not cuts or cuts[-1] != c:
+        cuts.append(c)
+if cuts and cuts[-1] == present[-1]:
+    cuts.pop()
+def shares(vs):
+    counts = [0] * (len(cuts) + 2)
+    for v in vs:
+        if v is None:
+            counts[-1] += 1
+        else:
+            counts[sum(1 for c in cuts if c < v)] += 1
+    return [c / len(vs) for c in counts]
+psi = 0.0
+for x, y in zip(shares(e), shares(a)):
+    if x > 0 or y > 0:
+        x, y = max(x, 1e-4), max(y, 1e-4)
+        psi += (y - x) * math.log(y / x)
+print(repr(psi))
+"#;
+    python_stdout(["-c", script, s(lake), reference, current, feature])
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn a_run_trains_only_when_the_model_is_due_and_reuses_the_newest_version_otherwise() {
+    let (_, demo, _) = demo_lake();
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    copy_dir(demo, &lake);
+    let fewer_trees = [("iterations = 200", "iterations = 40")];
+    let model = |psi_limit: &str, trees: &str| {
+        let path = model_file(
+            dir.path(),
+            "churn",
+            "due",
+            &[
+                ("iterations = 200", trees),
+                (
+                    "seed = 42",
+                    &format!(
+                        "seed = 42\nretrain_every_days = 30\nretrain_when_psi_above = {psi_limit}"
+                    ),
+                ),
+            ],
+        );
+        let pipeline = dir.path().join("nightly.toml");
+        std::fs::write(
+            &pipeline,
+            format!(
+                "[lake]\npath = \"{}\"\n\n[features]\nlookback_days = 365\n\n[labels]\nhorizon_days = 90\n\n[train]\nmodels = [\"{}\"]\n",
+                lake.display(),
+                path.display()
+            ),
+        )
+        .unwrap();
+        pipeline
+    };
+    let version = |step: &serde_json::Value| {
+        step["summary"]["version"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no version in {step}"))
+    };
+    let pipeline = model("5", fewer_trees[0].1);
+
+    // No version yet: train.
+    let first = run_train_step(&pipeline, "2026-10-01");
+    assert_eq!(version(&first), 1, "{first}");
+    assert!(
+        first["reason"].as_str().unwrap().contains("no version"),
+        "{first}"
+    );
+
+    // The same date again, and 20 days later with little drift: reuse version 1.
+    let again = run_train_step(&pipeline, "2026-10-01");
+    assert_eq!(again["summary"]["train"], false, "{again}");
+    let later = run_train_step(&pipeline, "2026-10-21");
+    assert_eq!(later["summary"]["train"], false, "{later}");
+    let drift = &later["summary"]["drift"];
+    // Version 1 was tested on 2026-07-03 and refitted on the snapshots up to it.
+    assert_eq!(drift["reference_as_of"], "2026-07-03", "{drift}");
+    let top = &drift["features"][0];
+    let psi = top["psi"].as_f64().unwrap();
+    assert!(psi > 0.0 && psi <= 5.0, "{drift}");
+    let independent = independent_psi(
+        &lake,
+        "2026-07-03",
+        "2026-10-21",
+        top["feature"].as_str().unwrap(),
+    );
+    assert!((psi - independent).abs() < 1e-9, "{psi} vs {independent}");
+
+    // 30 days after the date version 1 was trained for: due by age.
+    let due = run_train_step(&pipeline, "2026-10-31");
+    assert_eq!(version(&due), 2, "{due}");
+    assert!(
+        due["reason"]
+            .as_str()
+            .unwrap()
+            .contains("retrain_every_days = 30"),
+        "{due}"
+    );
+
+    // The model file changes what it trains: train, whatever the date.
+    let changed = model("5", "iterations = 41");
+    let retrained = run_train_step(&changed, "2026-10-31");
+    assert_eq!(version(&retrained), 3, "{retrained}");
+    assert!(
+        retrained["reason"].as_str().unwrap().contains("differs"),
+        "{retrained}"
+    );
+
+    // Only the drift limit changes (not what is trained): due by drift, not by the file.
+    let sensitive = model("0.000001", "iterations = 41");
+    let drifted = run_train_step(&sensitive, "2026-11-01");
+    assert_eq!(version(&drifted), 4, "{drifted}");
+    assert!(
+        drifted["reason"].as_str().unwrap().contains("moved by PSI"),
+        "{drifted}"
+    );
+}
+
+/// Every file under `dir` (recursively) but manifests, as (path with the writing job's id
+/// cut out, bytes): what a re-run must reproduce exactly.
+fn outputs(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(folder) = stack.pop() {
+        for entry in std::fs::read_dir(&folder).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_str().unwrap().to_string();
+            if path.is_dir() {
+                stack.push(path);
+            } else if !name.ends_with("manifest.json") {
+                let job_free = match name.strip_prefix("part-") {
+                    Some(_) => "part.parquet".to_string(),
+                    None => name,
+                };
+                let folder = folder.strip_prefix(dir).unwrap().display().to_string();
+                files.push((
+                    format!("{folder}/{job_free}"),
+                    std::fs::read(&path).unwrap(),
+                ));
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+#[test]
+fn rerunning_a_date_reuses_its_model_and_gives_byte_identical_scores_and_exports() {
+    let (_, demo, _) = demo_lake();
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    copy_dir(demo, &lake);
+    let day = "as_of=2026-11-01";
+    let folders = [
+        "scores",
+        "segments",
+        "triggers",
+        "exports",
+        "campaign_assignments",
+    ];
+    let before: Vec<_> = folders
+        .iter()
+        .map(|f| outputs(&lake.join(f).join(day)))
+        .collect();
+    assert!(before.iter().all(|files| !files.is_empty()));
+
+    let run = CHURN.json(&[
+        "run",
+        "--json",
+        s(&repo_root().join("pipelines/demo.toml")),
+        "--as-of",
+        "2026-11-01",
+        "--lake",
+        s(&lake),
+    ]);
+    let train = run["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["step"] == "train")
+        .unwrap();
+    assert_eq!(train["summary"]["train"], false, "{train}");
+    assert_eq!(train["summary"]["version"], 1, "{train}");
+    for (folder, files) in folders.iter().zip(&before) {
+        let after = outputs(&lake.join(folder).join(day));
+        assert_eq!(
+            after.iter().map(|(p, _)| p).collect::<Vec<_>>(),
+            files.iter().map(|(p, _)| p).collect::<Vec<_>>(),
+            "{folder}: other files"
+        );
+        for ((path, bytes), (_, again)) in files.iter().zip(&after) {
+            assert!(bytes == again, "{folder}/{path} differs after a re-run");
+        }
+    }
 }

@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use churn_test_kit::{Churn, duckdb_fetchall, python_stdout, repo_root, s};
+use churn_test_kit::{Churn, copy_dir, duckdb_fetchall, python_stdout, repo_root, s};
 
 const CHURN: Churn = Churn::new(env!("CARGO_BIN_EXE_churn"));
 const AS_OF: &str = "2026-11-01";
@@ -62,19 +62,6 @@ fn fixture() -> &'static Fixture {
             report,
         }
     })
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
 }
 
 /// DuckDB's rows of `sql` as lists of cells (Python's printing of each value).

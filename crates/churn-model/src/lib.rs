@@ -11,6 +11,7 @@ pub mod btyd;
 pub mod calibrate;
 pub mod classifier;
 pub mod dataset;
+pub mod drift;
 pub mod dual;
 pub mod error;
 pub mod explain;

@@ -77,6 +77,13 @@ struct RawSpec {
     features: RawFeatures,
     #[serde(default)]
     scoring: ScoringSpec,
+    /// `churn run` trains this model again once its newest version was trained for a run
+    /// date at least this many days before the run's. Default: not by age.
+    retrain_every_days: Option<u32>,
+    /// `churn run` trains this model again once the population stability index of any of its
+    /// input features, between the newest version's newest training snapshot and the run's
+    /// snapshot, is above this (0.1 moderate, 0.25 major shift). Default: not by drift.
+    retrain_when_psi_above: Option<f64>,
     logistic: Option<LogisticParams>,
     decision_tree: Option<TreeParams>,
     random_forest: Option<ForestParams>,
@@ -398,6 +405,28 @@ pub struct ModelSpec {
     /// Absent in artifacts registered before scoring existed: the defaults then.
     #[serde(default)]
     pub scoring: ScoringSpec,
+    /// When `churn run` trains a new version instead of reusing the newest.
+    #[serde(default)]
+    pub retrain: RetrainPolicy,
+}
+
+/// When `churn run` trains a model again. Without either, the newest version is reused until
+/// the model file changes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct RetrainPolicy {
+    pub every_days: Option<u32>,
+    pub psi_above: Option<f64>,
+}
+
+impl ModelSpec {
+    /// Whether `other` trains the same model: every setting equal except the description and
+    /// the retrain policy, which say what the model is for and when to train, not what.
+    pub fn trains_like(&self, other: &ModelSpec) -> bool {
+        let mut other = other.clone();
+        other.retrain = self.retrain;
+        other.description.clone_from(&self.description);
+        *self == other
+    }
 }
 
 impl ModelSpec {
@@ -449,6 +478,14 @@ impl ModelSpec {
         }
         if t.min_class_rows == 0 {
             problems.push("training.min_class_rows: expected at least 1, got 0".into());
+        }
+        if raw.retrain_every_days == Some(0) {
+            problems.push("retrain_every_days: expected at least 1, got 0".into());
+        }
+        if let Some(psi) = raw.retrain_when_psi_above
+            && !(psi > 0.0 && psi.is_finite())
+        {
+            problems.push(format!("retrain_when_psi_above: expected > 0, got {psi}"));
         }
         if raw.features.include.is_empty() {
             problems.push("features.include: expected at least one name or glob".into());
@@ -578,6 +615,10 @@ impl ModelSpec {
             exclude: raw.features.exclude,
             btyd_features: raw.features.btyd,
             scoring: raw.scoring,
+            retrain: RetrainPolicy {
+                every_days: raw.retrain_every_days,
+                psi_above: raw.retrain_when_psi_above,
+            },
         })
     }
 }

@@ -482,6 +482,8 @@ pub enum StepOutcome {
         kind: String,
         skipped: String,
     },
+    /// A train step that reused the newest registered version (see `churn_train::retrain`).
+    Reused(Box<churn_train::RetrainDecision>),
     Ingest(Box<IngestSummary>),
     Features(FeaturesSummary),
     Labels(LabelsSummary),
@@ -504,6 +506,9 @@ pub struct StepSummary {
     pub name: String,
     #[serde(rename = "summary")]
     pub outcome: StepOutcome,
+    /// Why a train step trained or reused a version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     /// Wall time of the step (of the planned step, for segment and triggers together).
     #[serde(default)]
     pub duration_ms: u64,
@@ -588,8 +593,9 @@ fn feature_options(pipeline: &Pipeline, step: &'static str) -> Result<FeatureOpt
     }
 }
 
-/// Trains one model with test snapshot `as_of - horizon`; a lake that does not reach that far
-/// yet is reported as a skipped step, like labels.
+/// Trains one model with test snapshot `as_of - horizon` when it is due (see
+/// `churn_train::retrain`), else reuses its newest version; a lake that does not reach that
+/// far yet is reported as a skipped step, like labels.
 async fn train_step(
     pipeline: &Pipeline,
     lake: &Lake,
@@ -597,9 +603,28 @@ async fn train_step(
     model_path: &str,
     spec: &ModelSpec,
 ) -> Result<StepSummary> {
-    let test_date = as_of - chrono::Duration::days(spec.horizon_days as i64);
-    tracing::info!(model = %spec.name, as_of = %test_date, "train step");
+    let failed = |error| PipelineError::Train {
+        model: model_path.to_string(),
+        error: Box::new(error),
+    };
     let features = feature_options(pipeline, "train")?;
+    let decision = churn_train::retrain::decide(lake, spec, as_of, &features)
+        .await
+        .map_err(failed)?;
+    let step = |outcome, reason| StepSummary {
+        step: "train".into(),
+        name: spec.name.clone(),
+        outcome,
+        reason: Some(reason),
+        duration_ms: 0,
+    };
+    if !decision.train {
+        tracing::info!(model = %spec.name, reason = %decision.reason, "train step: newest version reused");
+        let reason = decision.reason.clone();
+        return Ok(step(StepOutcome::Reused(Box::new(decision)), reason));
+    }
+    let test_date = as_of - chrono::Duration::days(spec.horizon_days as i64);
+    tracing::info!(model = %spec.name, as_of = %test_date, reason = %decision.reason, "train step");
     let outcome = match churn_train::train(
         lake,
         spec,
@@ -619,19 +644,9 @@ async fn train_step(
                 skipped: e.to_string(),
             }
         }
-        Err(error) => {
-            return Err(PipelineError::Train {
-                model: model_path.to_string(),
-                error: Box::new(error),
-            });
-        }
+        Err(error) => return Err(failed(error)),
     };
-    Ok(StepSummary {
-        step: "train".into(),
-        name: spec.name.clone(),
-        outcome,
-        duration_ms: 0,
-    })
+    Ok(step(outcome, decision.reason))
 }
 
 /// Segments the run's date, then runs the rules into the day's action list.
@@ -662,12 +677,14 @@ async fn activate_steps(
             step: "segment".into(),
             name: as_of.to_string(),
             outcome: StepOutcome::Segment(Box::new(segments)),
+            reason: None,
             duration_ms: 0,
         },
         StepSummary {
             step: "triggers".into(),
             name: as_of.to_string(),
             outcome: StepOutcome::Triggers(Box::new(triggers)),
+            reason: None,
             duration_ms: 0,
         },
     ])
@@ -767,6 +784,7 @@ async fn execute(
             step: step.into(),
             name,
             outcome,
+            reason: None,
             duration_ms: 0,
         }])
     };

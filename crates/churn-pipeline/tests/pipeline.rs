@@ -235,6 +235,7 @@ fn assert_manifests_read_back_typed(dir: &Path, summary: &churn_pipeline::RunSum
                 StepOutcome::Export(_) => "export",
                 StepOutcome::Report(_) => "report",
                 StepOutcome::Skipped { .. } => "skipped",
+                StepOutcome::Reused(_) => "reused",
             };
             (s.step.as_str(), outcome)
         })

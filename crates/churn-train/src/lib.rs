@@ -10,7 +10,9 @@ pub mod fit_btyd;
 pub mod frames;
 pub mod outlook;
 pub mod registry;
+pub mod retrain;
 pub mod train;
 
 pub use error::{Result, TrainError};
+pub use retrain::{FeatureDrift, FeaturePsi, RetrainDecision};
 pub use train::{Register, TrainReport, train};

@@ -200,6 +200,7 @@ pub fn human(s: &RunSummary) -> String {
                 v.report_location
             ),
             StepOutcome::Skipped { skipped, .. } => format!("skipped: {skipped}"),
+            StepOutcome::Reused(decision) => format!("reused: {}", decision.reason),
         };
         text.push_str(&format!(
             "  {:<8} {:<16} {:>7.1} s  {line}\n",
