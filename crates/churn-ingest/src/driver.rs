@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{Format, SourceConfig};
 use crate::error::{IngestError, Result};
-use crate::existing::{KeySet, existing_keys, file_batches};
+use crate::existing::{KeyFiles, file_batches};
 use crate::partition::{PartitionWriter, StagedFile};
 use crate::reader::{CsvRecord, CsvSplitter, InputFile, decode_lossy, read_chunks, resolve_inputs};
 use crate::rows::{QuarantineBuilder, Reject, RowParser, TableBuilder};
@@ -130,7 +130,10 @@ struct Run<'a> {
     options: &'a IngestOptions,
     batch_id: String,
     parser: RowParser,
-    seen: KeySet,
+    /// The batch's keys so far, each with the input file it came from: a row whose key is here
+    /// is a duplicate within the batch. Rows already in the lake are found when each date
+    /// partition is written (only the partitions the batch touches are read).
+    seen: KeyFiles,
     accepted: TableBuilder,
     partitions: PartitionWriter,
     /// Customers: the latest accepted profile of each customer so far.
@@ -170,15 +173,12 @@ pub async fn ingest_files(
         .clone()
         .unwrap_or_else(|| job_id("ingest", &cfg.location));
     let staging = staging_dir(&batch_id);
-    let seen = if cfg.table.is_date_partitioned() {
-        let mut seen = existing_keys(lake, cfg.table).await?;
-        // Growing a large set rehashes it again and again; most exports have 80+ bytes a row.
+    let mut seen = KeyFiles::default();
+    if cfg.table.is_date_partitioned() {
+        // Growing a large map rehashes it again and again; most exports have 80+ bytes a row.
         seen.reserve((inputs.iter().map(|i| i.size).sum::<u64>() / 100) as usize);
-        seen
-    } else {
-        KeySet::default()
-    };
-    tracing::info!(table = %cfg.table, files = inputs.len(), existing_rows = seen.len(), batch_id = %batch_id, "ingest started");
+    }
+    tracing::info!(table = %cfg.table, files = inputs.len(), batch_id = %batch_id, "ingest started");
 
     let mut timestamps = TimestampParser::new(cfg.timezone.unwrap_or(lake_tz));
     timestamps.extra_formats = cfg.timestamp_formats.clone();
@@ -246,10 +246,15 @@ impl Run<'_> {
         match self.parser.parse(values) {
             Err(reject) => self.reject(line, raw, &reject),
             Ok(row) => {
-                if self.cfg.table.is_date_partitioned() && !self.seen.insert(row.key) {
-                    self.summary.duplicates += 1;
-                    self.file.duplicates += 1;
-                    return;
+                if self.cfg.table.is_date_partitioned() {
+                    let file = self.summary.files.len() as u32;
+                    if let std::collections::hash_map::Entry::Vacant(v) = self.seen.entry(row.key) {
+                        v.insert(file);
+                    } else {
+                        self.summary.duplicates += 1;
+                        self.file.duplicates += 1;
+                        return;
+                    }
                 }
                 self.accepted.append(&row, extra);
                 self.summary.accepted += 1;
@@ -632,7 +637,20 @@ impl Run<'_> {
         let (last, last_days) = self.accepted.finish();
         let (data, deletes) = if self.cfg.table.is_date_partitioned() {
             self.summary.spilled_runs = self.partitions.spilled_runs();
-            (self.partitions.finish(last, last_days).await?, Vec::new())
+            let partitions = std::mem::replace(
+                &mut self.partitions,
+                PartitionWriter::new(self.lake.clone(), self.cfg.table, "", ""),
+            );
+            let (data, in_lake) = partitions
+                .finish(last, last_days, &self.seen, self.summary.files.len())
+                .await?;
+            for (file, n) in self.summary.files.iter_mut().zip(in_lake) {
+                file.accepted -= n;
+                file.duplicates += n;
+                self.summary.accepted -= n;
+                self.summary.duplicates += n;
+            }
+            (data, Vec::new())
         } else {
             self.customers.push(last)?;
             self.merge_customers().await?

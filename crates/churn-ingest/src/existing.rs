@@ -1,7 +1,7 @@
 //! What the lake already holds: dedup keys of existing rows, and a table file's batches as a
 //! stream (the customers upsert filters the current table through it).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 
 use arrow::array::{AsArray, RecordBatch};
@@ -35,6 +35,9 @@ impl Hasher for KeyHasher {
 }
 
 pub type KeySet = HashSet<u128, BuildHasherDefault<KeyHasher>>;
+/// The batch's own keys, each with the index of the input file its row came from (so that
+/// rows found in the lake later are counted as that file's duplicates).
+pub type KeyFiles = HashMap<u128, u32, BuildHasherDefault<KeyHasher>>;
 
 /// The record batches of one lake file (selected columns, or all), read as they are
 /// consumed: callers keep what they derive from each batch, never the whole table.
@@ -65,48 +68,61 @@ pub async fn file_batches(
         .boxed())
 }
 
-/// Dedup keys of every row the lake holds for a date-partitioned table. Each batch's keys
-/// are hashed as it arrives, so memory holds the 16-byte keys and one batch, as the README
-/// promises, not the lake's ids.
-pub async fn existing_keys(lake: &Lake, table: Table) -> Result<KeySet> {
-    let mut keys = KeySet::default();
-    let columns: &[&str] = match table {
+/// The columns a table's dedup key is made of, in the order [`batch_keys`] reads them.
+fn key_columns(table: Table) -> &'static [&'static str] {
+    match table {
         Table::Transactions => &["transaction_id"],
         Table::CampaignEvents => &["customer_id", "campaign_id", "ts", "event"],
-        Table::Customers => return Ok(keys),
+        Table::Customers => &["customer_id"],
+    }
+}
+
+/// The dedup key of every row of `batch` (which has at least the table's key columns, found
+/// by name).
+pub fn batch_keys(table: Table, batch: &RecordBatch) -> Result<Vec<u128>> {
+    let col = |name: &str| -> Result<&arrow::array::ArrayRef> {
+        let index = batch.schema().index_of(name)?;
+        Ok(batch.column(index))
     };
-    for meta in lake.list_parquet(table.name()).await? {
-        let mut batches = file_batches(lake, &meta.location, Some(columns)).await?;
+    Ok(match table {
+        Table::Transactions | Table::Customers => {
+            let ids = col(key_columns(table)[0])?.as_string::<i32>();
+            ids.iter()
+                .map(|id| dedup_key(table, id.unwrap_or(""), "", 0, ""))
+                .collect()
+        }
+        Table::CampaignEvents => {
+            let (customers, campaigns, events) = (
+                col("customer_id")?.as_string::<i32>(),
+                col("campaign_id")?.as_string::<i32>(),
+                col("event")?.as_string::<i32>(),
+            );
+            let ts = col("ts")?.as_primitive::<TimestampMicrosecondType>();
+            (0..batch.num_rows())
+                .map(|i| {
+                    dedup_key(
+                        table,
+                        customers.value(i),
+                        campaigns.value(i),
+                        ts.value(i),
+                        events.value(i),
+                    )
+                })
+                .collect()
+        }
+    })
+}
+
+/// Dedup keys of the rows the lake holds in one folder of a date-partitioned table (a date
+/// partition, e.g. `transactions/date=2026-05-01`). Ingest checks a batch against the
+/// partitions it writes to only, so memory and time follow the batch, not the lake. Each
+/// file's keys are hashed as its batches arrive: memory holds the 16-byte keys and one batch.
+pub async fn partition_keys(lake: &Lake, table: Table, folder: &str) -> Result<KeySet> {
+    let mut keys = KeySet::default();
+    for meta in lake.list_parquet(folder).await? {
+        let mut batches = file_batches(lake, &meta.location, Some(key_columns(table))).await?;
         while let Some(batch) = batches.try_next().await? {
-            match table {
-                Table::Transactions => {
-                    let ids = batch.column(0).as_string::<i32>();
-                    keys.extend(
-                        ids.iter()
-                            .map(|id| dedup_key(table, id.unwrap_or(""), "", 0, "")),
-                    );
-                }
-                _ => {
-                    let col = |name: &str| {
-                        batch.column(batch.schema().index_of(name).expect("projected column"))
-                    };
-                    let (customers, campaigns, events) = (
-                        col("customer_id").as_string::<i32>(),
-                        col("campaign_id").as_string::<i32>(),
-                        col("event").as_string::<i32>(),
-                    );
-                    let ts = col("ts").as_primitive::<TimestampMicrosecondType>();
-                    for i in 0..batch.num_rows() {
-                        keys.insert(dedup_key(
-                            table,
-                            customers.value(i),
-                            campaigns.value(i),
-                            ts.value(i),
-                            events.value(i),
-                        ));
-                    }
-                }
-            }
+            keys.extend(batch_keys(table, &batch)?);
         }
     }
     Ok(keys)

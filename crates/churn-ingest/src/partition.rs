@@ -6,18 +6,20 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, Int32Array, RecordBatch};
-use arrow::compute::{SortOptions, sort_to_indices, take_record_batch};
+use arrow::array::{Array, BooleanArray, Int32Array, RecordBatch};
+use arrow::compute::{SortOptions, filter_record_batch, sort_to_indices, take_record_batch};
 use arrow::datatypes::{DataType, Date32Type, Field, Schema};
 use churn_core::parquet_io::{ObjectStoreReader, object_writer};
 use churn_core::{Lake, Table};
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
-use parquet::arrow::ParquetRecordBatchStreamBuilder;
+use object_store::buffered::BufWriter;
+use parquet::arrow::{AsyncArrowWriter, ParquetRecordBatchStreamBuilder};
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 
 use crate::error::{IngestError, Result};
+use crate::existing::{KeyFiles, KeySet, batch_keys, partition_keys};
 
 const DAY_COLUMN: &str = "__day";
 const RUN_ROW_GROUP_ROWS: usize = 64 * 1024;
@@ -123,12 +125,16 @@ impl PartitionWriter {
         }
     }
 
-    /// Merges the spilled runs and the last buffer into one staged file per date.
+    /// Merges the spilled runs and the last buffer into one staged file per date, leaving
+    /// out rows whose key the lake's partition of that date already holds. Returns the staged
+    /// files and, per input file (indexed as in `batch_keys`), the rows left out.
     pub async fn finish(
         mut self,
         last: RecordBatch,
         last_days: Vec<i32>,
-    ) -> Result<Vec<StagedFile>> {
+        batch_keys: &KeyFiles,
+        files: usize,
+    ) -> Result<(Vec<StagedFile>, Vec<u64>)> {
         self.wait_for_spill().await?;
         let mut cursors = Vec::new();
         for rel in &self.runs {
@@ -154,6 +160,7 @@ impl PartitionWriter {
             cursors.push(RunCursor::new(futures::stream::iter([Ok(sorted)]).boxed()));
         }
         let mut staged = Vec::new();
+        let mut in_lake = vec![0u64; files];
         // Days are encoded and compressed in background tasks, at most two at a time, while
         // the merge gathers the next day.
         let mut writing: std::collections::VecDeque<tokio::task::JoinHandle<Result<StagedFile>>> =
@@ -169,7 +176,16 @@ impl PartitionWriter {
             if writing.len() >= 2 {
                 staged.push(join(writing.pop_front().expect("two tasks")).await?);
             }
-            writing.push_back(self.write_day(day, &mut cursors).await?);
+            let known = DayDedup {
+                lake_keys: partition_keys(&self.lake, self.table, &self.partition(day)?).await?,
+                batch_keys,
+            };
+            if let Some(task) = self
+                .write_day(day, &mut cursors, &known, &mut in_lake)
+                .await?
+            {
+                writing.push_back(task);
+            }
         }
         for task in writing {
             staged.push(join(task).await?);
@@ -177,16 +193,11 @@ impl PartitionWriter {
         for rel in &self.runs {
             self.lake.delete(&self.lake.path(rel)).await?;
         }
-        Ok(staged)
+        Ok((staged, in_lake))
     }
 
-    /// Gathers one day's rows from every run and starts writing its file. Days larger than a
-    /// row group are written while they are gathered, so memory stays bounded.
-    async fn write_day(
-        &self,
-        day: i32,
-        cursors: &mut [RunCursor],
-    ) -> Result<tokio::task::JoinHandle<Result<StagedFile>>> {
+    /// The partition folder of `day`, relative to the lake root.
+    fn partition(&self, day: i32) -> Result<String> {
         // Days come from parsed dates, so they are always in chrono's range; an error rather
         // than a panic all the same.
         let date = Date32Type::to_naive_date_opt(day).ok_or_else(|| {
@@ -194,31 +205,46 @@ impl PartitionWriter {
                 "partition day {day} is not a representable date"
             )))
         })?;
-        let partition = format!(
+        Ok(format!(
             "{}/{}={}",
             self.table.name(),
             Table::DATE_PARTITION,
             date.format("%Y-%m-%d")
-        );
+        ))
+    }
+
+    /// Gathers one day's rows from every run, without those the lake's partition holds, and
+    /// starts writing its file (none when every row was already there). Days larger than a
+    /// row group are written while they are gathered, so memory stays bounded.
+    async fn write_day(
+        &self,
+        day: i32,
+        cursors: &mut [RunCursor],
+        known: &DayDedup<'_>,
+        in_lake: &mut [u64],
+    ) -> Result<Option<tokio::task::JoinHandle<Result<StagedFile>>>> {
+        let partition = self.partition(day)?;
         let file = format!("part-{}.parquet", self.batch_id);
         let staged = format!("{}/{partition}/{file}", self.staging);
         let target = format!("{partition}/{file}");
-        let mut writer = object_writer(
-            self.lake.store().clone(),
-            self.lake.path(&staged),
-            self.table.file_schema(),
-            churn_core::lake::writer_properties(),
-        )
-        .map_err(parquet_error(&staged))?;
+        let mut writer = None;
         let mut gathered: Vec<RecordBatch> = Vec::new();
         let mut gathered_rows = 0usize;
         let mut rows = 0u64;
         for cursor in cursors.iter_mut() {
             while let Some(slice) = cursor.take_day(day).await? {
+                let slice = known.new_rows(self.table, slice, in_lake)?;
+                if slice.num_rows() == 0 {
+                    continue;
+                }
                 rows += slice.num_rows() as u64;
                 gathered_rows += slice.num_rows();
                 gathered.push(slice);
                 if gathered_rows >= churn_core::lake::ROW_GROUP_ROWS {
+                    let writer = match &mut writer {
+                        Some(w) => w,
+                        None => writer.insert(self.day_writer(&staged)?),
+                    };
                     for batch in gathered.drain(..) {
                         writer.write(&batch).await.map_err(parquet_error(&staged))?;
                     }
@@ -226,7 +252,14 @@ impl PartitionWriter {
                 }
             }
         }
-        Ok(tokio::spawn(async move {
+        if rows == 0 {
+            return Ok(None);
+        }
+        let mut writer = match writer {
+            Some(w) => w,
+            None => self.day_writer(&staged)?,
+        };
+        Ok(Some(tokio::spawn(async move {
             for batch in &gathered {
                 writer.write(batch).await.map_err(parquet_error(&staged))?;
             }
@@ -236,7 +269,54 @@ impl PartitionWriter {
                 target,
                 rows,
             })
-        }))
+        })))
+    }
+
+    fn day_writer(&self, staged: &str) -> Result<AsyncArrowWriter<BufWriter>> {
+        object_writer(
+            self.lake.store().clone(),
+            self.lake.path(staged),
+            self.table.file_schema(),
+            churn_core::lake::writer_properties(),
+        )
+        .map_err(parquet_error(staged))
+    }
+}
+
+/// What one date partition already holds, and which input file each of the batch's keys
+/// came from.
+struct DayDedup<'a> {
+    lake_keys: KeySet,
+    batch_keys: &'a KeyFiles,
+}
+
+impl DayDedup<'_> {
+    /// The rows of `slice` whose key is not in the lake's partition; those that are count
+    /// as duplicates of the input file they came from.
+    fn new_rows(
+        &self,
+        table: Table,
+        slice: RecordBatch,
+        in_lake: &mut [u64],
+    ) -> Result<RecordBatch> {
+        if self.lake_keys.is_empty() {
+            return Ok(slice);
+        }
+        let keys = batch_keys(table, &slice)?;
+        let keep: BooleanArray = keys
+            .iter()
+            .map(|key| {
+                let known = self.lake_keys.contains(key);
+                if known && let Some(file) = self.batch_keys.get(key) {
+                    in_lake[*file as usize] += 1;
+                }
+                Some(!known)
+            })
+            .collect();
+        if keep.true_count() == keys.len() {
+            return Ok(slice);
+        }
+        Ok(filter_record_batch(&slice, &keep)?)
     }
 }
 
