@@ -42,8 +42,9 @@ purchase_habits as (
         customer_id,
         count(*) as purchases,
         sum(case when discount > 0 then 1 else 0 end) as discounted,
-        -- DECIMAL: an exact sum, the same on every run however the work is split.
-        cast(avg(cast(quantity as decimal(18, 4))) as double) as avg_quantity,
+        -- An exact DECIMAL sum, the same on every run however the work is split (DECIMAL's
+        -- own avg would round to its scale).
+        cast(sum(cast(quantity as decimal(18, 4))) as double) / count(quantity) as avg_quantity,
         sum(case when on_weekend then 1 else 0 end) as weekend_purchases
     from last_year
     group by customer_id
