@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::OnceLock;
 
-use churn_test_kit::{Churn, copy_dir, json_of, python_stdout, repo_root, s};
+use churn_test_kit::{Churn, copy_dir, json_of, output_files, python_stdout, repo_root, s};
 
 const TEST_SNAPSHOT: &str = "2026-08-03";
 
@@ -523,34 +523,6 @@ fn a_run_trains_only_when_the_model_is_due_and_reuses_the_newest_version_otherwi
     );
 }
 
-/// Every file under `dir` (recursively) but manifests, as (path with the writing job's id
-/// cut out, bytes): what a re-run must reproduce exactly.
-fn outputs(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut files = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(folder) = stack.pop() {
-        for entry in std::fs::read_dir(&folder).unwrap() {
-            let path = entry.unwrap().path();
-            let name = path.file_name().unwrap().to_str().unwrap().to_string();
-            if path.is_dir() {
-                stack.push(path);
-            } else if !name.ends_with("manifest.json") {
-                let job_free = match name.strip_prefix("part-") {
-                    Some(_) => "part.parquet".to_string(),
-                    None => name,
-                };
-                let folder = folder.strip_prefix(dir).unwrap().display().to_string();
-                files.push((
-                    format!("{folder}/{job_free}"),
-                    std::fs::read(&path).unwrap(),
-                ));
-            }
-        }
-    }
-    files.sort();
-    files
-}
-
 #[test]
 fn rerunning_a_date_reuses_its_model_and_gives_byte_identical_scores_and_exports() {
     let (_, demo, _) = demo_lake();
@@ -567,7 +539,7 @@ fn rerunning_a_date_reuses_its_model_and_gives_byte_identical_scores_and_exports
     ];
     let before: Vec<_> = folders
         .iter()
-        .map(|f| outputs(&lake.join(f).join(day)))
+        .map(|f| output_files(&lake.join(f).join(day)))
         .collect();
     assert!(before.iter().all(|files| !files.is_empty()));
 
@@ -589,7 +561,7 @@ fn rerunning_a_date_reuses_its_model_and_gives_byte_identical_scores_and_exports
     assert_eq!(train["summary"]["train"], false, "{train}");
     assert_eq!(train["summary"]["version"], 1, "{train}");
     for (folder, files) in folders.iter().zip(&before) {
-        let after = outputs(&lake.join(folder).join(day));
+        let after = output_files(&lake.join(folder).join(day));
         assert_eq!(
             after.iter().map(|(p, _)| p).collect::<Vec<_>>(),
             files.iter().map(|(p, _)| p).collect::<Vec<_>>(),

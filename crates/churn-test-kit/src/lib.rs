@@ -43,3 +43,31 @@ pub fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// Every file under `dir` (recursively) except manifests, as (path with the writing job's id
+/// cut out of `part-<job>.parquet`, bytes), sorted: what a re-run must reproduce exactly.
+pub fn output_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(folder) = stack.pop() {
+        for entry in std::fs::read_dir(&folder).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_str().unwrap().to_string();
+            if path.is_dir() {
+                stack.push(path);
+            } else if !name.ends_with("manifest.json") {
+                let job_free = match name.strip_prefix("part-") {
+                    Some(_) => "part.parquet".to_string(),
+                    None => name,
+                };
+                let folder = folder.strip_prefix(dir).unwrap().display().to_string();
+                files.push((
+                    format!("{folder}/{job_free}"),
+                    std::fs::read(&path).unwrap(),
+                ));
+            }
+        }
+    }
+    files.sort();
+    files
+}

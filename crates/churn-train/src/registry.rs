@@ -107,17 +107,17 @@ pub async fn versions(lake: &Lake, name: &str) -> Result<Vec<u32>> {
         .unwrap_or_default())
 }
 
-/// The version number the next training of `name` gets. Counts unfinished writes too, so a
-/// crashed write's folder is never reused.
+/// The version number the next training of `name` gets: one above the newest finished
+/// version. What an interrupted write left in that folder (never listed: it has no manifest)
+/// is removed first, so a crash does not burn a number and a re-run registers the version
+/// an uninterrupted run would have. Called under the writer lease, so nobody else writes
+/// there.
 pub async fn next_version(lake: &Lake, name: &str) -> Result<u32> {
-    let mut highest = 0;
-    for meta in lake.list(&format!("{ROOT}/{name}")).await? {
-        let rel = lake.relative(&meta.location);
-        if let Some(v) = rel.split('/').nth(2).and_then(|v| v.parse::<u32>().ok()) {
-            highest = highest.max(v);
-        }
+    let next = versions(lake, name).await?.last().map_or(1, |v| v + 1);
+    for meta in lake.list(&version_dir(name, next)).await? {
+        lake.delete(&meta.location).await?;
     }
-    Ok(highest + 1)
+    Ok(next)
 }
 
 fn json_bytes<T: Serialize>(path: &str, value: &T) -> Result<Bytes> {
@@ -301,4 +301,29 @@ async fn read_json<T: DeserializeOwned>(lake: &Lake, dir: &str, file: &str) -> R
         path: format!("{dir}/{file}"),
         reason: e.to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_unfinished_version_is_cleared_and_its_number_taken_again() {
+        let lake = Lake::open("memory://registry-test").unwrap();
+        let put = async |rel: &str| {
+            lake.put(&lake.path(rel), Bytes::from_static(b"{}"))
+                .await
+                .unwrap();
+        };
+        assert_eq!(next_version(&lake, "m").await.unwrap(), 1);
+        // Version 1 finished (it has its manifest); version 2 was interrupted before it.
+        put("_models/m/1/artifact.json").await;
+        put("_models/m/1/manifest.json").await;
+        put("_models/m/2/artifact.json").await;
+        put("_models/m/2/metrics.json").await;
+        assert_eq!(versions(&lake, "m").await.unwrap(), vec![1]);
+        assert_eq!(next_version(&lake, "m").await.unwrap(), 2);
+        assert!(lake.list("_models/m/2").await.unwrap().is_empty());
+        assert_eq!(lake.list("_models/m/1").await.unwrap().len(), 2);
+    }
 }
