@@ -103,6 +103,19 @@ impl CheckpointRecord {
     }
 }
 
+impl CheckpointRecord {
+    /// The record as the batch's commit carries it: its files `Rejected` when the batch
+    /// had more rejected rows than the source allows.
+    pub fn as_committed(mut self, summary: &churn_ingest::IngestSummary) -> CheckpointRecord {
+        if summary.status == "rejected" {
+            for file in &mut self.files {
+                file.outcome = FileOutcome::Rejected;
+            }
+        }
+        self
+    }
+}
+
 /// Path of a record, relative to the lake root.
 pub fn record_path(source: &str, batch_id: &str) -> String {
     format!("{CHECKPOINTS_DIR}/{source}/{batch_id}.json")

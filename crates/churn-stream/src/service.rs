@@ -314,12 +314,7 @@ impl Stream {
         let options = IngestOptions {
             batch_id: Some(batch_id.clone()),
             commit_with: Some(CommitWith(Arc::new(move |summary: &IngestSummary| {
-                let mut record = committed_record.clone();
-                if summary.status == "rejected" {
-                    for file in &mut record.files {
-                        file.outcome = FileOutcome::Rejected;
-                    }
-                }
+                let record = committed_record.clone().as_committed(summary);
                 let json = serde_json::to_vec_pretty(&record).expect("a record serialises");
                 vec![(record_file.clone(), json.into())]
             }))),
@@ -341,13 +336,7 @@ impl Stream {
             }
         };
         let rejected_batch = summary.status == "rejected";
-        let mut record = record;
-        if rejected_batch {
-            for file in &mut record.files {
-                file.outcome = FileOutcome::Rejected;
-            }
-        }
-        self.checkpoints[i].add(record);
+        self.checkpoints[i].add(record.as_committed(&summary));
         self.finish_batch(BatchSummary {
             source: source.name.clone(),
             batch_id,
