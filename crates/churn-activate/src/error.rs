@@ -44,6 +44,11 @@ pub enum ActivateError {
         as_of: String,
     },
 
+    #[error(
+        "live scores need the newest nightly scores (as of {as_of}) but {reason}; run `churn score --as-of {as_of}` again"
+    )]
+    NoLiveBasis { as_of: String, reason: String },
+
     #[error("campaign {campaign:?}: its audience or rank_by does not run: {source}")]
     CampaignSql {
         campaign: String,
@@ -104,7 +109,8 @@ impl ActivateError {
             | ActivateError::UnknownLanguage(_) => ErrorKind::Config,
             ActivateError::MissingInput { .. }
             | ActivateError::UnknownCampaignExport { .. }
-            | ActivateError::ResultsNotObservable { .. } => ErrorKind::Data,
+            | ActivateError::ResultsNotObservable { .. }
+            | ActivateError::NoLiveBasis { .. } => ErrorKind::Data,
             ActivateError::Io(_) => ErrorKind::Internal,
             ActivateError::Feature(e) => e.kind(),
             ActivateError::Core(e) => e.kind(),

@@ -6,12 +6,14 @@
 //! lifecycle stage, a suggested tier and rule tags (`segments/as_of=D/`); `triggers` runs the
 //! retention rules of the activation file into the day's action list (`triggers/as_of=D/`);
 //! `export` writes campaign lists with control groups for CRMs (`exports/as_of=D/`), and
-//! `results` measures a campaign's uplift once its window has passed.
+//! `results` measures a campaign's uplift once its window has passed. `live` re-scores the
+//! customers a micro-batch touched (`scores_live/`).
 
 pub mod arrays;
 pub mod error;
 pub mod export;
 pub mod lang;
+pub mod live;
 pub mod pii;
 pub mod results;
 pub mod rules;
@@ -23,6 +25,7 @@ pub mod view;
 pub use error::{ActivateError, Result};
 pub use export::{Campaign, ExportSummary, RawCampaign, export};
 pub use lang::Lang;
+pub use live::{LiveScoreSummary, LiveScorer, Touched, touched_customers};
 pub use results::{CampaignResults, campaign_results};
 pub use rules::Activation;
 pub use score::{ScoreSummary, score};

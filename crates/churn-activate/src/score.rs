@@ -19,9 +19,10 @@ use arrow::datatypes::{DataType, Field, Schema};
 use chrono::NaiveDate;
 use churn_core::Lake;
 use churn_features::write::PartitionManifest;
-use churn_features::{FeatureOptions, Grain, btyd_inputs, ensure_snapshot};
+use churn_features::{BtydInput, FeatureOptions, Grain, Scope, btyd_inputs, ensure_snapshot};
 use churn_model::backtest::add_btyd_columns;
 use churn_model::btyd::{BgNbd, CustomerOutlook, GammaGamma, Summary, fit_bgnbd, fit_gamma_gamma};
+use churn_model::dataset::Frame;
 use churn_model::explain::explain;
 use churn_model::spec::ScoringSpec;
 use churn_model::{ModelError, ModelSpec};
@@ -115,75 +116,97 @@ pub fn expected_value_12m(
     value
 }
 
+/// The population's buy-till-you-die parameters a score uses: fitted on every customer's
+/// history before D by `churn score`, and stored in its manifest for the live scores that
+/// follow it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct BtydParameters {
+    pub bgnbd: BgNbd,
+    pub gamma_gamma: GammaGamma,
+}
+
+impl BtydParameters {
+    /// BG/NBD and Gamma-Gamma fitted on the summaries of D.
+    pub fn fit(summaries: &[Summary], as_of: NaiveDate) -> Result<BtydParameters> {
+        let wrap = |source| ModelError::Btyd { as_of, source };
+        Ok(BtydParameters {
+            bgnbd: BgNbd::from_fit(&fit_bgnbd(summaries).map_err(wrap)?).map_err(wrap)?,
+            gamma_gamma: GammaGamma::from_fit(&fit_gamma_gamma(summaries).map_err(wrap)?)
+                .map_err(wrap)?,
+        })
+    }
+}
+
 /// The buy-till-you-die view of each customer as of D.
-struct Outlooks {
+pub(crate) struct Outlooks {
     /// Over the model's horizon, for its BTYD feature columns.
     model_horizon: HashMap<String, CustomerOutlook>,
     /// (P(alive), expected purchases in 90 days, expected 12-month value).
     scores: HashMap<String, [f64; 3]>,
 }
 
-async fn outlooks(
-    lake: &Lake,
-    as_of: NaiveDate,
-    spec: &ModelSpec,
-    features: &FeatureOptions,
-) -> Result<Outlooks> {
-    let inputs = btyd_inputs(lake, as_of, Grain::Day, &features.session).await?;
-    let summaries: Vec<Summary> = inputs.iter().map(summary).collect();
-    let wrap = |source| ModelError::Btyd { as_of, source };
-    let bgnbd = BgNbd::from_fit(&fit_bgnbd(&summaries).map_err(wrap)?).map_err(wrap)?;
-    let gamma_gamma =
-        GammaGamma::from_fit(&fit_gamma_gamma(&summaries).map_err(wrap)?).map_err(wrap)?;
-    let horizon_weeks = spec.horizon_days as f64 / 7.0;
-    let mut model_horizon = HashMap::new();
-    let mut scores = HashMap::new();
-    for (input, s) in inputs.iter().zip(&summaries) {
-        let purchases = bgnbd.expected_purchases(s, horizon_weeks);
-        let p_alive = bgnbd.p_alive(s);
-        model_horizon.insert(
-            input.customer_id.clone(),
-            CustomerOutlook {
-                p_alive,
-                expected_purchases: purchases,
-                expected_value: purchases * gamma_gamma.expected_spend(s),
-            },
-        );
-        scores.insert(
-            input.customer_id.clone(),
-            [
-                p_alive,
-                bgnbd.expected_purchases(s, 90.0 / 7.0),
-                expected_value_12m(&bgnbd, &gamma_gamma, s, spec.scoring.annual_discount_rate),
-            ],
-        );
+impl Outlooks {
+    /// Each customer's outlook under `params`.
+    pub(crate) fn of(inputs: &[BtydInput], params: &BtydParameters, spec: &ModelSpec) -> Outlooks {
+        let BtydParameters { bgnbd, gamma_gamma } = params;
+        let horizon_weeks = spec.horizon_days as f64 / 7.0;
+        let mut model_horizon = HashMap::new();
+        let mut scores = HashMap::new();
+        for input in inputs {
+            let s = summary(input);
+            let purchases = bgnbd.expected_purchases(&s, horizon_weeks);
+            let p_alive = bgnbd.p_alive(&s);
+            model_horizon.insert(
+                input.customer_id.clone(),
+                CustomerOutlook {
+                    p_alive,
+                    expected_purchases: purchases,
+                    expected_value: purchases * gamma_gamma.expected_spend(&s),
+                },
+            );
+            scores.insert(
+                input.customer_id.clone(),
+                [
+                    p_alive,
+                    bgnbd.expected_purchases(&s, 90.0 / 7.0),
+                    expected_value_12m(bgnbd, gamma_gamma, &s, spec.scoring.annual_discount_rate),
+                ],
+            );
+        }
+        Outlooks {
+            model_horizon,
+            scores,
+        }
     }
-    Ok(Outlooks {
-        model_horizon,
-        scores,
-    })
 }
 
-/// Scores the population of `as_of` with `model` (`NAME` or `NAME@VERSION`; the newest
-/// version without one) and writes `scores/as_of=D/`.
-pub async fn score(
-    lake: &Lake,
-    as_of: NaiveDate,
-    model: &str,
-    features: &FeatureOptions,
-) -> Result<ScoreSummary> {
-    let started = Instant::now();
-    churn_core::commit::recover(lake).await?;
-    let (name, version) = registry::parse_reference(model)?;
-    let stored = registry::read(lake, &name, version).await?;
-    let spec = &stored.artifact.spec;
-    let built_features = ensure_snapshot(lake, as_of, features).await?;
-    let mut frame = read_features(lake, as_of, &features.session).await?.frame;
-    let outlooks = outlooks(lake, as_of, spec, features).await?;
+/// A model version, as scores name it.
+pub(crate) struct ScoringModel {
+    pub name: String,
+    pub stored: registry::Stored,
+}
+
+/// Scored customers: the scores table's columns (without `as_of`) and the figures the
+/// summaries count.
+pub(crate) struct ScoredRows {
+    pub batch: RecordBatch,
+    pub bands: Vec<&'static str>,
+    pub value_at_risk: Vec<Option<f64>>,
+}
+
+/// Scores the customers of `frame` (their features of D): the model's calibrated
+/// probability, band, percentile (by `percentiles_of`), BTYD outlook and reasons.
+pub(crate) fn score_rows(
+    mut frame: Frame,
+    model: &ScoringModel,
+    outlooks: &Outlooks,
+    percentiles_of: &dyn Fn(&[f64]) -> Vec<f64>,
+) -> Result<ScoredRows> {
+    let artifact = &model.stored.artifact;
+    let spec = &artifact.spec;
     if spec.btyd_features {
         add_btyd_columns(&mut frame, &outlooks.model_horizon);
     }
-    let artifact = &stored.artifact;
     let x = artifact.preprocessor.transform(&frame)?;
     let probabilities: Vec<f64> = artifact
         .classifier
@@ -207,7 +230,7 @@ pub async fn score(
         .zip(&value_12m)
         .map(|(p, v)| v.map(|v| p * v))
         .collect();
-    let bands: Vec<&str> = probabilities
+    let bands: Vec<&'static str> = probabilities
         .iter()
         .map(|&p| risk_band(p, &spec.scoring))
         .collect();
@@ -225,7 +248,7 @@ pub async fn score(
         Arc::new(StringArray::from_iter_values(&frame.customer_ids)),
         Arc::new(Float64Array::from(probabilities.clone())),
         Arc::new(StringArray::from_iter_values(&bands)),
-        Arc::new(Float64Array::from(percentiles(&probabilities))),
+        Arc::new(Float64Array::from(percentiles_of(&probabilities))),
         Arc::new(Float64Array::from(outlook(0))),
         Arc::new(Float64Array::from(outlook(1))),
         Arc::new(Float64Array::from(value_12m)),
@@ -245,18 +268,63 @@ pub async fn score(
     }
     fields.push(Field::new("model_name", DataType::Utf8, false));
     columns.push(Arc::new(StringArray::from_iter_values(
-        std::iter::repeat_n(name.as_str(), n),
+        std::iter::repeat_n(model.name.as_str(), n),
     )));
     fields.push(Field::new("model_version", DataType::UInt32, false));
-    columns.push(Arc::new(UInt32Array::from(vec![stored.version; n])));
+    columns.push(Arc::new(UInt32Array::from(vec![model.stored.version; n])));
     let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
         .map_err(datafusion::error::DataFusionError::from)?;
+    Ok(ScoredRows {
+        batch,
+        bands,
+        value_at_risk,
+    })
+}
 
-    let df = datafusion::prelude::SessionContext::new().read_batch(batch)?;
+/// Customers per band.
+pub(crate) fn band_counts(bands: &[&str]) -> BandCounts {
+    let mut counts = BandCounts::default();
+    for band in bands {
+        match *band {
+            "high" => counts.high += 1,
+            "medium" => counts.medium += 1,
+            _ => counts.low += 1,
+        }
+    }
+    counts
+}
+
+/// Scores the population of `as_of` with `model` (`NAME` or `NAME@VERSION`; the newest
+/// version without one) and writes `scores/as_of=D/`, its manifest holding the BTYD
+/// parameters fitted on D (which the live scores after it use).
+pub async fn score(
+    lake: &Lake,
+    as_of: NaiveDate,
+    model: &str,
+    features: &FeatureOptions,
+) -> Result<ScoreSummary> {
+    let started = Instant::now();
+    churn_core::commit::recover(lake).await?;
+    let (name, version) = registry::parse_reference(model)?;
+    let model = ScoringModel {
+        stored: registry::read(lake, &name, version).await?,
+        name,
+    };
+    let built_features = ensure_snapshot(lake, as_of, features).await?;
+    let frame = read_features(lake, as_of, &features.session).await?.frame;
+    let inputs = btyd_inputs(lake, as_of, Grain::Day, &features.session, Scope::Everyone).await?;
+    let summaries: Vec<Summary> = inputs.iter().map(summary).collect();
+    let params = BtydParameters::fit(&summaries, as_of)?;
+    let outlooks = Outlooks::of(&inputs, &params, &model.stored.artifact.spec);
+    let n = frame.rows();
+    let scored = score_rows(frame, &model, &outlooks, &percentiles)?;
+
+    let df = datafusion::prelude::SessionContext::new().read_batch(scored.batch)?;
     let job = churn_core::commit::job_id("score", &as_of.to_string());
     let manifest = PartitionManifest::new("score", as_of)
-        .with("model", &name)
-        .with("version", stored.version);
+        .with("model", &model.name)
+        .with("version", model.stored.version)
+        .with("btyd", params);
     let written = churn_features::write::write_partition(
         lake,
         df,
@@ -265,23 +333,16 @@ pub async fn score(
         manifest,
     )
     .await?;
-    let mut risk_bands = BandCounts::default();
-    for band in &bands {
-        match *band {
-            "high" => risk_bands.high += 1,
-            "medium" => risk_bands.medium += 1,
-            _ => risk_bands.low += 1,
-        }
-    }
-    tracing::info!(as_of = %as_of, customers = n, model = %name, version = stored.version, "scores written");
+    let version = model.stored.version;
+    tracing::info!(as_of = %as_of, customers = n, model = %model.name, version, "scores written");
     Ok(ScoreSummary {
         kind: "score".into(),
         as_of: as_of.to_string(),
-        model_name: name,
-        model_version: stored.version,
+        model_name: model.name,
+        model_version: version,
         customers: written.rows,
-        risk_bands,
-        value_at_risk: value_at_risk.iter().flatten().sum(),
+        risk_bands: band_counts(&scored.bands),
+        value_at_risk: scored.value_at_risk.iter().flatten().sum(),
         built_features,
         output: written.path,
         duration_ms: started.elapsed().as_millis() as u64,

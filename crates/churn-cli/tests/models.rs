@@ -572,3 +572,148 @@ fn rerunning_a_date_reuses_its_model_and_gives_byte_identical_scores_and_exports
         }
     }
 }
+
+/// Live scores after a stream batch: for every customer the batch touched, the probability,
+/// band, reasons and model a full `churn score` gives at the same moment; P(alive) from the
+/// newest night's BG/NBD parameters (the closed form, computed by DuckDB from the lake); the
+/// percentile within the night's population; the customer's newest event in the batch.
+#[test]
+fn live_scores_after_a_stream_batch_equal_a_full_score_of_the_touched_customers() {
+    let (_, demo, _) = demo_lake();
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    copy_dir(demo, &lake);
+    // Without BTYD features the probability does not depend on the population's BTYD
+    // parameters, which a full score refits and a live score takes from the night.
+    let model = model_file(
+        dir.path(),
+        "churn",
+        "live",
+        &[
+            ("btyd = true", "btyd = false"),
+            ("iterations = 200", "iterations = 40"),
+        ],
+    );
+    let (lake_s, model_s) = (s(&lake), s(&model));
+    CHURN.ok(&[
+        "train",
+        "--lake",
+        lake_s,
+        "--model",
+        model_s,
+        "--as-of",
+        TEST_SNAPSHOT,
+    ]);
+    CHURN.ok(&[
+        "score",
+        "--lake",
+        lake_s,
+        "--as-of",
+        "2026-11-01",
+        "--model",
+        "live",
+    ]);
+
+    // The night's twelve riskiest and twelve safest customers buy on 2026-11-01, one of them
+    // also returns something later that day, and a new customer makes a first purchase.
+    let nightly = lake.join("scores/as_of=2026-11-01");
+    let picked = python_stdout([
+        "-c",
+        "import sys, duckdb\nq = \"SELECT customer_id FROM read_parquet('\" + sys.argv[1] + \"/*.parquet')\"\nids = [r[0] for o in ('DESC', 'ASC') for r in duckdb.sql(q + ' ORDER BY churn_probability ' + o + ', customer_id LIMIT 12').fetchall()]\nprint(' '.join(ids))",
+        s(&nightly),
+    ]);
+    let mut ids: Vec<&str> = picked.split_whitespace().collect();
+    ids.push("C9999999");
+    let mut lines = vec![
+        "transaction_id,customer_id,ts,amount,quantity,product_category,store_id,channel,discount,is_return".to_string(),
+    ];
+    for (k, id) in ids.iter().enumerate() {
+        lines.push(format!(
+            "LIVE{k:04},{id},2026-11-01 {:02}:15:00,25.00,1,Dairy,S01,store,0.00,false",
+            8 + k % 10
+        ));
+    }
+    lines.push(format!(
+        "LIVE9999,{},2026-11-01 21:30:00,-5.00,1,Dairy,S01,store,0.00,true",
+        ids[0]
+    ));
+    let landing = dir.path().join("landing");
+    std::fs::create_dir_all(&landing).unwrap();
+    std::fs::write(landing.join("till-2026-11-01.csv"), lines.join("\n") + "\n").unwrap();
+    let pipeline = dir.path().join("stream.toml");
+    std::fs::write(
+        &pipeline,
+        format!(
+            "[lake]\npath = {lake_s:?}\ntimezone = \"UTC\"\n\n[sources.till]\ntable = \"transactions\"\npath = {:?}\n\n[stream]\nsettle_secs = 0\n",
+            s(&landing)
+        ),
+    )
+    .unwrap();
+
+    let stream = CHURN.json(&["stream", s(&pipeline), "--once", "--json"]);
+    let live = &stream["recent_batches"][0]["live"];
+    assert_eq!(live["as_of"], "2026-11-02", "{stream}");
+    assert_eq!(live["nightly_as_of"], "2026-11-01", "{stream}");
+    assert_eq!(live["customers_touched"], 25, "{stream}");
+    assert_eq!(live["scored"], 25, "{stream}");
+    assert_eq!(stream["live_scored"], 25, "{stream}");
+
+    CHURN.ok(&[
+        "score",
+        "--lake",
+        lake_s,
+        "--as-of",
+        "2026-11-02",
+        "--model",
+        "live@1",
+    ]);
+    let checks = python_stdout(["-c", LIVE_CHECKS, lake_s, &ids.join(","), s(&nightly)]);
+    assert_eq!(
+        checks.trim(),
+        "rows 25 touched 25 same_as_full 25 p_alive_closed_form 25 percentile_in_night 25 event_time 25 as_of 25",
+        "live scores differ"
+    );
+}
+
+/// DuckDB's checks of the live scores (argv: lake, touched ids, the night's scores folder).
+const LIVE_CHECKS: &str = r#"
+import glob, json, sys, duckdb
+lake, ids, nightly = sys.argv[1], sys.argv[2].split(','), sys.argv[3]
+night_file = glob.glob(nightly + '/*.parquet')[0].split('/')[-1]
+manifest = next(m for m in (json.load(open(p)) for p in glob.glob(lake + '/_runs/*.json'))
+                if m.get('kind') == 'score' and m.get('file', '').endswith(night_file))
+b = manifest['btyd']['bgnbd']
+con = duckdb.connect()
+con.execute(f"CREATE VIEW live AS SELECT * FROM read_parquet('{lake}/scores_live/*/*.parquet')")
+con.execute(f"CREATE VIEW full_scores AS SELECT * FROM read_parquet('{lake}/scores/as_of=2026-11-02/*.parquet')")
+con.execute(f"CREATE VIEW night AS SELECT * FROM read_parquet('{nightly}/*.parquet')")
+con.execute(f"CREATE VIEW tx AS SELECT * FROM read_parquet('{lake}/transactions/*/*.parquet', hive_partitioning = true)")
+con.execute("CREATE TABLE touched AS SELECT unnest($1::VARCHAR[]) AS customer_id", [ids])
+def one(sql):
+    return con.execute(sql).fetchone()[0]
+rows = one("SELECT count(*) FROM live")
+touched = one("SELECT count(*) FROM live WHERE customer_id IN (SELECT customer_id FROM touched)")
+same = one("""SELECT count(*) FROM live l JOIN full_scores f USING (customer_id)
+  WHERE l.churn_probability = f.churn_probability AND l.risk_band = f.risk_band
+    AND l.reason_1 IS NOT DISTINCT FROM f.reason_1 AND l.reason_2 IS NOT DISTINCT FROM f.reason_2
+    AND l.reason_3 IS NOT DISTINCT FROM f.reason_3 AND l.model_name = f.model_name
+    AND l.model_version = f.model_version""")
+p_alive = one(f"""WITH days AS (
+    SELECT DISTINCT customer_id, CAST(date AS DATE) AS d FROM tx
+    WHERE NOT is_return AND amount > 0 AND CAST(date AS DATE) < DATE '2026-11-02'),
+  s AS (SELECT customer_id, count(*) - 1 AS x, (max(d) - min(d)) / 7.0 AS t_x,
+          (DATE '2026-11-01' - min(d)) / 7.0 AS big_t FROM days GROUP BY customer_id),
+  e AS (SELECT customer_id, CASE WHEN x = 0 THEN 1.0 ELSE
+          1.0 / (1.0 + {b['a']} / ({b['b']} + x - 1) * power(({b['alpha']} + big_t) / ({b['alpha']} + t_x), {b['r']} + x)) END AS p
+        FROM s)
+  SELECT count(*) FROM live l JOIN e USING (customer_id) WHERE abs(l.p_alive - e.p) < 1e-9""")
+percentile = one("""SELECT count(*) FROM live l WHERE abs(l.risk_percentile - 100.0 *
+  ((SELECT count(*) FROM night n WHERE n.churn_probability < l.churn_probability)
+   + (SELECT count(*) FROM night n WHERE n.churn_probability = l.churn_probability) / 2.0)
+  / (SELECT count(*) FROM night)) < 1e-9""")
+event_time = one("""SELECT count(*) FROM live l JOIN (
+    SELECT customer_id, max(ts) AS newest FROM tx WHERE transaction_id LIKE 'LIVE%' GROUP BY customer_id
+  ) t USING (customer_id) WHERE l.event_time = t.newest""")
+as_of = one("SELECT count(*) FROM live WHERE as_of = DATE '2026-11-02'")
+print(f"rows {rows} touched {touched} same_as_full {same} p_alive_closed_form {p_alive} percentile_in_night {percentile} event_time {event_time} as_of {as_of}")
+"#;

@@ -14,7 +14,7 @@ use churn_core::Lake;
 use churn_core::session::SessionOptions;
 
 use crate::error::Result;
-use crate::snapshot::snapshot_session;
+use crate::snapshot::{Scope, snapshot_session};
 
 /// How purchases are collapsed into purchase periods.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,14 +51,15 @@ pub struct BtydInput {
     pub monetary: f64,
 }
 
-/// Summaries of every customer with a purchase before `as_of`, by customer_id.
+/// Summaries of every customer of `scope` with a purchase before `as_of`, by customer_id.
 pub async fn btyd_inputs(
     lake: &Lake,
     as_of: NaiveDate,
     grain: Grain,
     session: &SessionOptions,
+    scope: Scope<'_>,
 ) -> Result<Vec<BtydInput>> {
-    let (ctx, _) = snapshot_session(lake, as_of, 365, session).await?;
+    let (ctx, _) = snapshot_session(lake, as_of, 365, session, scope).await?;
     let (period, unit) = grain.period("day");
     let (last_period, _) = grain.period("(as_of_day - 1)");
     let sql = format!(

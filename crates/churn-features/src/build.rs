@@ -13,7 +13,7 @@ use datafusion::prelude::SessionContext;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{FeatureError, Result};
-use crate::snapshot::{register_empty_tables, register_snapshot_views, snapshot_session};
+use crate::snapshot::{Scope, register_empty_tables, register_snapshot_views, snapshot_session};
 use crate::sqlfile::FeatureFile;
 use crate::write::{PartitionManifest, job_id, write_parquet, write_partition};
 
@@ -247,8 +247,14 @@ pub async fn build_snapshot(
     options: &FeatureOptions,
 ) -> Result<SnapshotSummary> {
     let started = Instant::now();
-    let (ctx, present) =
-        snapshot_session(lake, as_of, options.lookback_days, &options.session).await?;
+    let (ctx, present) = snapshot_session(
+        lake,
+        as_of,
+        options.lookback_days,
+        &options.session,
+        Scope::Everyone,
+    )
+    .await?;
     let (used, skipped) = register_feature_views(&ctx, &options.files, &present).await?;
     let job = job_id("features", &as_of.to_string());
     materialize_features(&ctx, lake, &job, &options.files, &used).await?;
@@ -270,6 +276,47 @@ pub async fn build_snapshot(
         output: written.path,
         duration_ms: started.elapsed().as_millis() as u64,
     })
+}
+
+/// The feature rows of D for `customers` (those of them in D's population), computed in
+/// memory by the same feature files as a snapshot, over only these customers' events: what
+/// the snapshot of D would hold for them, at a cost that follows their number. Rows are in
+/// customer order, with the snapshot's columns (`as_of` included).
+pub async fn features_for(
+    lake: &Lake,
+    as_of: NaiveDate,
+    options: &FeatureOptions,
+    customers: &[String],
+) -> Result<Vec<RecordBatch>> {
+    let (ctx, present) = snapshot_session(
+        lake,
+        as_of,
+        options.lookback_days,
+        &options.session,
+        Scope::Customers(customers),
+    )
+    .await?;
+    let (used, _) = register_feature_views(&ctx, &options.files, &present).await?;
+    let batches = ctx.sql(&final_select(&used)).await?.collect().await?;
+    let mut seen = std::collections::HashSet::new();
+    for batch in &batches {
+        let ids = arrow::compute::cast(batch.column(0), &arrow::datatypes::DataType::Utf8)
+            .map_err(datafusion::error::DataFusionError::from)?;
+        let ids = ids.as_string::<i32>();
+        if let Some(id) = ids.iter().flatten().find(|id| !seen.insert(id.to_string())) {
+            let origin = options
+                .files
+                .iter()
+                .map(|f| f.origin.as_str())
+                .collect::<Vec<_>>()
+                .join(", ");
+            return Err(FeatureError::InvalidFile {
+                file: origin,
+                problem: format!("customer_id must be unique: customer {id} has more than one row"),
+            });
+        }
+    }
+    Ok(batches)
 }
 
 /// Builds the feature snapshot of `as_of` unless the lake has one; returns whether it built

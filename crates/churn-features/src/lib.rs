@@ -15,7 +15,7 @@ pub mod write;
 pub use btyd_input::{BtydInput, Grain, btyd_inputs};
 pub use build::{
     CatalogueEntry, FeatureOptions, FeaturesSummary, SnapshotSummary, build_features,
-    build_snapshot, catalogue, ensure_snapshot,
+    build_snapshot, catalogue, ensure_snapshot, features_for,
 };
 pub use dates::as_of_dates;
 pub use error::{FeatureError, Result};
@@ -23,5 +23,5 @@ pub use labels::{
     DEFAULT_HORIZON_DAYS, LabelsSummary, build_labels, ensure_labels, labels_horizon,
     lake_transaction_days,
 };
-pub use snapshot::DEFAULT_LOOKBACK_DAYS;
+pub use snapshot::{DEFAULT_LOOKBACK_DAYS, Scope};
 pub use sqlfile::FeatureFile;

@@ -66,6 +66,57 @@ pub fn register_empty_table(ctx: &SessionContext, table: Table) -> Result<()> {
     Ok(())
 }
 
+/// Which customers a point-in-time session sees.
+#[derive(Debug, Clone, Copy)]
+pub enum Scope<'a> {
+    /// Every customer: nightly snapshots, labels, BTYD fits.
+    Everyone,
+    /// These customers (live scores after a micro-batch). Their population is the ones among
+    /// them who qualify on D; events are those of these customers and of the customers they
+    /// referred (so that a referrer's `referrals_converted` counts right). Feature files
+    /// that compare a customer with the rest of the population would see only these.
+    Customers(&'a [String]),
+}
+
+/// Table holding the customer ids of [`Scope::Customers`].
+const SCOPE_TOUCHED: &str = "scope_touched";
+
+/// Registers the scope's tables and returns the SQL conditions that restrict events (by
+/// `customer_id`) and the population.
+fn register_scope(
+    ctx: &SessionContext,
+    scope: Scope<'_>,
+    present: &[Table],
+) -> Result<(String, String)> {
+    let Scope::Customers(ids) = scope else {
+        return Ok((String::new(), String::new()));
+    };
+    let schema = Arc::new(Schema::new(vec![Field::new(
+        "customer_id",
+        DataType::Utf8,
+        false,
+    )]));
+    let batch = arrow::array::RecordBatch::try_new(
+        schema.clone(),
+        vec![Arc::new(arrow::array::StringArray::from_iter_values(ids))],
+    )
+    .map_err(datafusion::error::DataFusionError::from)?;
+    ctx.register_table(
+        SCOPE_TOUCHED,
+        Arc::new(MemTable::try_new(schema, vec![vec![batch]])?),
+    )?;
+    let touched = format!("customer_id IN (SELECT customer_id FROM {SCOPE_TOUCHED})");
+    let events = if present.contains(&Table::Customers) {
+        format!(
+            " AND ({touched} OR customer_id IN (SELECT customer_id FROM {} WHERE referrer_id IN (SELECT customer_id FROM {SCOPE_TOUCHED})))",
+            raw_name(Table::Customers)
+        )
+    } else {
+        format!(" AND {touched}")
+    };
+    Ok((events, format!(" AND {touched}")))
+}
+
 /// Creates the point-in-time views for snapshot `as_of`.
 pub async fn register_snapshot_views(
     ctx: &SessionContext,
@@ -73,13 +124,25 @@ pub async fn register_snapshot_views(
     lookback_days: u32,
     present: &[Table],
 ) -> Result<()> {
+    register_scoped_views(ctx, as_of, lookback_days, present, Scope::Everyone).await
+}
+
+/// Creates the point-in-time views for snapshot `as_of`, seeing the customers of `scope`.
+pub async fn register_scoped_views(
+    ctx: &SessionContext,
+    as_of: NaiveDate,
+    lookback_days: u32,
+    present: &[Table],
+    scope: Scope<'_>,
+) -> Result<()> {
+    let (in_scope, in_population) = register_scope(ctx, scope, present)?;
     let d = as_of.format("%Y-%m-%d");
     let views = [
         format!(
             "CREATE VIEW transactions AS SELECT transaction_id, customer_id, ts, amount, quantity, product_category, \
              store_id, channel, discount, is_return, date, CAST(date AS INT) AS day, \
              (NOT is_return AND amount > 0) AS is_purchase, (is_return OR amount < 0) AS is_refund \
-             FROM {} WHERE date < DATE '{d}'",
+             FROM {} WHERE date < DATE '{d}'{in_scope}",
             raw_name(Table::Transactions)
         ),
         format!(
@@ -92,7 +155,7 @@ pub async fn register_snapshot_views(
         ),
         format!(
             "CREATE VIEW population AS SELECT DISTINCT customer_id FROM transactions \
-             WHERE is_purchase AND day >= {}",
+             WHERE is_purchase AND day >= {}{in_population}",
             Date32Type::from_naive_date(as_of) - lookback_days as i32
         ),
     ];
@@ -102,14 +165,14 @@ pub async fn register_snapshot_views(
     if present.contains(&Table::CampaignEvents) {
         ctx.sql(&format!(
             "CREATE VIEW campaign_events AS SELECT customer_id, campaign_id, ts, event, date, CAST(date AS INT) AS day \
-             FROM {} WHERE date < DATE '{d}'",
+             FROM {} WHERE date < DATE '{d}'{in_scope}",
             raw_name(Table::CampaignEvents)
         ))
         .await?;
     }
     if present.contains(&Table::Customers) {
         ctx.sql(&format!(
-            "CREATE VIEW customers AS SELECT customer_id, signup_date, birthday, tier, referrer_id, email, phone, marketing_opt_in FROM {}",
+            "CREATE VIEW customers AS SELECT customer_id, signup_date, birthday, tier, referrer_id, email, phone, marketing_opt_in FROM {} WHERE true{in_scope}",
             raw_name(Table::Customers)
         ))
         .await?;
@@ -117,15 +180,16 @@ pub async fn register_snapshot_views(
     Ok(())
 }
 
-/// A session over the lake, seen as of `as_of`.
+/// A session over the lake, seen as of `as_of` for the customers of `scope`.
 pub async fn snapshot_session(
     lake: &Lake,
     as_of: NaiveDate,
     lookback_days: u32,
     options: &SessionOptions,
+    scope: Scope<'_>,
 ) -> Result<(SessionContext, Vec<Table>)> {
     let ctx = new_session(lake, options)?;
     let present = register_lake_tables(&ctx, lake).await?;
-    register_snapshot_views(&ctx, as_of, lookback_days, &present).await?;
+    register_scoped_views(&ctx, as_of, lookback_days, &present, scope).await?;
     Ok((ctx, present))
 }

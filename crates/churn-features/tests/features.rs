@@ -571,6 +571,7 @@ async fn the_snapshots_btyd_columns_equal_the_btyd_inputs_of_every_customer() {
             as_of,
             churn_features::Grain::Day,
             &SessionOptions::default(),
+            churn_features::Scope::Everyone,
         )
         .await
         .unwrap()

@@ -437,6 +437,12 @@ impl Pipeline {
         })
     }
 
+    /// The feature files and settings of snapshots (and live scores): the `[features]`
+    /// section's, or the built-in files with default settings.
+    pub fn feature_options(&self) -> Result<FeatureOptions> {
+        feature_options(self, "stream")
+    }
+
     /// The sources `churn stream` watches: those `[stream] sources` names, or all of them.
     pub fn stream_sources(&self) -> Vec<churn_stream::StreamSource> {
         self.sources

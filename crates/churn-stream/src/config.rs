@@ -39,6 +39,9 @@ pub struct RawStreamSection {
     pub ignore: Option<Vec<String>>,
     /// Names of the `[sources.*]` the stream watches. Default: all of them.
     pub sources: Option<Vec<String>>,
+    /// After each batch of transactions or campaign events, score again the customers it
+    /// touched into `scores_live/` (once the lake has nightly scores). Default true.
+    pub live_scores: Option<bool>,
 }
 
 /// The checked `[stream]` settings.
@@ -53,6 +56,7 @@ pub struct StreamOptions {
     pub ignore: GlobSet,
     /// `None`: every source of the pipeline file.
     pub sources: Option<Vec<String>>,
+    pub live_scores: bool,
 }
 
 impl Default for StreamOptions {
@@ -112,6 +116,7 @@ impl RawStreamSection {
             ignore_patterns,
             ignore: ignore.expect("checked above"),
             sources: self.sources.clone(),
+            live_scores: self.live_scores.unwrap_or(true),
         })
     }
 }

@@ -9,8 +9,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use churn_activate::{LiveScoreSummary, LiveScorer, touched_customers};
 use churn_core::commit::{CommitPlan, commit, job_id, staging_dir};
-use churn_core::{CoreError, Lake, LeaseOptions, WriterLease};
+use churn_core::{CoreError, Lake, LeaseOptions, Table, WriterLease};
+use churn_features::FeatureOptions;
 use churn_ingest::{
     CommitWith, IngestError, IngestOptions, IngestSummary, InputFile, SourceConfig, ingest_files,
 };
@@ -61,6 +63,15 @@ pub struct BatchSummary {
     /// behind the landing folder.
     pub lag_ms: u64,
     pub duration_ms: u64,
+    /// The live scores of the customers the batch touched (see `churn_activate::live`).
+    #[serde(default)]
+    pub live: Option<LiveScoreSummary>,
+    /// From the oldest file's last change to the live scores written.
+    #[serde(default)]
+    pub live_lag_ms: Option<u64>,
+    /// Why the batch got no live scores although it added rows (the rows are in the lake).
+    #[serde(default)]
+    pub live_error: Option<String>,
 }
 
 /// What a stream did until it returned.
@@ -77,6 +88,8 @@ pub struct StreamSummary {
     pub duplicates: u64,
     pub held_back: u64,
     pub failed_files: u64,
+    /// Customers given a live score.
+    pub live_scored: u64,
     /// Polls at which another writer held the lake (the batch waited for the next poll).
     pub busy_polls: u64,
     /// Files seen but not taken because they were still changing when the stream returned.
@@ -103,6 +116,16 @@ pub struct Stream {
     checkpoints: Vec<Checkpoints>,
     seen: Vec<Seen>,
     summary: StreamSummary,
+    live: Option<Live>,
+}
+
+/// Live scoring after each batch: the feature files, and the scorer of the newest nightly
+/// scores (read again when a newer night appears).
+struct Live {
+    features: FeatureOptions,
+    scorer: Option<LiveScorer>,
+    /// Whether "no nightly scores yet" was said already.
+    said_no_scores: bool,
 }
 
 /// What one poll of one source found.
@@ -120,6 +143,7 @@ impl Stream {
         options: StreamOptions,
         lease: LeaseOptions,
         ingest: IngestOptions,
+        features: FeatureOptions,
     ) -> Stream {
         let checkpoints = sources.iter().map(|s| Checkpoints::new(&s.name)).collect();
         let seen = sources.iter().map(|_| Seen::new()).collect();
@@ -128,6 +152,11 @@ impl Stream {
             lake: lake.display(),
             ..Default::default()
         };
+        let live = options.live_scores.then_some(Live {
+            features,
+            scorer: None,
+            said_no_scores: false,
+        });
         Stream {
             lake,
             sources,
@@ -137,6 +166,7 @@ impl Stream {
             checkpoints,
             seen,
             summary,
+            live,
         }
     }
 
@@ -336,7 +366,26 @@ impl Stream {
             }
         };
         let rejected_batch = summary.status == "rejected";
+        let summary_lag_ms = lag_ms(files);
         self.checkpoints[i].add(record.as_committed(&summary));
+        let lives = matches!(
+            source.config.table,
+            Table::Transactions | Table::CampaignEvents
+        ) && !rejected_batch
+            && summary.accepted > 0;
+        let (live, live_error) = if lives {
+            match self.score_live(lake, &batch_id, &summary.data_files).await {
+                Ok(live) => (live, None),
+                Err(e) => {
+                    let e = error_chain(&e);
+                    tracing::error!(batch_id = %batch_id, error = %e, "live scores failed; the batch's rows are in the lake");
+                    (None, Some(e))
+                }
+            }
+        } else {
+            (None, None)
+        };
+        let source = &self.sources[i];
         self.finish_batch(BatchSummary {
             source: source.name.clone(),
             batch_id,
@@ -349,10 +398,51 @@ impl Stream {
             duplicates: summary.duplicates,
             held_back: if rejected_batch { summary.accepted } else { 0 },
             failed_files: Vec::new(),
-            lag_ms: lag_ms(files),
+            lag_ms: summary_lag_ms,
             duration_ms: started.elapsed().as_millis() as u64,
+            live_lag_ms: live.as_ref().map(|_| lag_ms(files)),
+            live,
+            live_error,
         });
         Ok(())
+    }
+
+    /// Scores again the customers in the batch's lake files; `None` when live scores are off
+    /// or the lake has no nightly scores yet.
+    async fn score_live(
+        &mut self,
+        lake: &Lake,
+        batch_id: &str,
+        data_files: &[String],
+    ) -> std::result::Result<Option<LiveScoreSummary>, churn_activate::ActivateError> {
+        let Some(live) = self.live.as_mut() else {
+            return Ok(None);
+        };
+        let current = match &live.scorer {
+            Some(scorer) => scorer.is_current(lake).await?,
+            None => false,
+        };
+        if !current {
+            live.scorer = LiveScorer::load(lake).await?;
+        }
+        let Some(scorer) = &live.scorer else {
+            if !live.said_no_scores {
+                live.said_no_scores = true;
+                tracing::info!(
+                    "the lake has no nightly scores yet: live scores start after the first `churn score` (or `churn run` with a [score] step)"
+                );
+            }
+            return Ok(None);
+        };
+        let (touched, newest_day) = touched_customers(lake, data_files).await?;
+        let Some(newest_day) = newest_day else {
+            return Ok(None);
+        };
+        let summary = scorer
+            .score(lake, &touched, newest_day, batch_id, &live.features)
+            .await?;
+        self.summary.live_scored += summary.scored;
+        Ok(Some(summary))
     }
 
     /// Commits a checkpoint record that marks `file` failed, with the reason, and a manifest
@@ -390,6 +480,9 @@ impl Stream {
             failed_files: vec![(file.display.clone(), error.to_string())],
             lag_ms: lag_ms(std::slice::from_ref(file)),
             duration_ms: 0,
+            live: None,
+            live_lag_ms: None,
+            live_error: None,
         };
         let plan = CommitPlan {
             batch_id: batch_id.clone(),

@@ -12,7 +12,7 @@ use chrono::NaiveDate;
 use churn_core::Lake;
 use churn_core::session::SessionOptions;
 use churn_features::write::PartitionManifest;
-use churn_features::{BtydInput, Grain, btyd_inputs};
+use churn_features::{BtydInput, Grain, Scope, btyd_inputs};
 use churn_model::ModelError;
 use churn_model::btyd::{self, BgNbd, BtydError, Fit, GammaGamma, ParetoNbd, Summary};
 use serde::{Deserialize, Serialize};
@@ -149,7 +149,14 @@ pub async fn fit_btyd(
     horizon_days: u32,
 ) -> Result<BtydFitSummary> {
     let started = Instant::now();
-    let inputs = btyd_inputs(lake, as_of, grain, &SessionOptions::default()).await?;
+    let inputs = btyd_inputs(
+        lake,
+        as_of,
+        grain,
+        &SessionOptions::default(),
+        Scope::Everyone,
+    )
+    .await?;
     let summaries: Vec<Summary> = inputs.iter().map(summary).collect();
     let summaries_ms = started.elapsed().as_millis() as u64;
     let wrap = |source| ModelError::Btyd { as_of, source };

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use chrono::NaiveDate;
 use churn_core::Lake;
 use churn_core::session::SessionOptions;
-use churn_features::{BtydInput, Grain, btyd_inputs};
+use churn_features::{BtydInput, Grain, Scope, btyd_inputs};
 use churn_model::ModelError;
 use churn_model::btyd::{CustomerOutlook, Summary, customer_outlooks};
 
@@ -32,7 +32,7 @@ pub async fn outlooks(
     with_value: bool,
     session: &SessionOptions,
 ) -> Result<HashMap<String, CustomerOutlook>> {
-    let inputs = btyd_inputs(lake, as_of, Grain::Day, session).await?;
+    let inputs = btyd_inputs(lake, as_of, Grain::Day, session, Scope::Everyone).await?;
     let summaries: Vec<Summary> = inputs.iter().map(summary).collect();
     let outlooks = customer_outlooks(&summaries, horizon_days as f64 / 7.0, with_value)
         .map_err(|source| ModelError::Btyd { as_of, source })?;

@@ -84,6 +84,7 @@ async fn stream(args: RunArgs, json: bool) -> anyhow::Result<()> {
         .pipeline
         .ok_or_else(|| UsageError("churn stream needs a pipeline file".into()))?;
     let (pipeline, lake) = load(&path, args.lake.as_deref())?;
+    let features = pipeline.feature_options()?;
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         // A second signal while the batch under way finishes ends the process at once; the
@@ -102,6 +103,7 @@ async fn stream(args: RunArgs, json: bool) -> anyhow::Result<()> {
             buffer_rows: args.buffer_rows.max(1),
             ..Default::default()
         },
+        features,
     );
     let mode = if args.once {
         Mode::Once
@@ -139,9 +141,21 @@ fn human(s: &StreamSummary) -> String {
         ));
     }
     text.push('\n');
+    if s.live_scored > 0 {
+        text.push_str(&format!(
+            "  live scores: {} customers scored again (scores_live/)\n",
+            s.live_scored
+        ));
+    }
     for batch in &s.recent_batches {
         for (file, why) in &batch.failed_files {
             text.push_str(&format!("  FAILED {file}: {why}\n"));
+        }
+        if let Some(error) = &batch.live_error {
+            text.push_str(&format!(
+                "  NO LIVE SCORES for batch {} (its rows are in the lake): {error}\n",
+                batch.batch_id
+            ));
         }
     }
     if s.busy_polls > 0 {

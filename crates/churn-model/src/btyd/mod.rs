@@ -10,7 +10,7 @@
 
 mod population;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use population::{Group, Population};
 
@@ -302,7 +302,7 @@ pub fn fit_gamma_gamma(data: &[Summary]) -> Result<Fit, BtydError> {
 }
 
 /// Fitted BG/NBD parameters, for per-customer predictions.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct BgNbd {
     pub r: f64,
     pub alpha: f64,
@@ -345,7 +345,7 @@ impl BgNbd {
 }
 
 /// Fitted Gamma-Gamma parameters.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct GammaGamma {
     pub p: f64,
     pub q: f64,
