@@ -37,3 +37,55 @@ pub fn bools(array: &ArrayRef) -> Result<Vec<Option<bool>>> {
         .map(|i| (!a.is_null(i)).then(|| a.value(i)))
         .collect())
 }
+
+/// `batch` with `extra` columns appended.
+pub fn with_columns(
+    batch: &arrow::array::RecordBatch,
+    extra: Vec<(arrow::datatypes::Field, ArrayRef)>,
+) -> Result<arrow::array::RecordBatch> {
+    let mut fields: Vec<arrow::datatypes::Field> = batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
+    for (field, column) in extra {
+        fields.push(field);
+        columns.push(column);
+    }
+    let schema = std::sync::Arc::new(arrow::datatypes::Schema::new(fields));
+    Ok(arrow::array::RecordBatch::try_new(schema, columns).map_err(DataFusionError::from)?)
+}
+
+/// `batch_id` repeated for `n` rows and a UTC timestamp column `name` of `at`: the columns
+/// that tie a stream output's rows to their micro-batch.
+pub fn batch_columns(
+    n: usize,
+    batch_id: &str,
+    name: &str,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Vec<(arrow::datatypes::Field, ArrayRef)> {
+    use arrow::array::{StringArray, TimestampMicrosecondArray};
+    use arrow::datatypes::{Field, TimeUnit};
+    let utc: Option<std::sync::Arc<str>> = Some("UTC".into());
+    vec![
+        (
+            Field::new("batch_id", DataType::Utf8, false),
+            std::sync::Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
+                batch_id, n,
+            ))),
+        ),
+        (
+            Field::new(
+                name,
+                DataType::Timestamp(TimeUnit::Microsecond, utc.clone()),
+                false,
+            ),
+            std::sync::Arc::new(
+                TimestampMicrosecondArray::from(vec![at.timestamp_micros(); n])
+                    .with_timezone_opt(utc),
+            ),
+        ),
+    ]
+}

@@ -14,10 +14,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use arrow::array::{
-    Array, ArrayRef, AsArray, Date32Array, RecordBatch, StringArray, TimestampMicrosecondArray,
-};
-use arrow::datatypes::{DataType, Date32Type, Field, Schema, TimeUnit, TimestampMicrosecondType};
+use arrow::array::{Array, ArrayRef, AsArray, Date32Array, RecordBatch, TimestampMicrosecondArray};
+use arrow::datatypes::{DataType, Date32Type, Field, TimeUnit, TimestampMicrosecondType};
 use chrono::{DateTime, NaiveDate, Utc};
 use churn_core::Lake;
 use churn_features::write::PartitionManifest;
@@ -27,18 +25,27 @@ use churn_train::registry;
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use serde::{Deserialize, Serialize};
 
+use crate::arrays::{batch_columns, with_columns};
 use crate::error::{ActivateError, Result};
 use crate::score::{BandCounts, BtydParameters, Outlooks, ScoringModel, band_counts, score_rows};
 
 /// The folder of live scores.
 pub const LIVE_FOLDER: &str = "scores_live";
 
-/// A customer a batch touched, with their newest event in it.
-#[derive(Debug, Clone, PartialEq)]
+/// A customer a batch touched, with what they did in it.
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Touched {
     pub customer_id: String,
-    /// Microseconds since the epoch, UTC.
+    /// Their newest event in the batch: microseconds since the epoch, UTC.
     pub event_time_us: i64,
+    /// Purchases in the batch (not a return, amount above zero).
+    pub purchases: u32,
+    /// Refunds in the batch (a return, or a negative amount).
+    pub refunds: u32,
+    /// Purchase amounts minus absolute refund amounts in the batch.
+    pub net_spend: f64,
+    /// The campaign of their newest `redeemed` campaign event in the batch.
+    pub redeemed_campaign_id: Option<String>,
 }
 
 /// What one batch's live scores did.
@@ -57,6 +64,19 @@ pub struct LiveScoreSummary {
     pub risk_bands: BandCounts,
     pub output: String,
     pub duration_ms: u64,
+}
+
+/// One batch's live scores: the summary, the rows written and the touched customers'
+/// features they came from (for the live rules).
+pub struct LiveScored {
+    pub summary: LiveScoreSummary,
+    /// The `scores_live` rows of the batch.
+    pub scores: RecordBatch,
+    /// The features of the scored customers as of the live as-of date.
+    pub features: Vec<RecordBatch>,
+    pub scored_at: DateTime<Utc>,
+    /// The day of `scored_at` in the lake's time zone (the `date=` partition).
+    pub day: NaiveDate,
 }
 
 /// The newest nightly scores, as live scores use them.
@@ -178,8 +198,9 @@ impl LiveScorer {
         (newest_event_day + chrono::Duration::days(1)).max(self.nightly_as_of)
     }
 
-    /// Scores the touched customers as of [`LiveScorer::as_of_for`] and appends them to the
-    /// live scores under `batch_id`.
+    /// Scores the touched customers as of [`LiveScorer::as_of_for`]; `write` appends them to
+    /// the live scores under `batch_id`, which marks the batch as live-scored (see
+    /// `LiveScorer::write`).
     pub async fn score(
         &self,
         lake: &Lake,
@@ -187,12 +208,12 @@ impl LiveScorer {
         newest_event_day: NaiveDate,
         batch_id: &str,
         features: &FeatureOptions,
-    ) -> Result<LiveScoreSummary> {
+    ) -> Result<LiveScored> {
         let started = Instant::now();
         let as_of = self.as_of_for(newest_event_day);
         let ids: Vec<String> = touched.iter().map(|t| t.customer_id.clone()).collect();
-        let batches = features_for(lake, as_of, features, &ids).await?;
-        let frame = frame_from_batches(&batches, as_of)?.frame;
+        let feature_rows = features_for(lake, as_of, features, &ids).await?;
+        let frame = frame_from_batches(&feature_rows, as_of)?.frame;
         let inputs = btyd_inputs(
             lake,
             as_of,
@@ -227,9 +248,6 @@ impl LiveScorer {
             scored_at,
         )?;
         let output = format!("{LIVE_FOLDER}/date={day}/part-{batch_id}.parquet");
-        if batch.num_rows() > 0 {
-            lake.write_parquet(&lake.path(&output), &[batch]).await?;
-        }
         let summary = LiveScoreSummary {
             as_of: as_of.to_string(),
             nightly_as_of: self.nightly_as_of.to_string(),
@@ -238,15 +256,33 @@ impl LiveScorer {
             customers_touched: touched.len() as u64,
             scored: scored_ids.len() as u64,
             risk_bands: band_counts(&scored.bands),
-            output: if scored_ids.is_empty() {
-                String::new()
-            } else {
-                output
-            },
+            output,
             duration_ms: started.elapsed().as_millis() as u64,
         };
-        tracing::info!(batch_id, as_of = %as_of, touched = summary.customers_touched, scored = summary.scored, duration_ms = summary.duration_ms, "live scores written");
-        Ok(summary)
+        Ok(LiveScored {
+            summary,
+            scores: batch,
+            features: feature_rows,
+            scored_at,
+            day,
+        })
+    }
+}
+
+impl LiveScored {
+    /// Writes the batch's live scores, even without rows: the file says the batch has had
+    /// its live scores (and live rules, which are written first).
+    pub async fn write(&mut self, lake: &Lake) -> Result<()> {
+        let started = Instant::now();
+        lake.write_parquet(
+            &lake.path(&self.summary.output),
+            std::slice::from_ref(&self.scores),
+        )
+        .await?;
+        self.summary.duration_ms += started.elapsed().as_millis() as u64;
+        let s = &self.summary;
+        tracing::info!(as_of = %s.as_of, touched = s.customers_touched, scored = s.scored, duration_ms = s.duration_ms, output = %s.output, "live scores written");
+        Ok(())
     }
 }
 
@@ -257,7 +293,7 @@ fn no_basis(as_of: NaiveDate, reason: &str) -> ActivateError {
     }
 }
 
-/// The scores table's columns plus `as_of`, `batch_id`, `event_time` and `scored_at`.
+/// The scores table's columns plus `as_of`, `batch_id`, `scored_at` and `event_time`.
 fn with_live_columns(
     batch: RecordBatch,
     as_of: NaiveDate,
@@ -266,47 +302,36 @@ fn with_live_columns(
     scored_at: DateTime<Utc>,
 ) -> Result<RecordBatch> {
     let n = batch.num_rows();
-    let utc = Some(Arc::from("UTC"));
-    let mut fields: Vec<Field> = batch
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| f.as_ref().clone())
-        .collect();
-    let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
-    fields.push(Field::new("as_of", DataType::Date32, false));
-    columns.push(Arc::new(Date32Array::from(vec![
-        Date32Type::from_naive_date(
-            as_of
-        );
-        n
-    ])));
-    fields.push(Field::new("batch_id", DataType::Utf8, false));
-    columns.push(Arc::new(StringArray::from_iter_values(
-        std::iter::repeat_n(batch_id, n),
-    )));
-    let timestamp = DataType::Timestamp(TimeUnit::Microsecond, utc.clone());
-    fields.push(Field::new("event_time", timestamp.clone(), true));
-    columns.push(Arc::new(
-        TimestampMicrosecondArray::from(event_times.to_vec()).with_timezone_opt(utc.clone()),
+    let mut extra: Vec<(Field, ArrayRef)> = vec![(
+        Field::new("as_of", DataType::Date32, false),
+        Arc::new(Date32Array::from(vec![
+            Date32Type::from_naive_date(as_of);
+            n
+        ])),
+    )];
+    extra.extend(batch_columns(n, batch_id, "scored_at", scored_at));
+    let utc: Option<Arc<str>> = Some(Arc::from("UTC"));
+    extra.push((
+        Field::new(
+            "event_time",
+            DataType::Timestamp(TimeUnit::Microsecond, utc.clone()),
+            true,
+        ),
+        Arc::new(TimestampMicrosecondArray::from(event_times.to_vec()).with_timezone_opt(utc)),
     ));
-    fields.push(Field::new("scored_at", timestamp, false));
-    columns.push(Arc::new(
-        TimestampMicrosecondArray::from(vec![scored_at.timestamp_micros(); n])
-            .with_timezone_opt(utc),
-    ));
-    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
-        .map_err(datafusion::error::DataFusionError::from)?)
+    with_columns(&batch, extra)
 }
 
-/// The customers in a batch's lake files (transactions or campaign events), each with their
-/// newest event time, and the newest event's day (from the files' `date=` partitions).
+/// The customers in a batch's lake files (transactions or campaign events), each with what
+/// they did in the batch, by customer id, and the newest event's day (from the files'
+/// `date=` partitions).
 pub async fn touched_customers(
     lake: &Lake,
     data_files: &[String],
 ) -> Result<(Vec<Touched>, Option<NaiveDate>)> {
     let mut newest_day: Option<NaiveDate> = None;
-    let mut newest: HashMap<String, i64> = HashMap::new();
+    let mut by_customer: HashMap<String, Touched> = HashMap::new();
+    let mut redeemed_at: HashMap<String, i64> = HashMap::new();
     for file in data_files {
         if let Some(day) = file
             .split('/')
@@ -315,52 +340,122 @@ pub async fn touched_customers(
         {
             newest_day = newest_day.max(Some(day));
         }
-        let bytes = lake.get(&lake.path(file)).await?;
-        let reader =
-            datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
-                bytes,
-            )
-            .map_err(datafusion::error::DataFusionError::from)?;
-        let mask = datafusion::parquet::arrow::ProjectionMask::columns(
-            reader.parquet_schema(),
-            ["customer_id", "ts"],
-        );
-        for batch in reader
-            .with_projection(mask)
-            .build()
-            .map_err(datafusion::error::DataFusionError::from)?
+        for batch in read_columns(
+            lake,
+            file,
+            &[
+                "customer_id",
+                "ts",
+                "amount",
+                "is_return",
+                "event",
+                "campaign_id",
+            ],
+        )
+        .await?
         {
-            let batch = batch.map_err(datafusion::error::DataFusionError::from)?;
-            let (Some(ids), Some(ts)) = (
-                batch.column_by_name("customer_id"),
-                batch.column_by_name("ts"),
-            ) else {
-                continue;
-            };
-            let ids = arrow::compute::cast(ids, &DataType::Utf8)
-                .map_err(datafusion::error::DataFusionError::from)?;
-            let ids = ids.as_string::<i32>();
-            let ts = arrow::compute::cast(ts, &DataType::Timestamp(TimeUnit::Microsecond, None))
-                .map_err(datafusion::error::DataFusionError::from)?;
-            let ts = ts.as_primitive::<TimestampMicrosecondType>();
-            for i in 0..batch.num_rows() {
-                if ids.is_null(i) || ts.is_null(i) {
-                    continue;
-                }
-                let entry = newest.entry(ids.value(i).to_string()).or_insert(i64::MIN);
-                *entry = (*entry).max(ts.value(i));
+            add_events(&mut by_customer, &mut redeemed_at, &batch)?;
+        }
+    }
+    let mut touched: Vec<Touched> = by_customer.into_values().collect();
+    touched.sort_by(|a, b| a.customer_id.cmp(&b.customer_id));
+    Ok((touched, newest_day))
+}
+
+/// The columns of `names` a lake Parquet file has.
+async fn read_columns(lake: &Lake, file: &str, names: &[&str]) -> Result<Vec<RecordBatch>> {
+    use datafusion::parquet::arrow::ProjectionMask;
+    use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let df_error = datafusion::error::DataFusionError::from;
+    let bytes = lake.get(&lake.path(file)).await?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(df_error)?;
+    let mask = ProjectionMask::columns(reader.parquet_schema(), names.iter().copied());
+    let batches = reader
+        .with_projection(mask)
+        .build()
+        .map_err(df_error)?
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(datafusion::error::DataFusionError::from)?;
+    Ok(batches)
+}
+
+/// A column as text (null where missing), or `None` when the batch lacks it.
+fn text_column(batch: &RecordBatch, name: &str) -> Result<Option<ArrayRef>> {
+    batch
+        .column_by_name(name)
+        .map(|c| arrow::compute::cast(c, &DataType::Utf8))
+        .transpose()
+        .map_err(|e| datafusion::error::DataFusionError::from(e).into())
+}
+
+/// Adds one batch of transactions or campaign events to each customer's facts.
+fn add_events(
+    by_customer: &mut HashMap<String, Touched>,
+    redeemed_at: &mut HashMap<String, i64>,
+    batch: &RecordBatch,
+) -> Result<()> {
+    let df_error = datafusion::error::DataFusionError::from;
+    let (Some(ids), Some(ts)) = (
+        text_column(batch, "customer_id")?,
+        batch.column_by_name("ts"),
+    ) else {
+        return Ok(());
+    };
+    let ids = ids.as_string::<i32>();
+    let ts = arrow::compute::cast(ts, &DataType::Timestamp(TimeUnit::Microsecond, None))
+        .map_err(df_error)?;
+    let ts = ts.as_primitive::<TimestampMicrosecondType>();
+    let amount = batch
+        .column_by_name("amount")
+        .map(|c| arrow::compute::cast(c, &DataType::Float64))
+        .transpose()
+        .map_err(df_error)?;
+    let amount = amount
+        .as_ref()
+        .map(|a| a.as_primitive::<arrow::datatypes::Float64Type>());
+    let is_return = batch.column_by_name("is_return").map(|c| c.as_boolean());
+    let events = text_column(batch, "event")?;
+    let events = events.as_ref().map(|e| e.as_string::<i32>());
+    let campaigns = text_column(batch, "campaign_id")?;
+    let campaigns = campaigns.as_ref().map(|c| c.as_string::<i32>());
+    for i in 0..batch.num_rows() {
+        if ids.is_null(i) || ts.is_null(i) {
+            continue;
+        }
+        let id = ids.value(i);
+        let facts = by_customer
+            .entry(id.to_string())
+            .or_insert_with(|| Touched {
+                customer_id: id.to_string(),
+                event_time_us: i64::MIN,
+                ..Touched::default()
+            });
+        let time = ts.value(i);
+        facts.event_time_us = facts.event_time_us.max(time);
+        if let Some(amount) = amount.filter(|a| !a.is_null(i)) {
+            let value = amount.value(i);
+            let returned = is_return.is_some_and(|r| !r.is_null(i) && r.value(i));
+            if !returned && value > 0.0 {
+                facts.purchases += 1;
+                facts.net_spend += value;
+            } else if returned || value < 0.0 {
+                facts.refunds += 1;
+                facts.net_spend -= value.abs();
+            }
+        }
+        if let (Some(events), Some(campaigns)) = (events, campaigns)
+            && !events.is_null(i)
+            && events.value(i) == "redeemed"
+            && !campaigns.is_null(i)
+        {
+            let newest = redeemed_at.entry(id.to_string()).or_insert(i64::MIN);
+            if time >= *newest {
+                *newest = time;
+                facts.redeemed_campaign_id = Some(campaigns.value(i).to_string());
             }
         }
     }
-    let mut touched: Vec<Touched> = newest
-        .into_iter()
-        .map(|(customer_id, event_time_us)| Touched {
-            customer_id,
-            event_time_us,
-        })
-        .collect();
-    touched.sort_by(|a, b| a.customer_id.cmp(&b.customer_id));
-    Ok((touched, newest_day))
+    Ok(())
 }
 
 #[cfg(test)]

@@ -147,6 +147,10 @@ struct RawRule {
     /// Only customers with `marketing_opt_in = true` get the action. Default true.
     #[serde(default = "default_true")]
     requires_opt_in: bool,
+    /// Run after each stream micro-batch over the customers it touched (the live customer
+    /// view, see the README), instead of nightly. Default false.
+    #[serde(default)]
+    live: bool,
 }
 
 fn default_cooldown_days() -> i64 {
@@ -204,6 +208,8 @@ pub struct Rule {
     pub daily_cap: Option<u64>,
     pub include_referrer: bool,
     pub requires_opt_in: bool,
+    /// Runs after each micro-batch, not nightly.
+    pub live: bool,
 }
 
 /// A checked activation file.
@@ -318,6 +324,9 @@ impl Activation {
             if r.include_referrer && r.action.is_none() {
                 missing("include_referrer needs an action");
             }
+            if r.live && r.action.is_none() {
+                missing("a live rule needs an action (its tag goes with the action)");
+            }
             if rules.iter().any(|x: &Rule| x.name == name) {
                 missing("the name is used twice");
             }
@@ -331,6 +340,7 @@ impl Activation {
                 daily_cap: r.daily_cap.map(|c| c.max(0) as u64),
                 include_referrer: r.include_referrer,
                 requires_opt_in: r.requires_opt_in,
+                live: r.live,
             });
         }
         if !problems.is_empty() {
@@ -344,14 +354,24 @@ impl Activation {
         })
     }
 
-    /// Rules that give an action (the day's action list).
-    pub fn action_rules(&self) -> impl Iterator<Item = &Rule> {
-        self.rules.iter().filter(|r| r.action.is_some())
+    /// Nightly rules (over the customer view of D).
+    pub fn nightly_rules(&self) -> impl Iterator<Item = &Rule> {
+        self.rules.iter().filter(|r| !r.live)
     }
 
-    /// Rules that give a tag.
+    /// Nightly rules that give an action (the day's action list).
+    pub fn action_rules(&self) -> impl Iterator<Item = &Rule> {
+        self.nightly_rules().filter(|r| r.action.is_some())
+    }
+
+    /// Nightly rules that give a tag (in the segments table).
     pub fn tag_rules(&self) -> impl Iterator<Item = &Rule> {
-        self.rules.iter().filter(|r| r.tag.is_some())
+        self.nightly_rules().filter(|r| r.tag.is_some())
+    }
+
+    /// Live rules (after each micro-batch, over the customers it touched).
+    pub fn live_rules(&self) -> impl Iterator<Item = &Rule> {
+        self.rules.iter().filter(|r| r.live)
     }
 }
 
@@ -432,6 +452,24 @@ mod tests {
         ] {
             assert!(check_predicate(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn live_rules_run_only_in_the_stream_and_need_an_action() {
+        let a = Activation::built_in().unwrap();
+        let live: Vec<&str> = a.live_rules().map(|r| r.name.as_str()).collect();
+        assert_eq!(live, ["welcome_back_high_risk", "thank_you_redeemed"]);
+        assert!(a.nightly_rules().all(|r| !r.live));
+        assert!(a.action_rules().chain(a.tag_rules()).all(|r| !r.live));
+        let err = Activation::parse(
+            "[[rules]]\nname = \"a\"\nwhen = \"redeemed_in_batch\"\ntag = \"t\"\nlive = true\n",
+            "t.toml",
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("live rule needs an action"),
+            "{err}"
+        );
     }
 
     #[test]

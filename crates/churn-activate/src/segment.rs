@@ -334,11 +334,21 @@ async fn matching_customers(ctx: &SessionContext, rule: &Rule, file: &str) -> Re
     Ok(ids)
 }
 
-/// Plans every rule's SQL over the customer view, so that all rules that cannot run are
-/// named at once, before anything is written.
+/// Plans every nightly rule's SQL over the customer view, so that all rules that cannot run
+/// are named at once, before anything is written.
 pub async fn check_rules(ctx: &SessionContext, activation: &Activation) -> Result<()> {
+    check_rules_over_view(ctx, activation.nightly_rules(), &activation.source).await
+}
+
+/// Plans each of `rules` over the session's customer view ([`VIEW`]), naming every rule that
+/// cannot run at once.
+pub(crate) async fn check_rules_over_view<'a>(
+    ctx: &SessionContext,
+    rules: impl Iterator<Item = &'a Rule>,
+    file: &str,
+) -> Result<()> {
     let mut failures = Vec::new();
-    for rule in &activation.rules {
+    for rule in rules {
         let sql = format!("SELECT customer_id FROM {VIEW} WHERE ({})", rule.when);
         if let Err(e) = ctx.sql(&sql).await {
             failures.push(format!("rule {:?}: `{}`: {e}", rule.name, rule.when));
@@ -348,7 +358,7 @@ pub async fn check_rules(ctx: &SessionContext, activation: &Activation) -> Resul
         Ok(())
     } else {
         Err(ActivateError::RulesDoNotRun {
-            file: activation.source.clone(),
+            file: file.to_string(),
             failures,
         })
     }

@@ -3,8 +3,10 @@
 //! the same rule reached within its cooldown are left out, the rest are ranked by value at
 //! risk and cut at the rule's daily cap, and the actions go to `<lake>/triggers/as_of=D/`.
 //!
-//! The history that cooldowns look at is the triggers table itself, before D: re-running a
-//! day replaces that day's actions and never counts them against themselves.
+//! The history that cooldowns look at is the triggers table itself, before D, and the live
+//! actions of the stream (`triggers_live`) before D: re-running a day replaces that day's
+//! actions and never counts them against themselves. Live rules (`live = true`) run in the
+//! stream, not here (see `live_rules`).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -183,7 +185,11 @@ pub fn select_actions(
     (actions, outcome)
 }
 
-async fn candidates(ctx: &SessionContext, rule: &Rule, file: &str) -> Result<Vec<Candidate>> {
+pub(crate) async fn candidates(
+    ctx: &SessionContext,
+    rule: &Rule,
+    file: &str,
+) -> Result<Vec<Candidate>> {
     let columns = "customer_id, value_at_risk, marketing_opt_in, referrer_id";
     let batches = rule_rows(ctx, rule, file, columns).await?;
     let mut out = Vec::new();
@@ -204,19 +210,38 @@ async fn candidates(ctx: &SessionContext, rule: &Rule, file: &str) -> Result<Vec
     Ok(out)
 }
 
-/// The last day before D on which each (rule, customer) got an action.
-async fn history(
+/// The last day before `before` on which each (rule, customer) got an action, nightly
+/// (`triggers`, by `as_of`) or live (`triggers_live`, by `date`; the actions of
+/// `excluding_batch` left out, so that redoing a batch does not count its own actions).
+pub(crate) async fn history(
     ctx: &SessionContext,
-    has_table: bool,
-    as_of: NaiveDate,
+    has_triggers: bool,
+    has_live: bool,
+    before: NaiveDate,
+    excluding_batch: Option<&str>,
 ) -> Result<HashMap<(String, String), NaiveDate>> {
     let mut last = HashMap::new();
-    if !has_table {
+    let mut parts = Vec::new();
+    if has_triggers {
+        parts.push(format!(
+            "SELECT rule, customer_id, as_of AS day FROM triggers WHERE as_of < DATE '{before}'"
+        ));
+    }
+    if has_live {
+        let other = excluding_batch.map_or(String::new(), |b| {
+            format!(" AND batch_id <> '{}'", b.replace('\'', "''"))
+        });
+        parts.push(format!(
+            "SELECT rule, customer_id, date AS day FROM {} WHERE date < DATE '{before}'{other}",
+            crate::live_rules::LIVE_TRIGGERS_FOLDER
+        ));
+    }
+    if parts.is_empty() {
         return Ok(last);
     }
     let sql = format!(
-        "SELECT rule, customer_id, CAST(max(as_of) AS VARCHAR) FROM triggers \
-         WHERE as_of < DATE '{as_of}' GROUP BY rule, customer_id"
+        "SELECT rule, customer_id, CAST(max(day) AS VARCHAR) FROM ({}) h GROUP BY rule, customer_id",
+        parts.join(" UNION ALL ")
     );
     for b in ctx.sql(&sql).await?.collect().await? {
         let rules = strings(b.column(0))?;
@@ -234,7 +259,10 @@ async fn history(
 }
 
 /// Every customer's opt-in, for referrers (who need not be in D's population).
-async fn opt_ins(ctx: &SessionContext, has_table: bool) -> Result<HashMap<String, Option<bool>>> {
+pub(crate) async fn opt_ins(
+    ctx: &SessionContext,
+    has_table: bool,
+) -> Result<HashMap<String, Option<bool>>> {
     let mut out = HashMap::new();
     if !has_table {
         return Ok(out);
@@ -256,7 +284,7 @@ async fn opt_ins(ctx: &SessionContext, has_table: bool) -> Result<HashMap<String
     Ok(out)
 }
 
-fn actions_batch(actions: &[Action], activation: &Activation) -> Result<RecordBatch> {
+pub(crate) fn actions_batch(actions: &[Action], activation: &Activation) -> Result<RecordBatch> {
     let rule_of: HashMap<&str, &Rule> = activation
         .rules
         .iter()
@@ -317,7 +345,14 @@ pub async fn triggers(
     }
     check_rules(&ctx, activation).await?;
     let has = |name: &str| tables.iter().any(|t| t.name == name);
-    let last_action = history(&ctx, has("triggers"), as_of).await?;
+    let last_action = history(
+        &ctx,
+        has("triggers"),
+        has(crate::live_rules::LIVE_TRIGGERS_FOLDER),
+        as_of,
+        None,
+    )
+    .await?;
     let referrer_opt_in = if activation.action_rules().any(|r| r.include_referrer) {
         opt_ins(&ctx, inputs.profiles).await?
     } else {
@@ -372,6 +407,7 @@ mod tests {
             daily_cap: cap,
             include_referrer,
             requires_opt_in: true,
+            live: false,
         }
     }
 

@@ -15,7 +15,7 @@ use crate::error::{ActivateError, Result};
 pub const VIEW: &str = "customer_view";
 
 /// Columns taken from the scores of D, with their SQL types for a lake without scores.
-const SCORE_COLUMNS: &[(&str, &str)] = &[
+pub(crate) const SCORE_COLUMNS: &[(&str, &str)] = &[
     ("churn_probability", "DOUBLE"),
     ("risk_band", "VARCHAR"),
     ("risk_percentile", "DOUBLE"),
@@ -31,7 +31,7 @@ const SCORE_COLUMNS: &[(&str, &str)] = &[
 ];
 
 /// Columns taken from the segments of D.
-const SEGMENT_COLUMNS: &[(&str, &str)] = &[
+pub(crate) const SEGMENT_COLUMNS: &[(&str, &str)] = &[
     ("r_score", "INT"),
     ("f_score", "INT"),
     ("m_score", "INT"),
@@ -48,7 +48,7 @@ const SEGMENT_COLUMNS: &[(&str, &str)] = &[
 
 /// Profile columns that are not features already; contact details (e-mail, phone) are left
 /// out on purpose: rules decide who, exports decide how to reach them.
-const PROFILE_COLUMNS: &[(&str, &str)] = &[
+pub(crate) const PROFILE_COLUMNS: &[(&str, &str)] = &[
     ("signup_date", "DATE"),
     ("birthday", "DATE"),
     ("referrer_id", "VARCHAR"),
@@ -58,7 +58,7 @@ const PROFILE_COLUMNS: &[(&str, &str)] = &[
 /// Feature columns that only exist when the lake has a customers table (profile.sql) or
 /// campaign events (campaigns.sql): null on lakes without them, so that the same rules run
 /// on every lake.
-const OPTIONAL_FEATURE_COLUMNS: &[(&str, &str)] = &[
+pub(crate) const OPTIONAL_FEATURE_COLUMNS: &[(&str, &str)] = &[
     ("age_years", "BIGINT"),
     ("tier", "VARCHAR"),
     ("has_referrer", "BOOLEAN"),
@@ -79,7 +79,7 @@ pub struct ViewInputs {
 }
 
 /// `alias.col` for each column when the table is present, else typed nulls.
-fn select_list(columns: &[(&str, &str)], alias: &str, present: bool) -> Vec<String> {
+pub(crate) fn select_list(columns: &[(&str, &str)], alias: &str, present: bool) -> Vec<String> {
     columns
         .iter()
         .map(|(name, ty)| {

@@ -576,7 +576,8 @@ fn rerunning_a_date_reuses_its_model_and_gives_byte_identical_scores_and_exports
 /// Live scores after a stream batch: for every customer the batch touched, the probability,
 /// band, reasons and model a full `churn score` gives at the same moment; P(alive) from the
 /// newest night's BG/NBD parameters (the closed form, computed by DuckDB from the lake); the
-/// percentile within the night's population; the customer's newest event in the batch.
+/// percentile within the night's population; the customer's newest event in the batch. A
+/// restart gives live scores to a committed batch that has none.
 #[test]
 fn live_scores_after_a_stream_batch_equal_a_full_score_of_the_touched_customers() {
     let (_, demo, _) = demo_lake();
@@ -644,8 +645,12 @@ fn live_scores_after_a_stream_batch_equal_a_full_score_of_the_touched_customers(
     std::fs::write(
         &pipeline,
         format!(
-            "[lake]\npath = {lake_s:?}\ntimezone = \"UTC\"\n\n[sources.till]\ntable = \"transactions\"\npath = {:?}\n\n[stream]\nsettle_secs = 0\n",
-            s(&landing)
+            "[lake]\npath = {lake_s:?}\ntimezone = \"UTC\"\n\n[sources.till]\ntable = \"transactions\"\npath = {:?}\n\n\
+             [sources.events]\ntable = \"campaign_events\"\npath = {:?}\n\n[stream]\nsettle_secs = 0\n\n\
+             [activate]\nrules = {:?}\n",
+            s(&landing),
+            s(&dir.path().join("events")),
+            s(&repo_root().join("pipelines/rules.toml")),
         ),
     )
     .unwrap();
@@ -657,6 +662,26 @@ fn live_scores_after_a_stream_batch_equal_a_full_score_of_the_touched_customers(
     assert_eq!(live["customers_touched"], 25, "{stream}");
     assert_eq!(live["scored"], 25, "{stream}");
     assert_eq!(stream["live_scored"], 25, "{stream}");
+    // The live rule "welcome back" reaches the buyers the night rated high risk who opted in.
+    let welcomed = live_actions(&lake, "welcome_back_high_risk");
+    let expected = python_stdout([
+        "-c",
+        "import sys, duckdb\nl, ids = sys.argv[1], sys.argv[2].split(',')\nprint(' '.join(r[0] for r in duckdb.sql(f\"SELECT s.customer_id FROM read_parquet('{l}/scores/as_of=2026-11-01/*.parquet') s JOIN read_parquet('{l}/customers/*.parquet') c USING (customer_id) WHERE s.risk_band = 'high' AND c.marketing_opt_in AND list_contains($ids, s.customer_id) ORDER BY 1\", params={'ids': ids}).fetchall()))",
+        lake_s,
+        &ids.join(","),
+    ]);
+    assert!(
+        !expected.trim().is_empty(),
+        "no high-risk opted-in buyer to welcome back"
+    );
+    assert_eq!(welcomed, expected.trim(), "{stream}");
+    // A stream stopped between the batch's commit and its live scores gives them (and its
+    // live rules, again, not twice) at restart.
+    std::fs::remove_dir_all(lake.join("scores_live")).unwrap();
+    let restart = CHURN.json(&["stream", s(&pipeline), "--once", "--json"]);
+    assert_eq!(restart["batches"], 0, "{restart}");
+    assert_eq!(restart["live_scored"], 25, "{restart}");
+    assert_eq!(live_actions(&lake, "welcome_back_high_risk"), welcomed);
 
     CHURN.ok(&[
         "score",
@@ -673,6 +698,77 @@ fn live_scores_after_a_stream_batch_equal_a_full_score_of_the_touched_customers(
         "rows 25 touched 25 same_as_full 25 p_alive_closed_form 25 percentile_in_night 25 event_time 25 as_of 25",
         "live scores differ"
     );
+
+    // The full score was for comparison only: the newest night is 2026-11-01 again. The
+    // same customers buy again that evening: the welcome-back rule is in its 30-day
+    // cooldown. Two customers redeem an offer: only the one who opted in is thanked.
+    std::fs::remove_dir_all(lake.join("scores/as_of=2026-11-02")).unwrap();
+    let again: Vec<String> = ids
+        .iter()
+        .enumerate()
+        .map(|(k, id)| {
+            format!("LATE{k:04},{id},2026-11-01 22:00:00,9.00,1,Dairy,S01,store,0.00,false")
+        })
+        .collect();
+    std::fs::write(
+        landing.join("till-2026-11-01-late.csv"),
+        format!("{}\n{}\n", lines[0], again.join("\n")),
+    )
+    .unwrap();
+    let redeemers = python_stdout([
+        "-c",
+        "import sys, duckdb\nq = \"SELECT customer_id FROM read_parquet('\" + sys.argv[1] + \"/customers/*.parquet') WHERE customer_id NOT IN (SELECT unnest($ids)) AND marketing_opt_in = \"\nprint(' '.join(duckdb.sql(q + b + ' ORDER BY 1 LIMIT 1', params={'ids': sys.argv[2].split(',')}).fetchone()[0] for b in ('true', 'false')))",
+        lake_s,
+        &ids.join(","),
+    ]);
+    let redeemers: Vec<&str> = redeemers.split_whitespace().collect();
+    let events = dir.path().join("events");
+    std::fs::create_dir_all(&events).unwrap();
+    std::fs::write(
+        events.join("events-2026-11-01.csv"),
+        format!(
+            "customer_id,campaign_id,ts,event\n{0},win_back,2026-11-01 22:30:00,redeemed\n{1},win_back,2026-11-01 22:40:00,redeemed\n",
+            redeemers[0], redeemers[1]
+        ),
+    )
+    .unwrap();
+    let later = CHURN.json(&["stream", s(&pipeline), "--once", "--json"]);
+    let outcome = |batch: usize, rule: &str| {
+        later["recent_batches"][batch]["live_rules"]["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["rule"] == rule)
+            .unwrap()
+            .clone()
+    };
+    let welcome = outcome(0, "welcome_back_high_risk");
+    let welcomed_count = welcomed.split_whitespace().count() as u64;
+    assert_eq!(welcome["actions"], 0, "{later}");
+    assert_eq!(welcome["in_cooldown"], welcomed_count, "{later}");
+    let thanks = outcome(1, "thank_you_redeemed");
+    assert_eq!(
+        (
+            thanks["matched"].as_u64(),
+            thanks["not_opted_in"].as_u64(),
+            thanks["actions"].as_u64()
+        ),
+        (Some(2), Some(1), Some(1)),
+        "{later}"
+    );
+    assert_eq!(live_actions(&lake, "thank_you_redeemed"), redeemers[0]);
+}
+
+/// The customers a live rule reached, in order, space-separated (DuckDB over `triggers_live`).
+fn live_actions(lake: &Path, rule: &str) -> String {
+    python_stdout([
+        "-c",
+        "import sys, duckdb\nprint(' '.join(r[0] for r in duckdb.sql(f\"SELECT customer_id FROM read_parquet('{sys.argv[1]}/triggers_live/*/*.parquet') WHERE rule = '{sys.argv[2]}' ORDER BY 1\").fetchall()))",
+        s(lake),
+        rule,
+    ])
+    .trim()
+    .to_string()
 }
 
 /// DuckDB's checks of the live scores (argv: lake, touched ids, the night's scores folder).

@@ -297,7 +297,12 @@ pub async fn features_for(
     )
     .await?;
     let (used, _) = register_feature_views(&ctx, &options.files, &present).await?;
-    let batches = ctx.sql(&final_select(&used)).await?.collect().await?;
+    let df = ctx.sql(&final_select(&used)).await?;
+    let schema = std::sync::Arc::new(df.schema().as_arrow().clone());
+    let mut batches = df.collect().await?;
+    if batches.is_empty() {
+        batches.push(RecordBatch::new_empty(schema));
+    }
     let mut seen = std::collections::HashSet::new();
     for batch in &batches {
         let ids = arrow::compute::cast(batch.column(0), &arrow::datatypes::DataType::Utf8)

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use churn_activate::{LiveScoreSummary, LiveScorer, touched_customers};
+use churn_activate::{
+    Activation, LiveRulesSummary, LiveScoreSummary, LiveScorer, fire_live_rules, touched_customers,
+};
 use churn_core::commit::{CommitPlan, commit, job_id, staging_dir};
 use churn_core::{CoreError, Lake, LeaseOptions, Table, WriterLease};
 use churn_features::FeatureOptions;
@@ -69,6 +71,9 @@ pub struct BatchSummary {
     /// From the oldest file's last change to the live scores written.
     #[serde(default)]
     pub live_lag_ms: Option<u64>,
+    /// What the live rules did for the batch's customers.
+    #[serde(default)]
+    pub live_rules: Option<LiveRulesSummary>,
     /// Why the batch got no live scores although it added rows (the rows are in the lake).
     #[serde(default)]
     pub live_error: Option<String>,
@@ -90,6 +95,8 @@ pub struct StreamSummary {
     pub failed_files: u64,
     /// Customers given a live score.
     pub live_scored: u64,
+    /// Actions of the live rules.
+    pub live_actions: u64,
     /// Polls at which another writer held the lake (the batch waited for the next poll).
     pub busy_polls: u64,
     /// Files seen but not taken because they were still changing when the stream returned.
@@ -123,6 +130,8 @@ pub struct Stream {
 /// scores (read again when a newer night appears).
 struct Live {
     features: FeatureOptions,
+    /// The activation file, whose `live = true` rules run after each batch.
+    rules: Option<Activation>,
     scorer: Option<LiveScorer>,
     /// Whether "no nightly scores yet" was said already.
     said_no_scores: bool,
@@ -144,6 +153,7 @@ impl Stream {
         lease: LeaseOptions,
         ingest: IngestOptions,
         features: FeatureOptions,
+        rules: Option<Activation>,
     ) -> Stream {
         let checkpoints = sources.iter().map(|s| Checkpoints::new(&s.name)).collect();
         let seen = sources.iter().map(|_| Seen::new()).collect();
@@ -154,6 +164,7 @@ impl Stream {
         };
         let live = options.live_scores.then_some(Live {
             features,
+            rules,
             scorer: None,
             said_no_scores: false,
         });
@@ -177,6 +188,7 @@ impl Stream {
             checkpoints.refresh(&self.lake).await?;
         }
         tracing::info!(lake = %self.lake.display(), sources = self.sources.len(), interval_secs = self.options.interval.as_secs(), "stream started");
+        self.catch_up_live().await?;
         let mut settled_once = false;
         loop {
             if stop.load(Ordering::SeqCst) {
@@ -373,17 +385,17 @@ impl Stream {
             Table::Transactions | Table::CampaignEvents
         ) && !rejected_batch
             && summary.accepted > 0;
-        let (live, live_error) = if lives {
+        let ((live, live_rules), live_error) = if lives {
             match self.score_live(lake, &batch_id, &summary.data_files).await {
                 Ok(live) => (live, None),
                 Err(e) => {
                     let e = error_chain(&e);
                     tracing::error!(batch_id = %batch_id, error = %e, "live scores failed; the batch's rows are in the lake");
-                    (None, Some(e))
+                    ((None, None), Some(e))
                 }
             }
         } else {
-            (None, None)
+            ((None, None), None)
         };
         let source = &self.sources[i];
         self.finish_batch(BatchSummary {
@@ -402,21 +414,75 @@ impl Stream {
             duration_ms: started.elapsed().as_millis() as u64,
             live_lag_ms: live.as_ref().map(|_| lag_ms(files)),
             live,
+            live_rules,
             live_error,
         });
         Ok(())
     }
 
-    /// Scores again the customers in the batch's lake files; `None` when live scores are off
-    /// or the lake has no nightly scores yet.
+    /// Gives live scores to each source's newest batch when it added rows but has none: the
+    /// process stopped between the batch's commit and its live scores.
+    async fn catch_up_live(&mut self) -> Result<()> {
+        if self.live.is_none() {
+            return Ok(());
+        }
+        let scored: Vec<String> = self
+            .lake
+            .list(churn_activate::live::LIVE_FOLDER)
+            .await?
+            .iter()
+            .map(|m| self.lake.relative(&m.location))
+            .collect();
+        let mut pending = Vec::new();
+        for (i, source) in self.sources.iter().enumerate() {
+            let Some(last) = self.checkpoints[i].last() else {
+                continue;
+            };
+            let file = format!("/part-{}.parquet", last.batch_id);
+            if !matches!(
+                source.config.table,
+                Table::Transactions | Table::CampaignEvents
+            ) || scored.iter().any(|s| s.ends_with(&file))
+            {
+                continue;
+            }
+            let manifest = self.lake.path(&format!("_runs/{}.json", last.batch_id));
+            let Ok(summary) = self.lake.read_json::<IngestSummary>(&manifest).await else {
+                continue;
+            };
+            if summary.status == "committed" && summary.accepted > 0 {
+                pending.push((summary.batch_id, summary.data_files));
+            }
+        }
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let lease = WriterLease::acquire(&self.lake, &self.lease).await?;
+        let lake = self.lake.under_lease(&lease);
+        for (batch_id, data_files) in pending {
+            tracing::info!(batch_id = %batch_id, "the batch was committed without its live scores (the stream stopped in between): scoring it now");
+            if let Err(e) = self.score_live(&lake, &batch_id, &data_files).await {
+                tracing::error!(batch_id = %batch_id, error = %error_chain(&e), "live scores failed; the batch's rows are in the lake");
+            }
+        }
+        lease.release().await?;
+        Ok(())
+    }
+
+    /// Scores again the customers in the batch's lake files and runs the live rules over
+    /// them; `None` when live scores are off or the lake has no nightly scores yet. The
+    /// rules' actions are written before the scores, whose file marks the batch as done.
     async fn score_live(
         &mut self,
         lake: &Lake,
         batch_id: &str,
         data_files: &[String],
-    ) -> std::result::Result<Option<LiveScoreSummary>, churn_activate::ActivateError> {
+    ) -> std::result::Result<
+        (Option<LiveScoreSummary>, Option<LiveRulesSummary>),
+        churn_activate::ActivateError,
+    > {
         let Some(live) = self.live.as_mut() else {
-            return Ok(None);
+            return Ok((None, None));
         };
         let current = match &live.scorer {
             Some(scorer) => scorer.is_current(lake).await?,
@@ -432,17 +498,34 @@ impl Stream {
                     "the lake has no nightly scores yet: live scores start after the first `churn score` (or `churn run` with a [score] step)"
                 );
             }
-            return Ok(None);
+            return Ok((None, None));
         };
         let (touched, newest_day) = touched_customers(lake, data_files).await?;
         let Some(newest_day) = newest_day else {
-            return Ok(None);
+            return Ok((None, None));
         };
-        let summary = scorer
+        let mut scored = scorer
             .score(lake, &touched, newest_day, batch_id, &live.features)
             .await?;
-        self.summary.live_scored += summary.scored;
-        Ok(Some(summary))
+        let rules = match &live.rules {
+            Some(activation) => {
+                fire_live_rules(
+                    lake,
+                    activation,
+                    &scored,
+                    &touched,
+                    batch_id,
+                    scored.scored_at,
+                    scored.day,
+                )
+                .await?
+            }
+            None => None,
+        };
+        scored.write(lake).await?;
+        self.summary.live_scored += scored.summary.scored;
+        self.summary.live_actions += rules.as_ref().map_or(0, |r| r.actions);
+        Ok((Some(scored.summary), rules))
     }
 
     /// Commits a checkpoint record that marks `file` failed, with the reason, and a manifest
@@ -482,6 +565,7 @@ impl Stream {
             duration_ms: 0,
             live: None,
             live_lag_ms: None,
+            live_rules: None,
             live_error: None,
         };
         let plan = CommitPlan {

@@ -104,6 +104,10 @@ async fn stream(args: RunArgs, json: bool) -> anyhow::Result<()> {
             ..Default::default()
         },
         features,
+        pipeline
+            .activate
+            .as_ref()
+            .map(|(activation, _)| activation.clone()),
     );
     let mode = if args.once {
         Mode::Once
@@ -143,8 +147,8 @@ fn human(s: &StreamSummary) -> String {
     text.push('\n');
     if s.live_scored > 0 {
         text.push_str(&format!(
-            "  live scores: {} customers scored again (scores_live/)\n",
-            s.live_scored
+            "  live scores: {} customers scored again (scores_live/); live rules: {} actions (triggers_live/)\n",
+            s.live_scored, s.live_actions
         ));
     }
     for batch in &s.recent_batches {
