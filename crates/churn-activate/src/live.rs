@@ -19,7 +19,7 @@ use arrow::datatypes::{DataType, Date32Type, Field, TimeUnit, TimestampMicroseco
 use chrono::{DateTime, NaiveDate, Utc};
 use churn_core::Lake;
 use churn_features::write::PartitionManifest;
-use churn_features::{FeatureOptions, Grain, Scope, btyd_inputs, features_for};
+use churn_features::{FeatureOptions, inputs_for};
 use churn_train::frames::frame_from_batches;
 use churn_train::registry;
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
@@ -212,22 +212,24 @@ impl LiveScorer {
         let started = Instant::now();
         let as_of = self.as_of_for(newest_event_day);
         let ids: Vec<String> = touched.iter().map(|t| t.customer_id.clone()).collect();
-        let feature_rows = features_for(lake, as_of, features, &ids).await?;
+        let inputs = inputs_for(lake, as_of, features, &ids).await?;
+        let feature_rows = inputs.features;
         let frame = frame_from_batches(&feature_rows, as_of)?.frame;
-        let inputs = btyd_inputs(
-            lake,
-            as_of,
-            Grain::Day,
-            &features.session,
-            Scope::Customers(&ids),
-        )
-        .await?;
-        let outlooks = Outlooks::of(&inputs, &self.params, &self.model.stored.artifact.spec);
+        tracing::debug!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            customers = frame.rows(),
+            "live features and BTYD summaries"
+        );
+        let outlooks = Outlooks::of(&inputs.btyd, &self.params, &self.model.stored.artifact.spec);
         let scored_ids = frame.customer_ids.clone();
         let reference = &self.reference;
         let percentiles =
             move |ps: &[f64]| ps.iter().map(|&p| percentile_in(reference, p)).collect();
         let scored = score_rows(frame, &self.model, &outlooks, &percentiles)?;
+        tracing::debug!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "live scores computed"
+        );
 
         let scored_at = Utc::now();
         let timezone = lake.settings().await?.unwrap_or_default().timezone;

@@ -60,6 +60,15 @@ pub async fn btyd_inputs(
     scope: Scope<'_>,
 ) -> Result<Vec<BtydInput>> {
     let (ctx, _) = snapshot_session(lake, as_of, 365, session, scope).await?;
+    btyd_inputs_in(&ctx, grain).await
+}
+
+/// Summaries of every customer with a purchase before D, in a session with the
+/// point-in-time views of D (see [`crate::snapshot`]).
+pub(crate) async fn btyd_inputs_in(
+    ctx: &datafusion::prelude::SessionContext,
+    grain: Grain,
+) -> Result<Vec<BtydInput>> {
     let (period, unit) = grain.period("day");
     let (last_period, _) = grain.period("(as_of_day - 1)");
     let sql = format!(

@@ -12,6 +12,7 @@ use churn_core::session::SessionOptions;
 use datafusion::prelude::SessionContext;
 use serde::{Deserialize, Serialize};
 
+use crate::btyd_input::{BtydInput, Grain, btyd_inputs_in};
 use crate::error::{FeatureError, Result};
 use crate::snapshot::{Scope, register_empty_tables, register_snapshot_views, snapshot_session};
 use crate::sqlfile::FeatureFile;
@@ -278,16 +279,24 @@ pub async fn build_snapshot(
     })
 }
 
+/// What scoring needs of some customers at D: their feature rows and their BTYD summaries.
+pub struct CustomerInputs {
+    /// Customer order, the snapshot's columns but `as_of` (one empty batch when none).
+    pub features: Vec<RecordBatch>,
+    /// At daily grain, as `btyd_inputs` gives them.
+    pub btyd: Vec<BtydInput>,
+}
+
 /// The feature rows of D for `customers` (those of them in D's population), computed in
-/// memory by the same feature files as a snapshot, over only these customers' events: what
-/// the snapshot of D would hold for them, at a cost that follows their number. Rows are in
-/// customer order, with the snapshot's columns (`as_of` included).
-pub async fn features_for(
+/// memory by the same feature files as a snapshot, and their BTYD summaries, over only these
+/// customers' events (read from the lake once): what the snapshot of D and `btyd_inputs`
+/// would hold for them, at a cost that follows their number.
+pub async fn inputs_for(
     lake: &Lake,
     as_of: NaiveDate,
     options: &FeatureOptions,
     customers: &[String],
-) -> Result<Vec<RecordBatch>> {
+) -> Result<CustomerInputs> {
     let (ctx, present) = snapshot_session(
         lake,
         as_of,
@@ -321,7 +330,11 @@ pub async fn features_for(
             });
         }
     }
-    Ok(batches)
+    let btyd = btyd_inputs_in(&ctx, Grain::Day).await?;
+    Ok(CustomerInputs {
+        features: batches,
+        btyd,
+    })
 }
 
 /// Builds the feature snapshot of `as_of` unless the lake has one; returns whether it built

@@ -14,8 +14,8 @@ pub mod write;
 
 pub use btyd_input::{BtydInput, Grain, btyd_inputs};
 pub use build::{
-    CatalogueEntry, FeatureOptions, FeaturesSummary, SnapshotSummary, build_features,
-    build_snapshot, catalogue, ensure_snapshot, features_for,
+    CatalogueEntry, CustomerInputs, FeatureOptions, FeaturesSummary, SnapshotSummary,
+    build_features, build_snapshot, catalogue, ensure_snapshot, inputs_for,
 };
 pub use dates::as_of_dates;
 pub use error::{FeatureError, Result};

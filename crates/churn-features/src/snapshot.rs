@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use arrow::array::AsArray;
 use arrow::datatypes::{DataType, Date32Type, Field, Schema};
 use chrono::{Datelike, NaiveDate};
 use churn_core::session::{SessionOptions, discover_tables, new_session, register_table};
@@ -80,17 +81,69 @@ pub enum Scope<'a> {
 
 /// Table holding the customer ids of [`Scope::Customers`].
 const SCOPE_TOUCHED: &str = "scope_touched";
+/// Table holding those and the customers they referred: whose events the scope reads.
+const SCOPE_EVENTS: &str = "scope_events";
 
-/// Registers the scope's tables and returns the SQL conditions that restrict events (by
-/// `customer_id`) and the population.
-fn register_scope(
+/// Narrows the raw lake tables to the scope and returns the SQL condition that restricts
+/// the population. For [`Scope::Customers`] each raw table is read once, its rows of the
+/// scope's customers (events before D only) kept in memory in its place: every feature file
+/// then reads those few rows instead of scanning the lake again.
+async fn register_scope(
     ctx: &SessionContext,
     scope: Scope<'_>,
     present: &[Table],
-) -> Result<(String, String)> {
+    as_of: NaiveDate,
+) -> Result<String> {
     let Scope::Customers(ids) = scope else {
-        return Ok((String::new(), String::new()));
+        return Ok(String::new());
     };
+    register_ids(ctx, SCOPE_TOUCHED, ids.iter())?;
+    let touched = format!("customer_id IN (SELECT customer_id FROM {SCOPE_TOUCHED})");
+    let mut event_customers: std::collections::BTreeSet<String> = ids.iter().cloned().collect();
+    if present.contains(&Table::Customers) {
+        let customers = raw_name(Table::Customers);
+        let referred = keep_in_memory(
+            ctx,
+            &customers,
+            &format!(
+                "SELECT * FROM {customers} WHERE {touched} OR referrer_id IN (SELECT customer_id FROM {SCOPE_TOUCHED})"
+            ),
+        )
+        .await?;
+        for batch in &referred {
+            let column = arrow::compute::cast(batch.column(0), &DataType::Utf8)
+                .map_err(datafusion::error::DataFusionError::from)?;
+            event_customers.extend(
+                column
+                    .as_string::<i32>()
+                    .iter()
+                    .flatten()
+                    .map(str::to_string),
+            );
+        }
+    }
+    register_ids(ctx, SCOPE_EVENTS, event_customers.iter())?;
+    let in_scope = format!("customer_id IN (SELECT customer_id FROM {SCOPE_EVENTS})");
+    for table in [Table::Transactions, Table::CampaignEvents] {
+        if present.contains(&table) {
+            let name = raw_name(table);
+            keep_in_memory(
+                ctx,
+                &name,
+                &format!("SELECT * FROM {name} WHERE date < DATE '{as_of}' AND {in_scope}"),
+            )
+            .await?;
+        }
+    }
+    Ok(format!(" AND {touched}"))
+}
+
+/// Registers a one-column table `name` of customer ids.
+fn register_ids<'a>(
+    ctx: &SessionContext,
+    name: &str,
+    ids: impl Iterator<Item = &'a String>,
+) -> Result<()> {
     let schema = Arc::new(Schema::new(vec![Field::new(
         "customer_id",
         DataType::Utf8,
@@ -102,19 +155,27 @@ fn register_scope(
     )
     .map_err(datafusion::error::DataFusionError::from)?;
     ctx.register_table(
-        SCOPE_TOUCHED,
+        name,
         Arc::new(MemTable::try_new(schema, vec![vec![batch]])?),
     )?;
-    let touched = format!("customer_id IN (SELECT customer_id FROM {SCOPE_TOUCHED})");
-    let events = if present.contains(&Table::Customers) {
-        format!(
-            " AND ({touched} OR customer_id IN (SELECT customer_id FROM {} WHERE referrer_id IN (SELECT customer_id FROM {SCOPE_TOUCHED})))",
-            raw_name(Table::Customers)
-        )
-    } else {
-        format!(" AND {touched}")
-    };
-    Ok((events, format!(" AND {touched}")))
+    Ok(())
+}
+
+/// Replaces table `name` with the result of `sql`, held in memory; returns the rows.
+async fn keep_in_memory(
+    ctx: &SessionContext,
+    name: &str,
+    sql: &str,
+) -> Result<Vec<arrow::array::RecordBatch>> {
+    let df = ctx.sql(sql).await?;
+    let schema = Arc::new(df.schema().as_arrow().clone());
+    let batches = df.collect().await?;
+    ctx.deregister_table(name)?;
+    ctx.register_table(
+        name,
+        Arc::new(MemTable::try_new(schema, vec![batches.clone()])?),
+    )?;
+    Ok(batches)
 }
 
 /// Creates the point-in-time views for snapshot `as_of`.
@@ -135,14 +196,14 @@ pub async fn register_scoped_views(
     present: &[Table],
     scope: Scope<'_>,
 ) -> Result<()> {
-    let (in_scope, in_population) = register_scope(ctx, scope, present)?;
+    let in_population = register_scope(ctx, scope, present, as_of).await?;
     let d = as_of.format("%Y-%m-%d");
     let views = [
         format!(
             "CREATE VIEW transactions AS SELECT transaction_id, customer_id, ts, amount, quantity, product_category, \
              store_id, channel, discount, is_return, date, CAST(date AS INT) AS day, \
              (NOT is_return AND amount > 0) AS is_purchase, (is_return OR amount < 0) AS is_refund \
-             FROM {} WHERE date < DATE '{d}'{in_scope}",
+             FROM {} WHERE date < DATE '{d}'",
             raw_name(Table::Transactions)
         ),
         format!(
@@ -165,14 +226,14 @@ pub async fn register_scoped_views(
     if present.contains(&Table::CampaignEvents) {
         ctx.sql(&format!(
             "CREATE VIEW campaign_events AS SELECT customer_id, campaign_id, ts, event, date, CAST(date AS INT) AS day \
-             FROM {} WHERE date < DATE '{d}'{in_scope}",
+             FROM {} WHERE date < DATE '{d}'",
             raw_name(Table::CampaignEvents)
         ))
         .await?;
     }
     if present.contains(&Table::Customers) {
         ctx.sql(&format!(
-            "CREATE VIEW customers AS SELECT customer_id, signup_date, birthday, tier, referrer_id, email, phone, marketing_opt_in FROM {} WHERE true{in_scope}",
+            "CREATE VIEW customers AS SELECT customer_id, signup_date, birthday, tier, referrer_id, email, phone, marketing_opt_in FROM {}",
             raw_name(Table::Customers)
         ))
         .await?;
