@@ -6,7 +6,7 @@
 //! [`churn_features::Scope`]), the model version and the population's BTYD parameters of the
 //! newest nightly scores, and a percentile against that night's population. So for a touched
 //! customer it equals what `churn score` gives with the same model and BTYD parameters, at a
-//! cost that follows the batch's customers. Rows are appended to
+//! cost that follows the batch's customers plus one read of the lake. Rows are appended to
 //! `<lake>/scores_live/date=<day scored, store time>/part-<batch id>.parquet`, one file per
 //! batch, with the batch id, the customer's newest event in the batch and when it was scored.
 

@@ -290,7 +290,8 @@ pub struct CustomerInputs {
 /// The feature rows of D for `customers` (those of them in D's population), computed in
 /// memory by the same feature files as a snapshot, and their BTYD summaries, over only these
 /// customers' events (read from the lake once): what the snapshot of D and `btyd_inputs`
-/// would hold for them, at a cost that follows their number.
+/// would hold for them. The feature SQL runs over those rows only; the one read passes over
+/// the lake's events of these tables.
 pub async fn inputs_for(
     lake: &Lake,
     as_of: NaiveDate,
