@@ -5,6 +5,7 @@ mod cmd;
 mod exit;
 mod lease;
 mod output;
+mod progress;
 
 use clap::{Parser, Subcommand, ValueEnum};
 

@@ -429,3 +429,44 @@ fn kill_9_at_random_moments_of_a_run_then_resume_leaves_the_lake_of_an_uninterru
         }
     }
 }
+
+/// `churn run` shows a bar of its steps when stderr is a terminal (here a pseudo-terminal
+/// from `script`), and nothing of the kind when it is not, or under `--json`.
+#[test]
+fn a_run_draws_a_progress_bar_on_a_terminal_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = dir.path().join("p.toml");
+    std::fs::write(
+        &pipeline,
+        format!(
+            "[lake]\npath = \"lake\"\ntimezone = \"UTC\"\n\n[sources.transactions]\ntable = \"transactions\"\npath = {:?}\n\n[features]\n",
+            s(&repo_root().join("data/demo/transactions.csv"))
+        ),
+    )
+    .unwrap();
+    let command = format!(
+        "{} run {} --as-of 2026-11-01",
+        env!("CARGO_BIN_EXE_churn"),
+        s(&pipeline)
+    );
+    let on_terminal = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .output()
+        .expect("script (util-linux) runs the command on a pseudo-terminal");
+    assert!(on_terminal.status.success(), "{on_terminal:?}");
+    let drawn = String::from_utf8_lossy(&on_terminal.stdout);
+    assert!(drawn.contains("steps: ingest:transactions"), "{drawn}");
+    assert!(drawn.contains("steps: features"), "{drawn}");
+
+    for extra in [&[][..], &["--json"][..]] {
+        let mut args = vec!["run", s(&pipeline), "--as-of", "2026-11-01"];
+        args.extend_from_slice(extra);
+        let out = CHURN.ok(&args);
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!all.contains("steps:"), "a bar off a terminal: {all}");
+    }
+}

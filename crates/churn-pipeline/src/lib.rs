@@ -949,6 +949,20 @@ pub enum Start {
     Resume,
 }
 
+/// Told as a run goes from step to step (the CLI draws a progress bar on a terminal).
+pub trait RunObserver: Sync {
+    /// Step `index` (from 0) of `total`, named by its key (`ingest:NAME`, `features`, …),
+    /// starts; steps a resumed run finished are counted as done, not started.
+    fn step_started(&self, _index: usize, _total: usize, _step: &str) {}
+    /// The run is over, whatever its outcome.
+    fn run_ended(&self) {}
+}
+
+/// An observer that ignores everything.
+pub struct Unobserved;
+
+impl RunObserver for Unobserved {}
+
 /// Runs the pipeline's steps for the logical date `as_of` (see [`plan`]). The run manifest
 /// `_runs/run-D-….json` is written when the run starts and after every step, so that a
 /// failed run says which step failed and why, and `Start::Resume` can continue from there.
@@ -958,6 +972,20 @@ pub async fn run(
     as_of: NaiveDate,
     options: &IngestOptions,
     start: Start,
+    observer: &dyn RunObserver,
+) -> Result<RunSummary> {
+    let result = run_observed(pipeline, lake, as_of, options, start, observer).await;
+    observer.run_ended();
+    result
+}
+
+async fn run_observed(
+    pipeline: &Pipeline,
+    lake: &Lake,
+    as_of: NaiveDate,
+    options: &IngestOptions,
+    start: Start,
+    observer: &dyn RunObserver,
 ) -> Result<RunSummary> {
     let started = Instant::now();
     lake.ensure_settings(pipeline.timezone.as_deref()).await?;
@@ -1016,12 +1044,15 @@ pub async fn run(
         lake.write_json(&lake.path(&manifest), summary).await
     };
     save(&mut summary).await?;
-    for step in plan(pipeline) {
+    let steps = plan(pipeline);
+    let total = steps.len();
+    for (index, step) in steps.into_iter().enumerate() {
         let key = step.key();
         if summary.completed.contains(&key) {
             tracing::info!(step = %key, "done in the resumed run");
             continue;
         }
+        observer.step_started(index, total, &key);
         let step_started = Instant::now();
         match execute(pipeline, lake, as_of, options, &step).await {
             Ok(done) => {

@@ -54,6 +54,7 @@ async fn start(
         as_of.parse().unwrap(),
         &IngestOptions::default(),
         start,
+        &churn_pipeline::Unobserved,
     )
     .await
 }

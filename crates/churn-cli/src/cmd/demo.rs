@@ -46,6 +46,7 @@ pub async fn run(args: Args, json: bool) -> anyhow::Result<()> {
         Some(&lake),
         as_of,
         churn_pipeline::Start::Fresh,
+        json,
     )
     .await?;
     crate::output::emit(json, &summary, || {

@@ -48,7 +48,8 @@ pub async fn run(args: Args, json: bool) -> anyhow::Result<()> {
     };
     let (Some(from), Some(to)) = (args.from, args.to) else {
         let as_of = args.as_of.expect("clap requires --as-of without --from");
-        let summary = run_pipeline(&args.pipeline, args.lake.as_deref(), as_of, start).await?;
+        let summary =
+            run_pipeline(&args.pipeline, args.lake.as_deref(), as_of, start, json).await?;
         return crate::output::emit(json, &summary, || human(&summary));
     };
     if from > to {
@@ -56,7 +57,7 @@ pub async fn run(args: Args, json: bool) -> anyhow::Result<()> {
     }
     let mut runs = Vec::new();
     for as_of in from.iter_days().take_while(|d| *d <= to) {
-        runs.push(run_pipeline(&args.pipeline, args.lake.as_deref(), as_of, start).await?);
+        runs.push(run_pipeline(&args.pipeline, args.lake.as_deref(), as_of, start, json).await?);
     }
     let backfill = Backfill {
         kind: "backfill",
@@ -81,19 +82,29 @@ pub fn pipeline_lake(pipeline: &Pipeline, lake: Option<&str>) -> anyhow::Result<
     Ok(Lake::open(&location)?)
 }
 
-/// Loads and runs a pipeline; shared with `churn demo`.
+/// Loads and runs a pipeline, with a progress bar of its steps on a terminal unless `json`;
+/// shared with `churn demo`.
 pub async fn run_pipeline(
     path: &std::path::Path,
     lake: Option<&str>,
     as_of: chrono::NaiveDate,
     start: Start,
+    json: bool,
 ) -> anyhow::Result<RunSummary> {
     let pipeline = Pipeline::load(path)?;
     let lake = pipeline_lake(&pipeline, lake)?;
+    let progress = crate::progress::StepBar::new(json, &format!("{as_of}"));
     crate::lease::writing(&lake, "churn run", async |lake| {
-        churn_pipeline::run(&pipeline, lake, as_of, &IngestOptions::default(), start)
-            .await
-            .with_context(|| format!("running {} for {as_of}", path.display()))
+        churn_pipeline::run(
+            &pipeline,
+            lake,
+            as_of,
+            &IngestOptions::default(),
+            start,
+            &progress,
+        )
+        .await
+        .with_context(|| format!("running {} for {as_of}", path.display()))
     })
     .await
 }
