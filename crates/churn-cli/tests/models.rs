@@ -682,6 +682,12 @@ fn live_scores_after_a_stream_batch_equal_a_full_score_of_the_touched_customers(
     assert_eq!(restart["batches"], 0, "{restart}");
     assert_eq!(restart["live_scored"], 25, "{restart}");
     assert_eq!(live_actions(&lake, "welcome_back_high_risk"), welcomed);
+    let status = CHURN.json(&["stream", "status", s(&pipeline), "--json"]);
+    assert_eq!(status["live_scores"]["batches"], 1, "{status}");
+    assert_eq!(
+        status["sources"][0]["last_batch_live_scored"], true,
+        "{status}"
+    );
 
     CHURN.ok(&[
         "score",

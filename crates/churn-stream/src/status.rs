@@ -1,6 +1,7 @@
 //! `churn stream status`: for each watched source, what has been taken (and what failed or
 //! was rejected), the newest batch, and what is waiting in the landing prefix now: how many
-//! files and bytes, and how long the oldest has waited (the stream's lag). Reads only; it
+//! files and bytes, and how long the oldest has waited (the stream's lag); and the live
+//! scores: how many batches have them and when the newest were written. Reads only; it
 //! never takes the writer lease.
 
 use churn_core::Lake;
@@ -29,6 +30,19 @@ pub struct SourceStatus {
     pub waiting_bytes: u64,
     /// Seconds since the oldest waiting file last changed: how far the lake lags behind.
     pub lag_secs: Option<f64>,
+    /// Whether the last batch has its live scores (false: the stream stopped between the
+    /// batch's commit and its live scores, which it gives them when it starts again).
+    pub last_batch_live_scored: Option<bool>,
+}
+
+/// The live scores in the lake.
+#[derive(Debug, Clone, Serialize)]
+pub struct LiveStatus {
+    /// Batches with a live scores file.
+    pub batches: usize,
+    /// When the newest live scores file was written.
+    pub newest_written_at: Option<String>,
+    pub newest_file: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -36,6 +50,7 @@ pub struct StreamStatus {
     pub kind: String,
     pub lake: String,
     pub sources: Vec<SourceStatus>,
+    pub live_scores: LiveStatus,
 }
 
 /// The status of every source of the stream.
@@ -45,6 +60,22 @@ pub async fn status(
     options: &StreamOptions,
 ) -> Result<StreamStatus> {
     let now = chrono::Utc::now();
+    let live_files = lake.list(churn_activate::live::LIVE_FOLDER).await?;
+    let newest = live_files.iter().max_by_key(|m| m.last_modified);
+    let live_scores = LiveStatus {
+        batches: live_files.len(),
+        newest_written_at: newest.map(|m| {
+            m.last_modified
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        }),
+        newest_file: newest.map(|m| lake.relative(&m.location)),
+    };
+    let live_scored = |batch_id: &str| {
+        let file = format!("/part-{batch_id}.parquet");
+        live_files
+            .iter()
+            .any(|m| lake.relative(&m.location).ends_with(&file))
+    };
     let mut out = Vec::new();
     for source in sources {
         let mut checkpoints = Checkpoints::new(&source.name);
@@ -84,11 +115,13 @@ pub async fn status(
                 .map(|f| f.last_modified)
                 .min()
                 .map(|t| (now - t).num_milliseconds().max(0) as f64 / 1000.0),
+            last_batch_live_scored: checkpoints.last().map(|r| live_scored(&r.batch_id)),
         });
     }
     Ok(StreamStatus {
         kind: "stream_status".into(),
         lake: lake.display(),
         sources: out,
+        live_scores,
     })
 }

@@ -211,5 +211,11 @@ fn status_text(status: &StreamStatus) -> String {
             ));
         }
     }
+    let live = &status.live_scores;
+    text.push_str(&format!(
+        "  live scores: {} batches; newest written at {}\n",
+        live.batches,
+        live.newest_written_at.as_deref().unwrap_or("-")
+    ));
     text
 }
