@@ -359,6 +359,19 @@ impl Pipeline {
                 Err(p) => problems.extend(p),
             }
         }
+        // An audience selects from the nightly action list, which a live rule never writes to.
+        if let Some((activation, _)) = &activate {
+            for c in &campaigns {
+                for rule in &c.audience.rules {
+                    if activation.live_rules().any(|r| &r.name == rule) {
+                        problems.push(format!(
+                            "campaigns.{}.audience.rules: {rule:?} is a live rule (its actions are in triggers_live, not in the day's action list an audience selects from)",
+                            c.name
+                        ));
+                    }
+                }
+            }
+        }
         if !file.campaigns.is_empty() && file.activate.is_none() {
             problems.push(
                 "campaigns: exports need the day's segments; add an [activate] section".into(),

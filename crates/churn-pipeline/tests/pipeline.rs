@@ -86,6 +86,25 @@ fn a_pipeline_file_reports_every_problem_at_once() {
 }
 
 #[test]
+fn a_campaign_audience_naming_a_live_rule_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.toml");
+    std::fs::write(
+        &path,
+        "[activate]\n\n[campaigns.thanks]\naction = \"x\"\n\n\
+         [campaigns.thanks.audience]\nrules = [\"thank_you_redeemed\"]\n",
+    )
+    .unwrap();
+    let err = Pipeline::load(&path).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config);
+    assert!(
+        err.to_string()
+            .contains("\"thank_you_redeemed\" is a live rule"),
+        "{err}"
+    );
+}
+
+#[test]
 fn paths_in_a_pipeline_file_are_relative_to_its_folder() {
     let dir = tempfile::tempdir().unwrap();
     let pipeline = Pipeline::load(&write_pipeline(dir.path(), "")).unwrap();
