@@ -688,6 +688,7 @@ fn live_scores_after_a_stream_batch_equal_a_full_score_of_the_touched_customers(
         status["sources"][0]["last_batch_live_scored"], true,
         "{status}"
     );
+    assert_every_field_is_documented(&[&stream, &status]);
 
     CHURN.ok(&[
         "score",
@@ -819,3 +820,36 @@ event_time = one("""SELECT count(*) FROM live l JOIN (
 as_of = one("SELECT count(*) FROM live WHERE as_of = DATE '2026-11-02'")
 print(f"rows {rows} touched {touched} same_as_full {same} p_alive_closed_form {p_alive} percentile_in_night {percentile} event_time {event_time} as_of {as_of}")
 "#;
+
+/// Each field name that `values` (the stream's and its status's JSON) contain, at any depth,
+/// is in the README's table of what they print.
+fn assert_every_field_is_documented(values: &[&serde_json::Value]) {
+    fn names(value: &serde_json::Value, out: &mut std::collections::BTreeSet<String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (key, inner) in map {
+                    out.insert(key.clone());
+                    names(inner, out);
+                }
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|v| names(v, out)),
+            _ => {}
+        }
+    }
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let start = readme
+        .find("**What `churn stream --json` and `churn stream status --json` print.**")
+        .expect("the README documents the stream's JSON");
+    let section = &readme[start..];
+    let section = &section[..section.find("\n### ").unwrap_or(section.len())];
+    let mut printed = std::collections::BTreeSet::new();
+    values.iter().for_each(|v| names(v, &mut printed));
+    let undocumented: Vec<&String> = printed
+        .iter()
+        .filter(|name| !section.contains(&format!("`{name}`")))
+        .collect();
+    assert!(
+        undocumented.is_empty(),
+        "fields the stream prints that the README's table does not list: {undocumented:?}"
+    );
+}

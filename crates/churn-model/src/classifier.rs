@@ -1,6 +1,6 @@
 //! The learners behind one interface: fit on a design matrix with labels and sample weights,
 //! predict churn scores, and split each score into per-column contributions for
-//! explanations. Logistic regression comes from linfa-logistic, decision trees and bagged
+//! explanations. Logistic regression is our own weighted Newton fit ([`crate::logistic`]), decision trees and bagged
 //! forests from linfa-trees / linfa-ensemble, gradient-boosted trees from forust-ml. Fitted
 //! models are stored as plain serde data (coefficients, flattened trees, forust's own
 //! booster) so an artifact reads back without the training libraries' internal types.
@@ -9,7 +9,6 @@ use forust_ml::GradientBooster;
 use forust_ml::data::Matrix;
 use linfa::prelude::*;
 use linfa_ensemble::EnsembleLearnerParams;
-use linfa_logistic::LogisticRegression;
 use linfa_trees::{DecisionTree, TreeNode};
 use ndarray::{Array1, Array2, ArrayView1};
 use rand_08::SeedableRng;
@@ -161,7 +160,7 @@ pub fn fit(
     seed: u64,
 ) -> Result<Classifier> {
     match learner {
-        Learner::Logistic(p) => without_panics("logistic", || fit_logistic(p, x, y, w)),
+        Learner::Logistic(p) => fit_logistic(p, x, y, w),
         Learner::DecisionTree(p) => without_panics("decision-tree", || fit_tree(p, x, y, w)),
         Learner::RandomForest(p) => {
             without_panics("random-forest", || fit_forest(p, x, y, w, seed))
@@ -177,36 +176,23 @@ fn training_error(algorithm: &'static str, reason: impl ToString) -> ModelError 
     }
 }
 
-/// linfa-logistic takes no sample weights, so class weights become repetitions: each row is
-/// repeated round(w / min w) times (capped at 20), which gives the same weighting ratio.
 fn fit_logistic(p: &LogisticParams, x: &Array2<f64>, y: &[f64], w: &[f64]) -> Result<Classifier> {
-    let smallest = w.iter().copied().fold(f64::INFINITY, f64::min).max(1e-12);
-    let repeats: Vec<usize> = w
-        .iter()
-        .map(|&wi| ((wi / smallest).round() as usize).clamp(1, 20))
-        .collect();
-    let total: usize = repeats.iter().sum();
-    let mut records = Array2::<f64>::zeros((total, x.ncols()));
-    let mut targets = Vec::with_capacity(total);
-    let mut at = 0;
-    for (i, &k) in repeats.iter().enumerate() {
-        for _ in 0..k {
-            records.row_mut(at).assign(&x.row(i));
-            targets.push(y[i] > 0.5);
-            at += 1;
-        }
+    let fitted = crate::logistic::fit_logistic(x.view(), y, w, p.l2, p.max_iterations);
+    if !fitted.intercept.is_finite() || fitted.coefficients.iter().any(|c| !c.is_finite()) {
+        return Err(training_error(
+            "logistic",
+            "the coefficients diverged (classes separable without an L2 penalty?)",
+        ));
     }
-    let dataset = Dataset::new(records, Array1::from(targets));
-    let fitted = LogisticRegression::default()
-        .alpha(p.l2)
-        .max_iterations(p.max_iterations)
-        .fit(&dataset)
-        .map_err(|e| training_error("logistic", e))?;
-    // The fitted model predicts its "positive" class; make that "churned".
-    let sign = if fitted.labels().pos.class { 1.0 } else { -1.0 };
+    if !fitted.converged {
+        tracing::warn!(
+            iterations = fitted.iterations,
+            "logistic regression stopped at max_iterations before converging"
+        );
+    }
     Ok(Classifier::Logistic {
-        intercept: sign * fitted.intercept(),
-        coefficients: fitted.params().iter().map(|c| sign * c).collect(),
+        intercept: fitted.intercept,
+        coefficients: fitted.coefficients,
     })
 }
 

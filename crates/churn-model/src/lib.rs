@@ -15,6 +15,7 @@ pub mod drift;
 pub mod dual;
 pub mod error;
 pub mod explain;
+pub mod logistic;
 pub mod metrics;
 pub mod optim;
 mod parallel;

@@ -12,7 +12,8 @@ use crate::error::{ModelError, Result};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Algorithm {
-    /// linfa-logistic on standardised features with an L2 penalty.
+    /// Logistic regression on standardised features with an L2 penalty, sample weights as
+    /// weights (`crate::logistic`).
     Logistic,
     /// One linfa-trees decision tree.
     DecisionTree,
@@ -214,14 +215,16 @@ impl Default for RawFeatures {
     }
 }
 
-/// `[logistic]`: linfa-logistic hyper-parameters.
+/// `[logistic]`: the logistic regression's hyper-parameters. The fit minimises
+/// `Σ wᵢ·logloss(xᵢ, yᵢ) + l2/2·‖β‖²` (intercept not penalised): scikit-learn's
+/// `LogisticRegression(C = 1/l2)` with the same sample weights.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogisticParams {
     /// L2 penalty on the standardised coefficients. Default 1.0.
     #[serde(default = "default_l2")]
     pub l2: f64,
-    /// Optimiser iterations (L-BFGS). Default 200.
+    /// Newton steps at most; a fit usually converges in under ten. Default 200.
     #[serde(default = "default_max_iterations")]
     pub max_iterations: u64,
 }
