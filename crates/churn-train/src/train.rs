@@ -81,19 +81,30 @@ async fn ensure_snapshots(
     Ok(built)
 }
 
+/// Frames of single snapshots this run has read already (with their BTYD columns), by date.
+type ReadFrames<'a> = [(NaiveDate, &'a Frame)];
+
 /// Reads the labelled snapshots of `dates` into one frame, with BTYD columns when the spec
-/// asks for them; outlooks are computed once per date.
+/// asks for them; outlooks are computed once per date, and a date in `already_read` is
+/// copied from there instead of read again.
 async fn read_slice(
     lake: &Lake,
     spec: &ModelSpec,
     dates: &[NaiveDate],
+    already_read: &ReadFrames<'_>,
     features: &FeatureOptions,
     outlook_cache: &mut HashMap<NaiveDate, HashMap<String, CustomerOutlook>>,
     unusable: &mut Vec<(String, String)>,
 ) -> Result<Frame> {
     let mut frame = Frame::default();
     for &as_of in dates {
+        if let Some((_, read)) = already_read.iter().find(|(d, _)| *d == as_of) {
+            frame.append((*read).clone())?;
+            continue;
+        }
+        let reading = Instant::now();
         let mut read = read_labelled_snapshot(lake, as_of, &features.session).await?;
+        tracing::debug!(%as_of, rows = read.frame.customer_ids.len(), elapsed_ms = reading.elapsed().as_millis() as u64, "labelled snapshot read");
         if spec.btyd_features {
             let found = match outlook_cache.entry(as_of) {
                 Entry::Occupied(e) => e.into_mut(),
@@ -140,10 +151,11 @@ async fn scoring_fit(
     spec: &ModelSpec,
     as_of: NaiveDate,
     selected: &[String],
+    already_read: &ReadFrames<'_>,
     features: &FeatureOptions,
     cache: &mut HashMap<NaiveDate, HashMap<String, CustomerOutlook>>,
-    built: &mut Vec<String>,
-) -> Result<(Artifact, ScoringFit)> {
+) -> Result<(Artifact, ScoringFit, Vec<String>)> {
+    let mut built = Vec::new();
     // The schedule of a test snapshot one horizon later ends its training at `as_of`.
     let schedule = Schedule::new(
         spec,
@@ -168,9 +180,27 @@ async fn scoring_fit(
         }
     }
     let mut unusable = Vec::new();
-    let fit = read_slice(lake, spec, &schedule.fit, features, cache, &mut unusable).await?;
+    let fit = read_slice(
+        lake,
+        spec,
+        &schedule.fit,
+        already_read,
+        features,
+        cache,
+        &mut unusable,
+    )
+    .await?;
     let cal_dates: Vec<NaiveDate> = schedule.calibration.into_iter().collect();
-    let calibration = read_slice(lake, spec, &cal_dates, features, cache, &mut unusable).await?;
+    let calibration = read_slice(
+        lake,
+        spec,
+        &cal_dates,
+        already_read,
+        features,
+        cache,
+        &mut unusable,
+    )
+    .await?;
     let training = slice_summary(&fit, &schedule.fit);
     check_classes(spec, "scoring fit", &training, "refit the model")?;
     let calibration_summary = schedule
@@ -187,6 +217,7 @@ async fn scoring_fit(
             training,
             calibration: calibration_summary,
         },
+        built,
     ))
 }
 
@@ -213,17 +244,27 @@ pub async fn train(
         lake,
         spec,
         &schedule.fit,
+        &[],
         features,
         &mut cache,
         &mut unusable,
     )
     .await?;
-    let calibration =
-        read_slice(lake, spec, &cal_dates, features, &mut cache, &mut unusable).await?;
+    let calibration = read_slice(
+        lake,
+        spec,
+        &cal_dates,
+        &[],
+        features,
+        &mut cache,
+        &mut unusable,
+    )
+    .await?;
     let test = read_slice(
         lake,
         spec,
         &[schedule.test],
+        &[],
         features,
         &mut cache,
         &mut unusable,
@@ -253,22 +294,44 @@ pub async fn train(
         .collect(),
     };
 
+    tracing::debug!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "backtest inputs ready"
+    );
     let result = backtest(spec, &schedule, &slices, &p_alive, &descriptions(features))?;
+    tracing::debug!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        fit_ms = result.fit_ms,
+        "backtest done"
+    );
+    // The scoring fit's schedule is one horizon later: its calibration snapshot is this test
+    // snapshot, and this calibration snapshot is among its fit snapshots (every_days divides
+    // horizon_days); those are not read again.
+    let mut already_read = vec![(schedule.test, &slices.test)];
+    if let Some(date) = schedule.calibration {
+        already_read.push((date, &slices.calibration));
+    }
     let refit = match register {
-        Register::ScoringFit => Some(
-            scoring_fit(
+        Register::ScoringFit => {
+            let (artifact, fit, built_for_it) = scoring_fit(
                 lake,
                 spec,
                 as_of,
                 &result.features,
+                &already_read,
                 features,
                 &mut cache,
-                &mut built,
             )
-            .await?,
-        ),
+            .await?;
+            built.extend(built_for_it);
+            Some((artifact, fit))
+        }
         Register::BacktestOnly => None,
     };
+    tracing::debug!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "scoring fit done"
+    );
     let version = registry::next_version(lake, &spec.name).await?;
     let mut report = report(spec, as_of, &result, built, version, lake, started);
     report.scoring_fit = refit.as_ref().map(|(_, f)| f.clone());
