@@ -15,6 +15,7 @@
 use ndarray::linalg::general_mat_mul;
 use ndarray::{Array2, ArrayView2, s};
 
+use crate::classifier::sigmoid;
 use crate::parallel::map_chunks;
 
 /// A fitted logistic regression.
@@ -180,10 +181,6 @@ impl Problem<'_> {
 /// `log(1 + e^z)` without overflow.
 fn softplus(z: f64) -> f64 {
     z.max(0.0) + (-z.abs()).exp().ln_1p()
-}
-
-fn sigmoid(z: f64) -> f64 {
-    1.0 / (1.0 + (-z).exp())
 }
 
 /// Solves `h · d = g` for a symmetric positive definite `h` (n×n, row-major) by Cholesky. A
