@@ -2,11 +2,12 @@
 //! so the at-risk list follows the till within seconds instead of waiting for the night.
 //!
 //! A live score is the nightly score of one customer, recomputed from their whole history up
-//! to now: the same feature files (run over only the touched customers' events, see
-//! [`churn_features::Scope`]), the model version and the population's BTYD parameters of the
-//! newest nightly scores, and a percentile against that night's population. So for a touched
-//! customer it equals what `churn score` gives with the same model and BTYD parameters, at a
-//! cost that follows the batch's customers plus one read of the lake. Rows are appended to
+//! to now: the same feature files (run over only the touched customers' events, taken from
+//! the stream's in-memory [`EventHistory`] of the lake), the model version and the
+//! population's BTYD parameters of the newest nightly scores, and a percentile against that
+//! night's population. So for a touched customer it equals what `churn score` gives with the
+//! same model and BTYD parameters, at a cost that follows the batch's customers, not the
+//! lake (the history reads each lake file once per process). Rows are appended to
 //! `<lake>/scores_live/date=<day scored, store time>/part-<batch id>.parquet`, one file per
 //! batch, with the batch id, the customer's newest event in the batch and when it was scored.
 
@@ -19,7 +20,7 @@ use arrow::datatypes::{DataType, Date32Type, Field, TimeUnit, TimestampMicroseco
 use chrono::{DateTime, NaiveDate, Utc};
 use churn_core::Lake;
 use churn_features::write::PartitionManifest;
-use churn_features::{FeatureOptions, inputs_for};
+use churn_features::{EventHistory, FeatureOptions, inputs_for};
 use churn_train::frames::frame_from_batches;
 use churn_train::registry;
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
@@ -198,21 +199,43 @@ impl LiveScorer {
         (newest_event_day + chrono::Duration::days(1)).max(self.nightly_as_of)
     }
 
-    /// Scores the touched customers as of [`LiveScorer::as_of_for`]; `write` appends them to
-    /// the live scores under `batch_id`, which marks the batch as live-scored (see
-    /// `LiveScorer::write`).
+    /// Scores the touched customers as of [`LiveScorer::as_of_for`], from `history` brought
+    /// in line with the lake first; `write` appends them to the live scores under
+    /// `batch_id`, which marks the batch as live-scored (see `LiveScorer::write`).
     pub async fn score(
         &self,
         lake: &Lake,
+        history: &mut EventHistory,
         touched: &[Touched],
         newest_event_day: NaiveDate,
         batch_id: &str,
         features: &FeatureOptions,
     ) -> Result<LiveScored> {
         let started = Instant::now();
+        let refreshed = history.refresh(lake).await?;
+        let held = || (history.rows(), history.bytes() as u64 / (1 << 20));
+        if refreshed.tables_reloaded > 0 || refreshed.files_read > 100 {
+            let (rows, mib) = held();
+            tracing::info!(
+                files_read = refreshed.files_read,
+                rows_read = refreshed.rows_read,
+                tables_reloaded = refreshed.tables_reloaded,
+                rows_held = rows,
+                mib_held = mib,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "customer history read from the lake"
+            );
+        } else {
+            tracing::debug!(
+                files_read = refreshed.files_read,
+                rows_read = refreshed.rows_read,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "customer history brought up to date"
+            );
+        }
         let as_of = self.as_of_for(newest_event_day);
         let ids: Vec<String> = touched.iter().map(|t| t.customer_id.clone()).collect();
-        let inputs = inputs_for(lake, as_of, features, &ids).await?;
+        let inputs = inputs_for(lake, as_of, features, &ids, history).await?;
         let feature_rows = inputs.features;
         let frame = frame_from_batches(&feature_rows, as_of)?.frame;
         tracing::debug!(

@@ -13,6 +13,7 @@ mod features;
 mod ingest;
 mod run;
 mod store;
+mod stream;
 mod train;
 
 use std::path::PathBuf;
@@ -24,6 +25,7 @@ pub use error::BenchError;
 pub use features::{FeaturesFigures, bench_features};
 pub use ingest::{IngestFigures, bench_ingest};
 pub use run::python_has;
+pub use stream::{LiveLatency, StreamFigures, bench_stream};
 pub use train::{TrainFigures, TrainResults, bench_train};
 
 pub type Result<T, E = BenchError> = std::result::Result<T, E>;

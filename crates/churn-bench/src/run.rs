@@ -45,19 +45,10 @@ pub(crate) fn measure(cmd: &mut Command) -> Result<Run> {
                 source,
             })?;
     }
-    let mut status = 0;
-    // SAFETY: rusage is plain data; wait4 fills it for the child we spawned and reaps it.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     let pid = child.id() as libc::pid_t;
-    let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let (status, peak_rss_mib) = wait_measured(pid, &command)?;
     let wall_seconds = started.elapsed().as_secs_f64();
-    if rc < 0 {
-        return Err(BenchError::Wait {
-            command,
-            source: std::io::Error::last_os_error(),
-        });
-    }
-    if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
+    if status != 0 {
         return Err(BenchError::Failed {
             command,
             status,
@@ -66,10 +57,28 @@ pub(crate) fn measure(cmd: &mut Command) -> Result<Run> {
     }
     Ok(Run {
         wall_seconds,
-        // ru_maxrss is in KiB on Linux.
-        peak_rss_mib: usage.ru_maxrss as f64 / 1024.0,
+        peak_rss_mib,
         stdout,
     })
+}
+
+/// Reaps child `pid`: 0 when it exited with 0 (otherwise its raw wait status), and its peak
+/// resident memory in MiB.
+pub(crate) fn wait_measured(pid: libc::pid_t, command: &str) -> Result<(i32, f64)> {
+    let mut status = 0;
+    // SAFETY: rusage is plain data; wait4 fills it for the child we spawned and reaps it.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    if rc < 0 {
+        return Err(BenchError::Wait {
+            command: command.to_string(),
+            source: std::io::Error::last_os_error(),
+        });
+    }
+    let succeeded = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
+    // ru_maxrss is in KiB on Linux.
+    let peak_rss_mib = usage.ru_maxrss as f64 / 1024.0;
+    Ok((if succeeded { 0 } else { status.max(1) }, peak_rss_mib))
 }
 
 /// Whether `python` starts and imports every one of `modules`.

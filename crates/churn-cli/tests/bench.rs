@@ -97,3 +97,48 @@ fn bench_btyd_fits_each_model_to_lifetimes_estimates_on_the_same_customers() {
         assert!(m["lifetimes_fit_seconds"].as_f64().unwrap() > 0.0);
     }
 }
+
+#[test]
+fn bench_stream_gives_every_landed_files_customers_a_live_score() {
+    let work = tempfile::tempdir().unwrap();
+    let figures = CHURN.json(&[
+        "bench",
+        "stream",
+        "--json",
+        "--customers",
+        "2000",
+        "--work",
+        s(work.path()),
+        "--rows",
+        "60",
+        "--files",
+        "2",
+        "--burst-files",
+        "3",
+    ]);
+    assert_eq!(figures["kind"], "bench_stream");
+    assert!(
+        figures["nightly_customers"].as_u64().unwrap() > 500,
+        "{figures}"
+    );
+    let landing = work.path().join("stream-landing");
+    let one_by_one = figures["one_by_one"].as_array().unwrap();
+    assert_eq!(one_by_one.len(), 2, "{figures}");
+    for (k, file) in one_by_one.iter().enumerate() {
+        // Every buyer of the file is in the population of the next day: all are scored.
+        let mut reader = csv::Reader::from_path(landing.join(format!("till-{k:04}.csv"))).unwrap();
+        let customers: std::collections::BTreeSet<String> = reader
+            .records()
+            .map(|r| r.unwrap()[1].to_string())
+            .collect();
+        assert_eq!(file["rows"], 60, "{file}");
+        assert_eq!(file["customers_scored"], customers.len() as u64, "{file}");
+        let (commit, live) = (
+            file["commit_lag_seconds"].as_f64().unwrap(),
+            file["live_lag_seconds"].as_f64().unwrap(),
+        );
+        assert!(0.0 <= commit && commit <= live, "{file}");
+    }
+    assert_eq!(figures["burst_rows"], 180, "{figures}");
+    assert!(figures["burst_rows_per_second"].as_f64().unwrap() > 0.0);
+}

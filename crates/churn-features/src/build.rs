@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::btyd_input::{BtydInput, Grain, btyd_inputs_in};
 use crate::error::{FeatureError, Result};
+use crate::history::EventHistory;
 use crate::snapshot::{Scope, register_empty_tables, register_snapshot_views, snapshot_session};
 use crate::sqlfile::FeatureFile;
 use crate::write::{PartitionManifest, job_id, write_parquet, write_partition};
@@ -289,21 +290,24 @@ pub struct CustomerInputs {
 
 /// The feature rows of D for `customers` (those of them in D's population), computed in
 /// memory by the same feature files as a snapshot, and their BTYD summaries, over only these
-/// customers' events (read from the lake once): what the snapshot of D and `btyd_inputs`
-/// would hold for them. The feature SQL runs over those rows only; the one read passes over
-/// the lake's events of these tables.
+/// customers' rows as `history` holds them (refresh it first): what the snapshot of D and
+/// `btyd_inputs` would hold for them, at a cost that follows these customers' rows.
 pub async fn inputs_for(
     lake: &Lake,
     as_of: NaiveDate,
     options: &FeatureOptions,
     customers: &[String],
+    history: &EventHistory,
 ) -> Result<CustomerInputs> {
     let (ctx, present) = snapshot_session(
         lake,
         as_of,
         options.lookback_days,
         &options.session,
-        Scope::Customers(customers),
+        Scope::Customers {
+            ids: customers,
+            history,
+        },
     )
     .await?;
     let (used, _) = register_feature_views(&ctx, &options.files, &present).await?;

@@ -46,6 +46,9 @@ pub enum FeatureError {
         lake_ends: chrono::NaiveDate,
     },
 
+    #[error("lake file {file} cannot be held in memory: {problem}")]
+    LakeFile { file: String, problem: String },
+
     #[error("invalid as-of dates {spec:?}: {reason}")]
     InvalidDates { spec: String, reason: String },
 
@@ -65,9 +68,9 @@ impl FeatureError {
             | FeatureError::ColumnClash { .. }
             | FeatureError::NoFeatureFiles(_)
             | FeatureError::InvalidDates { .. } => ErrorKind::Config,
-            FeatureError::NoTransactions | FeatureError::LabelsNotObservable { .. } => {
-                ErrorKind::Data
-            }
+            FeatureError::NoTransactions
+            | FeatureError::LabelsNotObservable { .. }
+            | FeatureError::LakeFile { .. } => ErrorKind::Data,
             FeatureError::DataFusion(e) => datafusion_error_kind(e),
             FeatureError::Core(e) => e.kind(),
         }

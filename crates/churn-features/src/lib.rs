@@ -7,6 +7,7 @@ pub mod btyd_input;
 pub mod build;
 pub mod dates;
 pub mod error;
+pub mod history;
 pub mod labels;
 pub mod snapshot;
 pub mod sqlfile;
@@ -19,6 +20,7 @@ pub use build::{
 };
 pub use dates::as_of_dates;
 pub use error::{FeatureError, Result};
+pub use history::{EventHistory, RefreshSummary};
 pub use labels::{
     DEFAULT_HORIZON_DAYS, LabelsSummary, build_labels, ensure_labels, labels_horizon,
     lake_transaction_days,

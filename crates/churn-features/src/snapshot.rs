@@ -6,7 +6,6 @@
 
 use std::sync::Arc;
 
-use arrow::array::AsArray;
 use arrow::datatypes::{DataType, Date32Type, Field, Schema};
 use chrono::{Datelike, NaiveDate};
 use churn_core::session::{SessionOptions, discover_tables, new_session, register_table};
@@ -15,6 +14,7 @@ use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 
 use crate::error::{FeatureError, Result};
+use crate::history::EventHistory;
 
 /// Default population window: customers with a purchase in the last 365 days.
 pub const DEFAULT_LOOKBACK_DAYS: u32 = 365;
@@ -68,74 +68,48 @@ pub fn register_empty_table(ctx: &SessionContext, table: Table) -> Result<()> {
 }
 
 /// Which customers a point-in-time session sees.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub enum Scope<'a> {
-    /// Every customer: nightly snapshots, labels, BTYD fits.
+    /// Every customer, read from the lake's files: nightly snapshots, labels, BTYD fits.
     Everyone,
-    /// These customers (live scores after a micro-batch). Their population is the ones among
-    /// them who qualify on D; events are those of these customers and of the customers they
-    /// referred (so that a referrer's `referrals_converted` counts right). Feature files
+    /// These customers (live scores after a micro-batch), their rows taken from `history`
+    /// (refreshed by the caller) instead of the lake's files. Their population is the ones
+    /// among them who qualify on D; events are those of these customers and of the customers
+    /// they referred (so that a referrer's `referrals_converted` counts right). Feature files
     /// that compare a customer with the rest of the population would see only these.
-    Customers(&'a [String]),
+    Customers {
+        ids: &'a [String],
+        history: &'a EventHistory,
+    },
 }
 
 /// Table holding the customer ids of [`Scope::Customers`].
 const SCOPE_TOUCHED: &str = "scope_touched";
-/// Table holding those and the customers they referred: whose events the scope reads.
-const SCOPE_EVENTS: &str = "scope_events";
 
-/// Narrows the raw lake tables to the scope and returns the SQL condition that restricts
-/// the population. For [`Scope::Customers`] each raw table is read once, its rows of the
-/// scope's customers (events before D only) kept in memory in its place: every feature file
-/// then reads those few rows instead of scanning the lake again.
-async fn register_scope(
+/// Registers the rows the history holds of the scope's customers as the raw tables (events
+/// before D only) and returns the tables the lake has and the SQL condition that restricts
+/// the population to those customers.
+fn register_held(
     ctx: &SessionContext,
-    scope: Scope<'_>,
-    present: &[Table],
+    ids: &[String],
+    history: &EventHistory,
     as_of: NaiveDate,
-) -> Result<String> {
-    let Scope::Customers(ids) = scope else {
-        return Ok(String::new());
-    };
+) -> Result<(Vec<Table>, String)> {
+    if !history.has_transactions() {
+        return Err(FeatureError::NoTransactions);
+    }
     register_ids(ctx, SCOPE_TOUCHED, ids.iter())?;
-    let touched = format!("customer_id IN (SELECT customer_id FROM {SCOPE_TOUCHED})");
-    let mut event_customers: std::collections::BTreeSet<String> = ids.iter().cloned().collect();
-    if present.contains(&Table::Customers) {
-        let customers = raw_name(Table::Customers);
-        let referred = keep_in_memory(
-            ctx,
-            &customers,
-            &format!(
-                "SELECT * FROM {customers} WHERE {touched} OR referrer_id IN (SELECT customer_id FROM {SCOPE_TOUCHED})"
-            ),
-        )
-        .await?;
-        for batch in &referred {
-            let column = arrow::compute::cast(batch.column(0), &DataType::Utf8)
-                .map_err(datafusion::error::DataFusionError::from)?;
-            event_customers.extend(
-                column
-                    .as_string::<i32>()
-                    .iter()
-                    .flatten()
-                    .map(str::to_string),
-            );
-        }
+    let mut present = Vec::new();
+    for (table, rows) in history.rows_of(ids, as_of)?.tables {
+        let schema = rows.schema();
+        ctx.register_table(
+            raw_name(table),
+            Arc::new(MemTable::try_new(schema, vec![vec![rows]])?),
+        )?;
+        present.push(table);
     }
-    register_ids(ctx, SCOPE_EVENTS, event_customers.iter())?;
-    let in_scope = format!("customer_id IN (SELECT customer_id FROM {SCOPE_EVENTS})");
-    for table in [Table::Transactions, Table::CampaignEvents] {
-        if present.contains(&table) {
-            let name = raw_name(table);
-            keep_in_memory(
-                ctx,
-                &name,
-                &format!("SELECT * FROM {name} WHERE date < DATE '{as_of}' AND {in_scope}"),
-            )
-            .await?;
-        }
-    }
-    Ok(format!(" AND {touched}"))
+    let in_population = format!(" AND customer_id IN (SELECT customer_id FROM {SCOPE_TOUCHED})");
+    Ok((present, in_population))
 }
 
 /// Registers a one-column table `name` of customer ids.
@@ -161,42 +135,25 @@ fn register_ids<'a>(
     Ok(())
 }
 
-/// Replaces table `name` with the result of `sql`, held in memory; returns the rows.
-async fn keep_in_memory(
-    ctx: &SessionContext,
-    name: &str,
-    sql: &str,
-) -> Result<Vec<arrow::array::RecordBatch>> {
-    let df = ctx.sql(sql).await?;
-    let schema = Arc::new(df.schema().as_arrow().clone());
-    let batches = df.collect().await?;
-    ctx.deregister_table(name)?;
-    ctx.register_table(
-        name,
-        Arc::new(MemTable::try_new(schema, vec![batches.clone()])?),
-    )?;
-    Ok(batches)
-}
-
-/// Creates the point-in-time views for snapshot `as_of`.
+/// Creates the point-in-time views for snapshot `as_of` over the raw tables of `present`.
 pub async fn register_snapshot_views(
     ctx: &SessionContext,
     as_of: NaiveDate,
     lookback_days: u32,
     present: &[Table],
 ) -> Result<()> {
-    register_scoped_views(ctx, as_of, lookback_days, present, Scope::Everyone).await
+    register_views(ctx, as_of, lookback_days, present, "").await
 }
 
-/// Creates the point-in-time views for snapshot `as_of`, seeing the customers of `scope`.
-pub async fn register_scoped_views(
+/// Creates the point-in-time views; `in_population` (empty, or ` AND <condition>`) narrows
+/// the population.
+async fn register_views(
     ctx: &SessionContext,
     as_of: NaiveDate,
     lookback_days: u32,
     present: &[Table],
-    scope: Scope<'_>,
+    in_population: &str,
 ) -> Result<()> {
-    let in_population = register_scope(ctx, scope, present, as_of).await?;
     let d = as_of.format("%Y-%m-%d");
     let views = [
         format!(
@@ -250,7 +207,10 @@ pub async fn snapshot_session(
     scope: Scope<'_>,
 ) -> Result<(SessionContext, Vec<Table>)> {
     let ctx = new_session(lake, options)?;
-    let present = register_lake_tables(&ctx, lake).await?;
-    register_scoped_views(&ctx, as_of, lookback_days, &present, scope).await?;
+    let (present, in_population) = match scope {
+        Scope::Everyone => (register_lake_tables(&ctx, lake).await?, String::new()),
+        Scope::Customers { ids, history } => register_held(&ctx, ids, history, as_of)?,
+    };
+    register_views(&ctx, as_of, lookback_days, &present, &in_population).await?;
     Ok((ctx, present))
 }

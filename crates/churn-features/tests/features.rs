@@ -43,8 +43,13 @@ async fn table(lake: &Lake, sql: &str) -> (Vec<String>, Vec<Vec<String>>) {
         .map(|f| f.name().clone())
         .collect();
     let batches: Vec<RecordBatch> = df.collect().await.unwrap();
+    (names, text_rows(&batches))
+}
+
+/// Text of every cell (null → empty) of some batches, row by row.
+fn text_rows(batches: &[RecordBatch]) -> Vec<Vec<String>> {
     let mut rows = Vec::new();
-    for b in &batches {
+    for b in batches {
         let columns: Vec<ArrayRef> = b
             .columns()
             .iter()
@@ -66,7 +71,7 @@ async fn table(lake: &Lake, sql: &str) -> (Vec<String>, Vec<Vec<String>>) {
             );
         }
     }
-    (names, rows)
+    rows
 }
 
 /// Rows of a CSV file keyed by customer_id, as column → text.
@@ -596,4 +601,118 @@ async fn the_snapshots_btyd_columns_equal_the_btyd_inputs_of_every_customer() {
             assert_eq!(snapshot, expected, "{as_of} {}", row[0]);
         }
     }
+}
+
+#[tokio::test]
+async fn features_from_the_in_memory_history_equal_the_snapshot_and_follow_the_lakes_files() {
+    let (_tmp, lake) = lake_from(&repo_root().join("data/demo")).await;
+    let as_of = date("2026-06-01");
+    build_features(&lake, &[as_of], &built_in()).await.unwrap();
+    let count = |sql: &'static str| {
+        let lake = lake.clone();
+        async move { table(&lake, sql).await.1[0][0].parse::<u64>().unwrap() }
+    };
+    let lake_rows = count("SELECT (SELECT count(*) FROM transactions) + (SELECT count(*) FROM customers) + (SELECT count(*) FROM campaign_events)").await;
+    let files = |dir: &str| {
+        walk(&lake_dir(&lake).join(dir))
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+            .collect::<Vec<_>>()
+    };
+    let lake_files: usize = ["transactions", "customers", "campaign_events"]
+        .iter()
+        .map(|d| files(d).len())
+        .sum();
+
+    let mut history = churn_features::EventHistory::new();
+    let first = history.refresh(&lake).await.unwrap();
+    assert_eq!((first.files_read, first.rows_read), (lake_files, lake_rows));
+    assert_eq!(history.rows(), lake_rows);
+    assert_eq!(history.refresh(&lake).await.unwrap().files_read, 0);
+
+    // Thirty customers of the snapshot, ten referrers (their referrals_converted needs the
+    // events of the members they referred), and one the lake has never seen.
+    let (_, picked) = table(
+        &lake,
+        "(SELECT customer_id FROM features ORDER BY customer_id LIMIT 30) UNION \
+         (SELECT referrer_id FROM customers WHERE referrer_id IS NOT NULL ORDER BY referrer_id LIMIT 10)",
+    )
+    .await;
+    let mut ids: Vec<String> = picked.into_iter().map(|r| r[0].clone()).collect();
+    ids.push("C9999999".to_string());
+    let inputs = churn_features::inputs_for(&lake, as_of, &built_in(), &ids, &history)
+        .await
+        .unwrap();
+    let names: Vec<String> = inputs.features[0]
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    let mut live = text_rows(&inputs.features);
+    live.sort();
+    let quoted: Vec<String> = ids.iter().map(|id| format!("'{id}'")).collect();
+    let (snapshot_names, snapshot) = table(
+        &lake,
+        &format!(
+            "SELECT * FROM features WHERE as_of = DATE '{as_of}' AND customer_id IN ({}) ORDER BY customer_id",
+            quoted.join(", ")
+        ),
+    )
+    .await;
+    assert!(snapshot.len() >= 30, "{}", snapshot.len());
+    assert_eq!(live.len(), snapshot.len());
+    for (ours, theirs) in live.iter().zip(&snapshot) {
+        for (name, value) in names.iter().zip(ours) {
+            let at = snapshot_names.iter().position(|n| n == name).unwrap();
+            assert!(
+                same_value(value, &theirs[at]),
+                "{} {name}: from the history {value:?}, in the snapshot {:?}",
+                ours[0],
+                theirs[at]
+            );
+        }
+    }
+    let referrals = names
+        .iter()
+        .position(|n| n == "referrals_converted")
+        .unwrap();
+    assert!(
+        live.iter()
+            .any(|r| r[referrals] != "0" && !r[referrals].is_empty())
+    );
+
+    // A file another writer adds is read alone; one that goes away makes the table be read
+    // again. The rows handed out are the lake's rows either way.
+    let day_file = files("transactions").pop().unwrap();
+    let copy = day_file.with_file_name("part-copy.parquet");
+    std::fs::copy(&day_file, &copy).unwrap();
+    let added = history.refresh(&lake).await.unwrap();
+    assert_eq!((added.files_read, added.tables_reloaded), (1, 0));
+    assert_eq!(history.rows(), count("SELECT (SELECT count(*) FROM transactions) + (SELECT count(*) FROM customers) + (SELECT count(*) FROM campaign_events)").await);
+    std::fs::remove_file(&copy).unwrap();
+    let removed = history.refresh(&lake).await.unwrap();
+    assert_eq!(removed.tables_reloaded, 1);
+    assert_eq!(removed.files_read, files("transactions").len());
+    assert_eq!(history.rows(), lake_rows);
+}
+
+/// The lake's root folder.
+fn lake_dir(lake: &Lake) -> std::path::PathBuf {
+    lake.root_url().to_file_path().unwrap()
+}
+
+/// Every file below `dir`, in name order.
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out.sort();
+    out
 }

@@ -14,7 +14,7 @@ use churn_activate::{
 };
 use churn_core::commit::{CommitPlan, commit, job_id, staging_dir};
 use churn_core::{CoreError, Lake, LeaseOptions, Table, WriterLease};
-use churn_features::FeatureOptions;
+use churn_features::{EventHistory, FeatureOptions};
 use churn_ingest::{
     CommitWith, IngestError, IngestOptions, IngestSummary, InputFile, SourceConfig, ingest_files,
 };
@@ -133,6 +133,9 @@ struct Live {
     /// The activation file, whose `live = true` rules run after each batch.
     rules: Option<Activation>,
     scorer: Option<LiveScorer>,
+    /// Every customer's rows, read from the lake at the first live score and kept up to date
+    /// after it, so that each batch's live scores read only its customers' rows.
+    history: EventHistory,
     /// Whether "no nightly scores yet" was said already.
     said_no_scores: bool,
 }
@@ -166,6 +169,7 @@ impl Stream {
             features,
             rules,
             scorer: None,
+            history: EventHistory::new(),
             said_no_scores: false,
         });
         Stream {
@@ -505,7 +509,14 @@ impl Stream {
             return Ok((None, None));
         };
         let mut scored = scorer
-            .score(lake, &touched, newest_day, batch_id, &live.features)
+            .score(
+                lake,
+                &mut live.history,
+                &touched,
+                newest_day,
+                batch_id,
+                &live.features,
+            )
             .await?;
         let rules = match &live.rules {
             Some(activation) => {

@@ -4,7 +4,9 @@
 
 use std::path::PathBuf;
 
-use churn_bench::{BtydFigures, FeaturesFigures, IngestFigures, Setup, TrainResults};
+use churn_bench::{
+    BtydFigures, FeaturesFigures, IngestFigures, Setup, StreamFigures, TrainResults,
+};
 use serde::Serialize;
 
 #[derive(Debug, clap::Args)]
@@ -29,6 +31,26 @@ enum What {
     /// the benchmark lake, against lifetimes fitting the same model on DuckDB's summaries of
     /// the same lake, with both sides' parameters.
     Btyd(BtydArgs),
+    /// Latency from a till file landing to its customers' live scores with `churn stream`
+    /// running on a copy of the benchmark lake, file after file, and the rows per second it
+    /// keeps up with when files land at once; beside the nightly `churn score` of every
+    /// customer of the same lake.
+    Stream(StreamArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct StreamArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Rows per landed till file.
+    #[arg(long, default_value_t = 10_000)]
+    rows: u64,
+    /// Files landed one at a time, each once the previous one has its live scores.
+    #[arg(long, default_value_t = 5)]
+    files: usize,
+    /// Files then landed at once.
+    #[arg(long, default_value_t = 20)]
+    burst_files: usize,
 }
 
 #[derive(Debug, clap::Args)]
@@ -232,6 +254,42 @@ fn print_btyd(b: &BtydFigures, customers: u64) {
     }
 }
 
+fn print_stream(f: &StreamFigures) {
+    println!(
+        "stream benchmark: {} customers in the store, files of {} rows",
+        f.customers, f.file_rows
+    );
+    println!(
+        "nightly `churn score` of {} customers: {:.1} s, peak {:.0} MiB",
+        f.nightly_customers, f.nightly_score_seconds, f.nightly_score_peak_rss_mib
+    );
+    println!(
+        "| file | rows | scored | landing → commit | landing → live scores | live scores | vs nightly score |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for (k, l) in f.one_by_one.iter().enumerate() {
+        let note = if k == 0 { " (reads the lake)" } else { "" };
+        println!(
+            "| {}{note} | {} | {} | {:.2} s | {:.2} s | {:.2} s | {:.3} |",
+            k + 1,
+            l.rows,
+            l.customers_scored,
+            l.commit_lag_seconds,
+            l.live_lag_seconds,
+            l.live_seconds,
+            l.live_lag_seconds / f.nightly_score_seconds
+        );
+    }
+    println!(
+        "{} files landed at once ({} per batch): {} rows in {:.1} s, {:.0} rows/s to live scores",
+        f.burst_files, f.burst_batch_files, f.burst_rows, f.burst_seconds, f.burst_rows_per_second
+    );
+    println!(
+        "stream process peak memory: {:.0} MiB",
+        f.stream_peak_rss_mib
+    );
+}
+
 pub async fn run(args: Args, json: bool) -> anyhow::Result<()> {
     match args.what {
         What::Ingest(a) => {
@@ -277,6 +335,19 @@ pub async fn run(args: Args, json: bool) -> anyhow::Result<()> {
                 return print_json(&figures);
             }
             print_btyd(&figures, customers);
+        }
+        What::Stream(a) => {
+            let figures = churn_bench::bench_stream(
+                &a.store.setup()?,
+                a.rows,
+                a.files,
+                a.burst_files,
+                &progress,
+            )?;
+            if json {
+                return print_json(&figures);
+            }
+            print_stream(&figures);
         }
     }
     Ok(())
