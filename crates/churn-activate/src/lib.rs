@@ -26,7 +26,9 @@ pub mod view;
 pub use error::{ActivateError, Result};
 pub use export::{Campaign, ExportSummary, RawCampaign, export};
 pub use lang::Lang;
-pub use live::{LiveScoreSummary, LiveScored, LiveScorer, Touched, touched_customers};
+pub use live::{
+    LiveScoreSummary, LiveScored, LiveScorer, Touched, refresh_history, touched_customers,
+};
 pub use live_rules::{LiveRulesSummary, fire_live_rules};
 pub use results::{CampaignResults, campaign_results};
 pub use rules::Activation;

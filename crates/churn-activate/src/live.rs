@@ -212,27 +212,7 @@ impl LiveScorer {
         features: &FeatureOptions,
     ) -> Result<LiveScored> {
         let started = Instant::now();
-        let refreshed = history.refresh(lake).await?;
-        let held = || (history.rows(), history.bytes() as u64 / (1 << 20));
-        if refreshed.tables_reloaded > 0 || refreshed.files_read > 100 {
-            let (rows, mib) = held();
-            tracing::info!(
-                files_read = refreshed.files_read,
-                rows_read = refreshed.rows_read,
-                tables_reloaded = refreshed.tables_reloaded,
-                rows_held = rows,
-                mib_held = mib,
-                elapsed_ms = started.elapsed().as_millis() as u64,
-                "customer history read from the lake"
-            );
-        } else {
-            tracing::debug!(
-                files_read = refreshed.files_read,
-                rows_read = refreshed.rows_read,
-                elapsed_ms = started.elapsed().as_millis() as u64,
-                "customer history brought up to date"
-            );
-        }
+        refresh_history(lake, history).await?;
         let as_of = self.as_of_for(newest_event_day);
         let ids: Vec<String> = touched.iter().map(|t| t.customer_id.clone()).collect();
         let inputs = inputs_for(lake, as_of, features, &ids, history).await?;
@@ -309,6 +289,34 @@ impl LiveScored {
         tracing::info!(as_of = %s.as_of, touched = s.customers_touched, scored = s.scored, duration_ms = s.duration_ms, output = %s.output, "live scores written");
         Ok(())
     }
+}
+
+/// Brings the customer history in line with the lake, saying so at info level when that
+/// read much of it (the first time, or a table read again).
+pub async fn refresh_history(lake: &Lake, history: &mut EventHistory) -> Result<()> {
+    let started = Instant::now();
+    let refreshed = history.refresh(lake).await?;
+    let elapsed_ms = started.elapsed().as_millis() as u64;
+    if refreshed.tables_reloaded > 0 || refreshed.files_read > 100 {
+        let (rows, mib) = (history.rows(), history.bytes() as u64 / (1 << 20));
+        tracing::info!(
+            files_read = refreshed.files_read,
+            rows_read = refreshed.rows_read,
+            tables_reloaded = refreshed.tables_reloaded,
+            rows_held = rows,
+            mib_held = mib,
+            elapsed_ms,
+            "customer history read from the lake"
+        );
+    } else {
+        tracing::debug!(
+            files_read = refreshed.files_read,
+            rows_read = refreshed.rows_read,
+            elapsed_ms,
+            "customer history brought up to date"
+        );
+    }
+    Ok(())
 }
 
 fn no_basis(as_of: NaiveDate, reason: &str) -> ActivateError {

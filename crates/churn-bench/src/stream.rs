@@ -1,7 +1,7 @@
 //! `churn bench stream`: how long a till file takes from landing to its customers' live
-//! scores on the benchmark lake, file after file (the first batch also reads the lake into
-//! the stream's customer history; the later ones should cost what their rows cost, whatever
-//! the lake's size), and the rows per second the stream keeps up with when files land faster
+//! scores on the benchmark lake, file after file (the first lands while the service is still
+//! reading the lake into its customer history; the later ones should cost what their rows
+//! cost, whatever the lake's size), and the rows per second the stream keeps up with when files land faster
 //! than it takes them. Beside them, the nightly `churn score` of every customer of the same
 //! lake: what a store would have to run again without the stream.
 
@@ -53,7 +53,8 @@ pub struct StreamFigures {
     pub nightly_score_peak_rss_mib: f64,
     pub nightly_customers: u64,
     /// Files landed one at a time, each once the previous one had its live scores; the
-    /// first also read the lake into the stream's customer history.
+    /// first lands as the service starts, so it also waits for the lake to be read into the
+    /// stream's customer history.
     pub one_by_one: Vec<LiveLatency>,
     /// Files landed at once, taken `burst_batch_files` per micro-batch.
     pub burst_files: usize,

@@ -10,7 +10,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use churn_activate::{
-    Activation, LiveRulesSummary, LiveScoreSummary, LiveScorer, fire_live_rules, touched_customers,
+    Activation, LiveRulesSummary, LiveScoreSummary, LiveScorer, fire_live_rules, refresh_history,
+    touched_customers,
 };
 use churn_core::commit::{CommitPlan, commit, job_id, staging_dir};
 use churn_core::{CoreError, Lake, LeaseOptions, Table, WriterLease};
@@ -193,6 +194,9 @@ impl Stream {
         }
         tracing::info!(lake = %self.lake.display(), sources = self.sources.len(), interval_secs = self.options.interval.as_secs(), "stream started");
         self.catch_up_live().await?;
+        if mode == Mode::UntilStopped {
+            self.read_history_ahead().await;
+        }
         let mut settled_once = false;
         loop {
             if stop.load(Ordering::SeqCst) {
@@ -422,6 +426,30 @@ impl Stream {
             live_error,
         });
         Ok(())
+    }
+
+    /// Reads the lake into the customer history before the first batch lands, so that the
+    /// first batch's live scores take no longer than the next ones'. Only once the lake has
+    /// nightly scores (live scores start then); a failure here is retried by the first live
+    /// score.
+    async fn read_history_ahead(&mut self) {
+        let Some(live) = self.live.as_mut() else {
+            return;
+        };
+        if live.scorer.is_none() {
+            match LiveScorer::load(&self.lake).await {
+                Ok(scorer) => live.scorer = scorer,
+                Err(e) => {
+                    tracing::warn!(error = %error_chain(&e), "the newest nightly scores cannot be read yet");
+                    return;
+                }
+            }
+        }
+        if live.scorer.is_some()
+            && let Err(e) = refresh_history(&self.lake, &mut live.history).await
+        {
+            tracing::warn!(error = %error_chain(&e), "the customer history cannot be read yet");
+        }
     }
 
     /// Gives live scores to each source's newest batch when it added rows but has none: the

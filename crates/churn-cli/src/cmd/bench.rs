@@ -268,7 +268,11 @@ fn print_stream(f: &StreamFigures) {
     );
     println!("|---|---|---|---|---|---|---|");
     for (k, l) in f.one_by_one.iter().enumerate() {
-        let note = if k == 0 { " (reads the lake)" } else { "" };
+        let note = if k == 0 {
+            " (waits for the stream to read the lake)"
+        } else {
+            ""
+        };
         println!(
             "| {}{note} | {} | {} | {:.2} s | {:.2} s | {:.2} s | {:.3} |",
             k + 1,
