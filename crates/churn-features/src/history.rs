@@ -56,12 +56,6 @@ pub struct RefreshSummary {
     pub tables_reloaded: usize,
 }
 
-/// The rows of some customers, as the scoped session registers them.
-pub struct HeldRows {
-    /// Contract tables the lake has, with these customers' rows (possibly none).
-    pub tables: Vec<(Table, RecordBatch)>,
-}
-
 impl EventHistory {
     pub fn new() -> EventHistory {
         EventHistory::default()
@@ -135,8 +129,13 @@ impl EventHistory {
     }
 
     /// The rows of `customers` (the profiles of them and of the members they referred; the
-    /// events of all those before `as_of`), as [`crate::Scope::Customers`] sees them.
-    pub fn rows_of(&self, customers: &[String], as_of: NaiveDate) -> Result<HeldRows> {
+    /// events of all those before `as_of`), as [`crate::Scope::Customers`] sees them: each
+    /// contract table the lake has, with these customers' rows (possibly none).
+    pub fn rows_of(
+        &self,
+        customers: &[String],
+        as_of: NaiveDate,
+    ) -> Result<Vec<(Table, RecordBatch)>> {
         let mut tables = Vec::new();
         let mut event_customers: BTreeSet<&str> = customers.iter().map(String::as_str).collect();
         let mut referred_ids = Vec::new();
@@ -148,8 +147,8 @@ impl EventHistory {
                 }
             }
             let profiles = held.gather(&rows.into_iter().collect::<Vec<_>>())?;
-            let ids = arrow::compute::cast(profiles.column(0), &DataType::Utf8)
-                .map_err(datafusion::error::DataFusionError::from)?;
+            let ids =
+                arrow::compute::cast(profiles.column(0), &DataType::Utf8).map_err(arrow_error)?;
             referred_ids.extend(ids.as_string::<i32>().iter().flatten().map(str::to_string));
             tables.push((Table::Customers, profiles));
         }
@@ -167,7 +166,7 @@ impl EventHistory {
                 .collect();
             tables.push((table, held.gather(&rows)?));
         }
-        Ok(HeldRows { tables })
+        Ok(tables)
     }
 }
 
@@ -190,8 +189,7 @@ impl HeldTable {
             let Some(values) = chunk.column_by_name(column) else {
                 return Ok::<_, FeatureError>(());
             };
-            let values = arrow::compute::cast(values, &DataType::Utf8)
-                .map_err(datafusion::error::DataFusionError::from)?;
+            let values = arrow::compute::cast(values, &DataType::Utf8).map_err(arrow_error)?;
             for (row, id) in values.as_string::<i32>().iter().enumerate() {
                 let Some(id) = id else { continue };
                 let at = (n, u32::try_from(row).map_err(|_| too_many(&file))?);
@@ -293,16 +291,12 @@ fn too_many(file: &str) -> FeatureError {
 /// nullable (a file from before a column was added has nulls in it, as a session reads it),
 /// but `extra`: the point-in-time views do not show it, and it can be the largest column.
 fn session_schema(table: Table) -> SchemaRef {
-    let mut fields: Vec<Field> = table
-        .file_schema()
+    let fields: Vec<Field> = crate::snapshot::raw_schema(table)
         .fields()
         .iter()
         .filter(|f| f.name() != Table::EXTRA_COLUMN)
         .map(|f| f.as_ref().clone().with_nullable(true))
         .collect();
-    if table.is_date_partitioned() {
-        fields.push(Field::new(Table::DATE_PARTITION, DataType::Date32, true));
-    }
     Arc::new(Schema::new(fields))
 }
 

@@ -49,8 +49,9 @@ pub fn register_empty_tables(ctx: &SessionContext) -> Result<Vec<Table>> {
     Ok(Table::ALL.to_vec())
 }
 
-/// Registers an empty raw table of `table`, with its file schema and partition column.
-pub fn register_empty_table(ctx: &SessionContext, table: Table) -> Result<()> {
+/// The columns of a raw lake table as a session registers it: the file schema, plus the
+/// `date` partition column of the date-partitioned tables.
+pub(crate) fn raw_schema(table: Table) -> Schema {
     let mut fields: Vec<Arc<Field>> = table.file_schema().fields().iter().cloned().collect();
     if table.is_date_partitioned() {
         fields.push(Arc::new(Field::new(
@@ -59,7 +60,12 @@ pub fn register_empty_table(ctx: &SessionContext, table: Table) -> Result<()> {
             false,
         )));
     }
-    let schema = Arc::new(Schema::new(fields));
+    Schema::new(fields)
+}
+
+/// Registers an empty raw table of `table`, with its file schema and partition column.
+pub fn register_empty_table(ctx: &SessionContext, table: Table) -> Result<()> {
+    let schema = Arc::new(raw_schema(table));
     ctx.register_table(
         raw_name(table),
         Arc::new(MemTable::try_new(schema, vec![vec![]])?),
@@ -100,7 +106,7 @@ fn register_held(
     }
     register_ids(ctx, SCOPE_TOUCHED, ids.iter())?;
     let mut present = Vec::new();
-    for (table, rows) in history.rows_of(ids, as_of)?.tables {
+    for (table, rows) in history.rows_of(ids, as_of)? {
         let schema = rows.schema();
         ctx.register_table(
             raw_name(table),

@@ -134,8 +134,9 @@ struct Live {
     /// The activation file, whose `live = true` rules run after each batch.
     rules: Option<Activation>,
     scorer: Option<LiveScorer>,
-    /// Every customer's rows, read from the lake at the first live score and kept up to date
-    /// after it, so that each batch's live scores read only its customers' rows.
+    /// Every customer's rows, read from the lake when the service starts (or at the first live
+    /// score) and kept up to date after it, so that each batch's live scores read only its
+    /// customers' rows.
     history: EventHistory,
     /// Whether "no nightly scores yet" was said already.
     said_no_scores: bool,

@@ -42,8 +42,8 @@ enum What {
 struct StreamArgs {
     #[command(flatten)]
     store: StoreArgs,
-    /// Rows per landed till file.
-    #[arg(long, default_value_t = 10_000)]
+    /// Rows per landed till file (at least one: a file without rows gets no live scores).
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     rows: u64,
     /// Files landed one at a time, each once the previous one has its live scores.
     #[arg(long, default_value_t = 5)]
