@@ -21,6 +21,10 @@ pub struct SessionOptions {
     pub memory_limit_bytes: Option<usize>,
     /// Folder for spill files; the system temp folder when `None`.
     pub spill_dir: Option<std::path::PathBuf>,
+    /// The most memory a process may hold the lake's contract tables in, to query them
+    /// without opening their files again (`churn_features::held`); `None`: a quarter of
+    /// `memory_limit_bytes`, or 1 GiB without a limit. `Some(0)` always scans the files.
+    pub hold_tables_max_bytes: Option<u64>,
 }
 
 impl SessionOptions {
@@ -28,7 +32,7 @@ impl SessionOptions {
     pub fn with_memory_limit(memory_limit_bytes: Option<usize>) -> SessionOptions {
         SessionOptions {
             memory_limit_bytes,
-            spill_dir: None,
+            ..SessionOptions::default()
         }
     }
 }

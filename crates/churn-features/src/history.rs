@@ -112,7 +112,7 @@ impl EventHistory {
                 .map(|(file, size)| {
                     let schema = held.schema.clone();
                     async move {
-                        let chunk = read_chunk(lake, table, &file, schema).await?;
+                        let chunk = read_chunk(lake, table, &file, schema, true).await?;
                         Ok::<_, FeatureError>((file, size, chunk))
                     }
                 })
@@ -301,7 +301,7 @@ fn session_schema(table: Table) -> SchemaRef {
 }
 
 /// The Parquet files of a table (relative path → size), as a session would read them.
-async fn table_files(lake: &Lake, table: Table) -> Result<BTreeMap<String, u64>> {
+pub(crate) async fn table_files(lake: &Lake, table: Table) -> Result<BTreeMap<String, u64>> {
     Ok(lake
         .list_parquet(table.name())
         .await?
@@ -311,14 +311,15 @@ async fn table_files(lake: &Lake, table: Table) -> Result<BTreeMap<String, u64>>
         .collect())
 }
 
-/// One lake file's rows in `schema`'s columns, text that repeats dictionary-encoded (see
-/// [`held_text`]): missing columns are null, and the `date` partition comes from the file's
-/// path.
-async fn read_chunk(
+/// One lake file's rows in `schema`'s columns, with `compact_text` text that repeats
+/// dictionary-encoded (see [`held_text`]): missing columns are null, and the `date` partition
+/// comes from the file's path.
+pub(crate) async fn read_chunk(
     lake: &Lake,
     table: Table,
     file: &str,
     schema: SchemaRef,
+    compact_text: bool,
 ) -> Result<RecordBatch> {
     let bytes = lake.get(&lake.path(file)).await?;
     let read_error = |problem: String| FeatureError::LakeFile {
@@ -365,9 +366,12 @@ async fn read_chunk(
                 if parts.is_empty() {
                     return Ok(arrow::array::new_empty_array(field.data_type()));
                 }
-                arrow::compute::concat(&parts)
-                    .and_then(held_text)
-                    .map_err(|e| e.to_string())
+                let column = arrow::compute::concat(&parts).map_err(|e| e.to_string())?;
+                if compact_text {
+                    held_text(column).map_err(|e| e.to_string())
+                } else {
+                    Ok(column)
+                }
             })
             .collect::<std::result::Result<Vec<_>, String>>()?;
         RecordBatch::try_from_iter(

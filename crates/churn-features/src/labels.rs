@@ -67,7 +67,7 @@ pub async fn lake_transaction_days(
     session: &SessionOptions,
 ) -> Result<(NaiveDate, NaiveDate)> {
     let ctx = new_session(lake, session)?;
-    register_lake_tables(&ctx, lake).await?;
+    register_lake_tables(&ctx, lake, session).await?;
     transaction_days(&ctx).await
 }
 
@@ -126,7 +126,7 @@ pub async fn build_labels(
     let started = Instant::now();
     churn_core::commit::recover(lake).await?;
     let ctx = new_session(lake, session)?;
-    register_lake_tables(&ctx, lake).await?;
+    register_lake_tables(&ctx, lake, session).await?;
     let (_, lake_ends) = transaction_days(&ctx).await?;
     // Refuse before writing anything.
     for &as_of in dates {

@@ -7,6 +7,7 @@ pub mod btyd_input;
 pub mod build;
 pub mod dates;
 pub mod error;
+pub mod held;
 pub mod history;
 pub mod labels;
 pub mod snapshot;

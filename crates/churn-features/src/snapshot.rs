@@ -24,21 +24,30 @@ pub fn raw_name(table: Table) -> String {
     format!("lake_{}", table.name())
 }
 
-/// Registers the raw lake tables that exist and returns which ones do.
-pub async fn register_lake_tables(ctx: &SessionContext, lake: &Lake) -> Result<Vec<Table>> {
-    let mut present = Vec::new();
-    for mut found in discover_tables(lake).await? {
-        let Ok(table) = found.name.parse::<Table>() else {
+/// Registers the raw lake tables that exist and returns which ones do: from memory when the
+/// process holds them or they fit its budget (see [`crate::held`]), else over the files.
+pub async fn register_lake_tables(
+    ctx: &SessionContext,
+    lake: &Lake,
+    options: &SessionOptions,
+) -> Result<Vec<Table>> {
+    let mut found = Vec::new();
+    for mut at in discover_tables(lake).await? {
+        let Ok(table) = at.name.parse::<Table>() else {
             continue;
         };
-        found.name = raw_name(table);
-        register_table(ctx, lake, &found).await?;
-        present.push(table);
+        at.name = raw_name(table);
+        found.push((table, at));
     }
-    if !present.contains(&Table::Transactions) {
+    if !found.iter().any(|(t, _)| *t == Table::Transactions) {
         return Err(FeatureError::NoTransactions);
     }
-    Ok(present)
+    if !crate::held::register_held_tables(ctx, lake, &found, options).await? {
+        for (_, at) in &found {
+            register_table(ctx, lake, at).await?;
+        }
+    }
+    Ok(found.into_iter().map(|(table, _)| table).collect())
 }
 
 /// Registers empty raw tables of every contract table (for planning without a lake).
@@ -214,7 +223,10 @@ pub async fn snapshot_session(
 ) -> Result<(SessionContext, Vec<Table>)> {
     let ctx = new_session(lake, options)?;
     let (present, in_population) = match scope {
-        Scope::Everyone => (register_lake_tables(&ctx, lake).await?, String::new()),
+        Scope::Everyone => (
+            register_lake_tables(&ctx, lake, options).await?,
+            String::new(),
+        ),
         Scope::Customers { ids, history } => register_held(&ctx, ids, history, as_of)?,
     };
     register_views(&ctx, as_of, lookback_days, &present, &in_population).await?;

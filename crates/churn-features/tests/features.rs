@@ -345,10 +345,7 @@ async fn a_memory_limit_below_the_data_size_spills_and_gives_the_same_snapshot()
     let sql = format!("SELECT * FROM features WHERE as_of = DATE '{as_of}' ORDER BY customer_id");
     let unlimited = table(&lake, &sql).await;
     let limited = FeatureOptions {
-        session: SessionOptions {
-            memory_limit_bytes: Some(limit),
-            spill_dir: None,
-        },
+        session: SessionOptions::with_memory_limit(Some(limit)),
         ..built_in()
     };
     build_features(&lake, &[date(as_of)], &limited)
@@ -695,6 +692,54 @@ async fn features_from_the_in_memory_history_equal_the_snapshot_and_follow_the_l
     assert_eq!(removed.tables_reloaded, 1);
     assert_eq!(removed.files_read, files("transactions").len());
     assert_eq!(history.rows(), lake_rows);
+}
+
+#[tokio::test]
+async fn snapshots_and_labels_from_the_held_lake_equal_a_scan_of_its_files_and_follow_them() {
+    let (_tmp, lake) = lake_from(&repo_root().join("data/demo")).await;
+    let as_of = date("2026-06-01");
+    let scanning = FeatureOptions {
+        session: SessionOptions {
+            hold_tables_max_bytes: Some(0),
+            ..SessionOptions::default()
+        },
+        ..built_in()
+    };
+    let written = |dir: String| {
+        let files: Vec<_> = walk(&lake_dir(&lake).join(dir))
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+            .collect();
+        assert_eq!(files.len(), 1, "{files:?}");
+        std::fs::read(&files[0]).unwrap()
+    };
+    // Features and labels of D, from memory and from the files, byte for byte.
+    let build = |options: FeatureOptions| {
+        let lake = lake.clone();
+        async move {
+            build_features(&lake, &[as_of], &options).await.unwrap();
+            build_labels(&lake, &[as_of], 90, 365, &options.session)
+                .await
+                .unwrap();
+            (
+                written(format!("features/as_of={as_of}")),
+                written(format!("labels/as_of={as_of}")),
+            )
+        }
+    };
+    let held = build(built_in()).await;
+    assert_eq!(build(scanning.clone()).await, held);
+
+    // Another writer adds a file of a day before D: the held tables read it, as a scan does.
+    let day_file = walk(&lake_dir(&lake).join("transactions/date=2026-05-30")).remove(0);
+    let copy = day_file.with_file_name("part-copy.parquet");
+    std::fs::copy(&day_file, &copy).unwrap();
+    let with_copy = build(built_in()).await;
+    assert_ne!(with_copy.0, held.0, "the added file changes the snapshot");
+    assert_eq!(build(scanning).await, with_copy);
+    // It goes away again: the table is read again from its files.
+    std::fs::remove_file(&copy).unwrap();
+    assert_eq!(build(built_in()).await, held);
 }
 
 /// The lake's root folder.

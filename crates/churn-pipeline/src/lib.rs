@@ -297,10 +297,9 @@ impl Pipeline {
                         lookback_days: section
                             .lookback_days
                             .unwrap_or(churn_features::DEFAULT_LOOKBACK_DAYS),
-                        session: SessionOptions {
-                            memory_limit_bytes: section.memory_limit_mib.map(|m| m << 20),
-                            spill_dir: None,
-                        },
+                        session: SessionOptions::with_memory_limit(
+                            section.memory_limit_mib.map(|m| m << 20),
+                        ),
                         files,
                     }),
                     Err(e) => {
