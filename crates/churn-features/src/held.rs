@@ -40,7 +40,7 @@ pub const HELD_MAX_BYTES: u64 = 1 << 30;
 /// Files read at once.
 const READS_IN_FLIGHT: usize = 4;
 
-/// Held lakes by root URL.
+/// Held lakes by root URL and the session's kind of text.
 static HELD: LazyLock<tokio::sync::Mutex<HashMap<String, HeldLake>>> =
     LazyLock::new(Default::default);
 
@@ -81,7 +81,15 @@ pub(crate) async fn register_held_tables(
     }
     let parquet_bytes: u64 = listed.iter().flat_map(|(_, _, files)| files.values()).sum();
     let mut held_lakes = HELD.lock().await;
-    let key = lake.root_url().to_string();
+    // A session that reads text as plain strings (the report's) holds its own copy: the
+    // tables it is given have the types a scan in that session would give.
+    let views = ctx
+        .state()
+        .config_options()
+        .execution
+        .parquet
+        .schema_force_view_types;
+    let key = format!("{} views={views}", lake.root_url());
     if parquet_bytes.saturating_mul(HELD_BYTES_PER_PARQUET_BYTE) > held_budget(options) {
         held_lakes.remove(&key);
         return Ok(false);

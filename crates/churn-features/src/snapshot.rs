@@ -24,9 +24,24 @@ pub fn raw_name(table: Table) -> String {
     format!("lake_{}", table.name())
 }
 
-/// Registers the raw lake tables that exist and returns which ones do: from memory when the
-/// process holds them or they fit its budget (see [`crate::held`]), else over the files.
+/// Registers the raw lake tables that exist and returns which ones do (the transactions at
+/// least): from memory when the process holds them or they fit its budget (see
+/// [`crate::held`]), else over the files.
 pub async fn register_lake_tables(
+    ctx: &SessionContext,
+    lake: &Lake,
+    options: &SessionOptions,
+) -> Result<Vec<Table>> {
+    let present = register_contract_tables(ctx, lake, options).await?;
+    if !present.contains(&Table::Transactions) {
+        return Err(FeatureError::NoTransactions);
+    }
+    Ok(present)
+}
+
+/// Registers the raw lake tables that exist, whichever they are, and returns which ones do
+/// (see [`register_lake_tables`]).
+pub async fn register_contract_tables(
     ctx: &SessionContext,
     lake: &Lake,
     options: &SessionOptions,
@@ -38,9 +53,6 @@ pub async fn register_lake_tables(
         };
         at.name = raw_name(table);
         found.push((table, at));
-    }
-    if !found.iter().any(|(t, _)| *t == Table::Transactions) {
-        return Err(FeatureError::NoTransactions);
     }
     if !crate::held::register_held_tables(ctx, lake, &found, options).await? {
         for (_, at) in &found {

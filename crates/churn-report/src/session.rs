@@ -12,7 +12,7 @@ use churn_activate::arrays::{ints, strings};
 use churn_core::session::{SessionOptions, discover_tables, new_session, register_table};
 use churn_core::{Lake, Table};
 use churn_features::snapshot::{
-    DEFAULT_LOOKBACK_DAYS, raw_name, register_empty_table, register_snapshot_views,
+    DEFAULT_LOOKBACK_DAYS, register_contract_tables, register_empty_table, register_snapshot_views,
 };
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
@@ -92,17 +92,11 @@ pub async fn report_session(
     // the rows taken.
     ctx.sql("SET datafusion.execution.parquet.schema_force_view_types = false")
         .await?;
-    let found = discover_tables(lake).await?;
-    for table in Table::ALL {
-        match found.iter().find(|t| t.name == table.name()) {
-            Some(t) => {
-                let mut t = t.clone();
-                t.name = raw_name(table);
-                register_table(&ctx, lake, &t).await?;
-            }
-            None => register_empty_table(&ctx, table)?,
-        }
+    let present = register_contract_tables(&ctx, lake, options).await?;
+    for table in Table::ALL.into_iter().filter(|t| !present.contains(t)) {
+        register_empty_table(&ctx, table)?;
     }
+    let found = discover_tables(lake).await?;
     register_snapshot_views(&ctx, as_of, DEFAULT_LOOKBACK_DAYS, &Table::ALL).await?;
     for (name, columns) in STEP_OUTPUTS {
         match found.iter().find(|t| t.name == *name) {
