@@ -7,6 +7,7 @@
 //! a Python script shipped in this crate's `scripts/`), so that peak memory is the process's
 //! own. The other tool is optional: without it, only churn's figures are reported.
 
+mod all;
 mod btyd;
 mod error;
 mod features;
@@ -20,6 +21,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+pub use all::{AllFigures, StreamFiles, SummaryRow, bench_all};
 pub use btyd::{BtydFigures, BtydModelFigures, bench_btyd};
 pub use error::BenchError;
 pub use features::{FeaturesFigures, bench_features};

@@ -142,3 +142,98 @@ fn bench_stream_gives_every_landed_files_customers_a_live_score() {
     assert_eq!(figures["burst_rows"], 180, "{figures}");
     assert!(figures["burst_rows_per_second"].as_f64().unwrap() > 0.0);
 }
+
+#[test]
+fn bench_all_summarises_every_step_with_the_figures_its_benchmark_measured() {
+    let work = tempfile::tempdir().unwrap();
+    let python = python();
+    let figures = CHURN.json(&[
+        "bench",
+        "all",
+        "--json",
+        "--customers",
+        "2000",
+        "--work",
+        s(work.path()),
+        "--python",
+        &python,
+        "--stream-rows",
+        "60",
+        "--stream-files",
+        "2",
+        "--stream-burst-files",
+        "2",
+    ]);
+    assert_eq!(figures["kind"], "all");
+    let summary = figures["summary"].as_array().unwrap();
+    let row = |step: &str| {
+        summary
+            .iter()
+            .find(|r| r["step"].as_str().unwrap().starts_with(step))
+            .unwrap_or_else(|| panic!("no row {step:?}: {figures}"))
+    };
+    let same = |row: &serde_json::Value, churn: &serde_json::Value, other: &serde_json::Value| {
+        assert_eq!(&row["churn"], churn, "{row}");
+        assert_eq!(&row["other"], other, "{row}");
+    };
+    same(
+        row("ingest"),
+        &figures["ingest"]["churn"]["wall_seconds"],
+        &figures["ingest"]["duckdb"]["wall_seconds"],
+    );
+    same(
+        row("features"),
+        &figures["features"]["churn"]["wall_seconds"],
+        &figures["features"]["duckdb"]["wall_seconds"],
+    );
+    let models = figures["btyd"]["models"].as_array().unwrap();
+    assert_eq!(models.len(), 2, "{figures}");
+    for m in models {
+        let model = m["model"].as_str().unwrap();
+        same(
+            row(&format!("btyd: {model} fit")),
+            &m["churn_fit_seconds"],
+            &m["lifetimes_fit_seconds"],
+        );
+    }
+    let trained = |results: &serde_json::Value, tool: &str| {
+        results["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["tool"] == tool)
+            .unwrap_or_else(|| panic!("no {tool}: {results}"))
+            .clone()
+    };
+    let gbdt = trained(&figures["train"], "churn train gbdt");
+    assert_eq!(
+        row("train: churn train gbdt fit")["churn"],
+        gbdt["fit_seconds"]
+    );
+    assert_eq!(
+        row("test ROC AUC: churn train gbdt")["churn"],
+        gbdt["test_roc_auc"]
+    );
+    assert_eq!(figures["default_model"]["btyd_features"], true);
+    let default_model = trained(&figures["default_model"], "churn train gbdt");
+    assert_eq!(
+        row("test ROC AUC: the default model")["churn"],
+        default_model["test_roc_auc"]
+    );
+    // Two files one at a time: the second one's latency (the first waits for the lake read).
+    same(
+        row("stream"),
+        &figures["stream"]["one_by_one"][1]["live_lag_seconds"],
+        &figures["stream"]["nightly_score_seconds"],
+    );
+    // Every ratio is churn's figure over the other tool's.
+    for r in summary {
+        match (r["other"].as_f64(), r["ratio"].as_f64()) {
+            (Some(other), Some(ratio)) => {
+                let expected = r["churn"].as_f64().unwrap() / other;
+                assert!((ratio - expected).abs() <= 1e-12 * expected.abs(), "{r}");
+            }
+            (other, ratio) => assert!(other.is_none() && ratio.is_none(), "{r}"),
+        }
+    }
+}

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use churn_bench::{
-    BtydFigures, FeaturesFigures, IngestFigures, Setup, StreamFigures, TrainResults,
+    AllFigures, BtydFigures, FeaturesFigures, IngestFigures, Setup, StreamFigures, TrainResults,
 };
 use serde::Serialize;
 
@@ -36,6 +36,26 @@ enum What {
     /// keeps up with when files land at once; beside the nightly `churn score` of every
     /// customer of the same lake.
     Stream(StreamArgs),
+    /// Every benchmark above on one store, one after the other (ingest, features, BG/NBD and
+    /// Gamma-Gamma, logistic and gbdt against scikit-learn and LightGBM, the default model
+    /// with its BTYD columns, stream), then a summary: per step churn's time and peak memory,
+    /// the other tool's from the same run, and the ratio.
+    All(AllArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct AllArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Rows per till file of the stream benchmark (at least one).
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    stream_rows: u64,
+    /// Till files the stream benchmark lands one at a time.
+    #[arg(long, default_value_t = 5)]
+    stream_files: usize,
+    /// Till files it then lands at once.
+    #[arg(long, default_value_t = 20)]
+    stream_burst_files: usize,
 }
 
 #[derive(Debug, clap::Args)]
@@ -294,8 +314,72 @@ fn print_stream(f: &StreamFigures) {
     );
 }
 
+fn print_all(a: &AllFigures) {
+    print_ingest(&a.ingest);
+    println!();
+    print_features(&a.features, a.customers);
+    println!();
+    print_btyd(&a.btyd, a.customers);
+    println!();
+    print_train(&a.train, a.customers);
+    println!();
+    print_train(&a.default_model, a.customers);
+    println!();
+    print_stream(&a.stream);
+    println!();
+    println!(
+        "summary: {} customers, seed {}, {} build; ratio = churn / other (below 1: churn takes less time; for an AUC, above 1: churn ranks better)",
+        a.customers,
+        a.seed,
+        if cfg!(debug_assertions) {
+            "dev"
+        } else {
+            "release"
+        }
+    );
+    println!("| step | churn | churn peak MiB | other tool | other | other peak MiB | ratio |");
+    println!("|---|---|---|---|---|---|---|");
+    let number =
+        |v: Option<f64>, digits: usize| v.map_or("-".to_string(), |v| format!("{v:.digits$}"));
+    for row in &a.summary {
+        // AUCs to four places; times to the millisecond below a second (a BTYD fit of a small
+        // store), else to the hundredth.
+        let digits = |v: f64| {
+            if row.step.starts_with("test ROC AUC") {
+                4
+            } else if v < 1.0 {
+                3
+            } else {
+                2
+            }
+        };
+        println!(
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            row.step,
+            number(Some(row.churn), digits(row.churn)),
+            number(row.churn_peak_rss_mib, 0),
+            row.other_tool,
+            number(row.other, row.other.map_or(2, digits)),
+            number(row.other_peak_rss_mib, 0),
+            number(row.ratio, 3),
+        );
+    }
+}
+
 pub async fn run(args: Args, json: bool) -> anyhow::Result<()> {
     match args.what {
+        What::All(a) => {
+            let stream = churn_bench::StreamFiles {
+                rows: a.stream_rows,
+                files: a.stream_files,
+                burst_files: a.stream_burst_files,
+            };
+            let figures = churn_bench::bench_all(&a.store.setup()?, stream, &progress)?;
+            if json {
+                return print_json(&figures);
+            }
+            print_all(&figures);
+        }
         What::Ingest(a) => {
             let figures = churn_bench::bench_ingest(&a.store.setup()?, a.buffer_rows, &progress)?;
             if json {
