@@ -101,6 +101,11 @@ pub(crate) async fn register_held_tables(
     for (table, at, files) in listed {
         let Some(rows) = held.refresh(ctx, lake, table, at, files).await? else {
             held.tables.remove(table.name());
+            // Reading the columns registered some of the tables' files: the caller registers
+            // them all.
+            for (table, _) in found {
+                ctx.deregister_table(crate::snapshot::raw_name(*table))?;
+            }
             return Ok(false);
         };
         tables.push((table, rows));
