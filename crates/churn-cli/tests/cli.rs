@@ -361,8 +361,12 @@ fn kill_9_at_random_moments_of_a_run_then_resume_leaves_the_lake_of_an_uninterru
         cmd
     };
     let reference = dir.join("uninterrupted");
+    let timed = std::time::Instant::now();
     let out = run(&reference).output().unwrap();
     assert!(out.status.success(), "{}", churn_test_kit::stderr(&out));
+    // Kills land within the first third of an uninterrupted run, however fast it has become:
+    // each resumed run is shorter than the one before, and one that finishes ends the walk.
+    let run_ms = (timed.elapsed().as_millis() as u64).max(1000);
 
     // Kill moments (ms after start) from a fixed linear congruential walk over the run's
     // whole length, so that a failure can be replayed.
@@ -371,7 +375,7 @@ fn kill_9_at_random_moments_of_a_run_then_resume_leaves_the_lake_of_an_uninterru
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(240);
     for _ in 0..6 {
         x = (x * 1_103_515_245 + 12_345) % (1 << 31);
-        let after = std::time::Duration::from_millis(300 + x % 25_000);
+        let after = std::time::Duration::from_millis(300 + x % (run_ms / 3));
         let mut child = run(&lake)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
