@@ -368,8 +368,8 @@ fn kill_9_at_random_moments_of_a_run_then_resume_leaves_the_lake_of_an_uninterru
     // each resumed run is shorter than the one before, and one that finishes ends the walk.
     let run_ms = (timed.elapsed().as_millis() as u64).max(1000);
 
-    // Kill moments (ms after start) from a fixed linear congruential walk over the run's
-    // whole length, so that a failure can be replayed.
+    // Kill moments (ms after start) from a fixed linear congruential walk, so that a failure
+    // can be replayed.
     let lake = dir.join("killed");
     let (mut x, mut kills) = (11u64, 0);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(240);

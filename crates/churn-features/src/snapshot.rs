@@ -8,7 +8,9 @@ use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Date32Type, Field, Schema};
 use chrono::{Datelike, NaiveDate};
-use churn_core::session::{SessionOptions, discover_tables, new_session, register_table};
+use churn_core::session::{
+    LakeTable, SessionOptions, discover_tables, new_session, register_table,
+};
 use churn_core::{Lake, Table};
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
@@ -32,22 +34,25 @@ pub async fn register_lake_tables(
     lake: &Lake,
     options: &SessionOptions,
 ) -> Result<Vec<Table>> {
-    let present = register_contract_tables(ctx, lake, options).await?;
+    let found = discover_tables(lake).await?;
+    let present = register_contract_tables(ctx, lake, &found, options).await?;
     if !present.contains(&Table::Transactions) {
         return Err(FeatureError::NoTransactions);
     }
     Ok(present)
 }
 
-/// Registers the raw lake tables that exist, whichever they are, and returns which ones do
-/// (see [`register_lake_tables`]).
+/// Registers the contract tables among `tables` (the lake's, as `discover_tables` found them)
+/// as raw tables, whichever they are, and returns which ones they are (see
+/// [`register_lake_tables`]).
 pub async fn register_contract_tables(
     ctx: &SessionContext,
     lake: &Lake,
+    tables: &[LakeTable],
     options: &SessionOptions,
 ) -> Result<Vec<Table>> {
     let mut found = Vec::new();
-    for mut at in discover_tables(lake).await? {
+    for mut at in tables.iter().cloned() {
         let Ok(table) = at.name.parse::<Table>() else {
             continue;
         };

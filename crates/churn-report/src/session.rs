@@ -92,11 +92,11 @@ pub async fn report_session(
     // the rows taken.
     ctx.sql("SET datafusion.execution.parquet.schema_force_view_types = false")
         .await?;
-    let present = register_contract_tables(&ctx, lake, options).await?;
+    let found = discover_tables(lake).await?;
+    let present = register_contract_tables(&ctx, lake, &found, options).await?;
     for table in Table::ALL.into_iter().filter(|t| !present.contains(t)) {
         register_empty_table(&ctx, table)?;
     }
-    let found = discover_tables(lake).await?;
     register_snapshot_views(&ctx, as_of, DEFAULT_LOOKBACK_DAYS, &Table::ALL).await?;
     for (name, columns) in STEP_OUTPUTS {
         match found.iter().find(|t| t.name == *name) {
