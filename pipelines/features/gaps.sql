@@ -24,13 +24,15 @@ purchase_days as (
     where is_purchase
 ),
 
--- Each purchase day with the gap since the previous one and its rank from the latest.
+-- Each purchase day with the gap since the previous one, and whether it is the latest. Both
+-- windows share one ordering: one sort, and the same result on Ballista 55, where a second,
+-- descending `row_number()` window in this select numbered the days ascending.
 gaps as (
     select
         customer_id,
         day,
         day - lag(day) over (partition by customer_id order by day) as gap,
-        row_number() over (partition by customer_id order by day desc) as from_latest
+        lead(day) over (partition by customer_id order by day) is null as is_latest
     from purchase_days
 ),
 
@@ -45,7 +47,7 @@ per_customer as (
         count(gap) as gaps,
         sum(gap) as gap_sum,
         sum(gap * gap) as gap_square_sum,
-        max(case when from_latest = 1 then gap end) as last_gap
+        max(case when is_latest then gap end) as last_gap
     from gaps
     group by customer_id
 ),

@@ -81,12 +81,14 @@ enum Command {
     Sql(cmd::sql::Args),
     /// Benchmarks that print figures (never assertions).
     Bench(cmd::bench::Args),
+    /// Processes of a Ballista cluster: a scheduler, and executors that run its queries.
+    Engine(cmd::engine::Args),
 }
 
 fn init_logging(cli: &Cli) {
     use tracing_subscriber::EnvFilter;
     // The stream is a service: its per-batch progress lines are what an operator watches.
-    let quiet = if matches!(cli.command, Command::Stream(_)) {
+    let quiet = if matches!(cli.command, Command::Stream(_) | Command::Engine(_)) {
         "info"
     } else {
         "warn"
@@ -142,6 +144,7 @@ fn main() {
             Command::Btyd(args) => cmd::btyd::run(args, json).await,
             Command::Sql(args) => cmd::sql::run(args, json).await,
             Command::Bench(args) => cmd::bench::run(args, json).await,
+            Command::Engine(args) => cmd::engine::run(args).await,
         }
     });
     if let Err(err) = result {

@@ -74,6 +74,18 @@ pub enum CoreError {
         "lost the writer lease of {lake} (generation {generation}) to another writer; nothing more is committed"
     )]
     LeaseLost { lake: String, generation: u64 },
+
+    #[error("invalid engine {engine:?}: {reason}")]
+    InvalidEngine { engine: String, reason: String },
+
+    #[error("engine {engine} cannot be reached: {reason}")]
+    EngineUnreachable { engine: String, reason: String },
+
+    #[error("the Ballista {process} stopped: {reason}")]
+    EngineProcess {
+        process: &'static str,
+        reason: String,
+    },
 }
 
 impl CoreError {
@@ -82,7 +94,9 @@ impl CoreError {
             CoreError::InvalidLocation { .. }
             | CoreError::InvalidTimezone(_)
             | CoreError::TimezoneMismatch { .. }
-            | CoreError::UnknownTable(_) => ErrorKind::Config,
+            | CoreError::UnknownTable(_)
+            | CoreError::InvalidEngine { .. }
+            | CoreError::EngineUnreachable { .. } => ErrorKind::Config,
             CoreError::DataFusion(e) => datafusion_error_kind(e),
             CoreError::LakeBusy { .. } | CoreError::LeaseLost { .. } => ErrorKind::Busy,
             _ => ErrorKind::Internal,

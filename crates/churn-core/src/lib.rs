@@ -4,6 +4,7 @@
 //! rules are defined once.
 
 pub mod commit;
+pub mod engine;
 pub mod error;
 pub mod lake;
 pub mod lease;
@@ -11,6 +12,7 @@ pub mod parquet_io;
 pub mod session;
 pub mod table;
 
+pub use engine::Engine;
 pub use error::{CoreError, ErrorKind, Result, datafusion_error_kind};
 pub use lake::{Lake, LakeSettings};
 pub use lease::{LeaseOptions, WriterLease};

@@ -8,8 +8,10 @@ use std::sync::Arc;
 use arrow::datatypes::DataType;
 use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
 
+use crate::engine::{Engine, context_on};
 use crate::error::Result;
 use crate::lake::Lake;
 
@@ -25,6 +27,8 @@ pub struct SessionOptions {
     /// without opening their files again (`churn_features::held`); `None`: a quarter of
     /// `memory_limit_bytes`, or 1 GiB without a limit. `Some(0)` always scans the files.
     pub hold_tables_max_bytes: Option<u64>,
+    /// Where the queries run: in this process (default) or on a Ballista cluster.
+    pub engine: Engine,
 }
 
 impl SessionOptions {
@@ -34,6 +38,17 @@ impl SessionOptions {
             memory_limit_bytes,
             ..SessionOptions::default()
         }
+    }
+
+    /// These options with `engine` as the query engine.
+    pub fn on(self, engine: Engine) -> SessionOptions {
+        SessionOptions { engine, ..self }
+    }
+
+    /// These options with the queries in this process, for steps that only run there (they
+    /// query tables held in memory, or were not made to run distributed).
+    pub fn in_process(&self) -> SessionOptions {
+        self.clone().on(Engine::InProcess)
     }
 }
 
@@ -91,8 +106,9 @@ pub async fn discover_tables(lake: &Lake) -> Result<Vec<LakeTable>> {
     Ok(tables.into_values().collect())
 }
 
-/// A session with the lake's object store registered and no tables yet.
-pub fn new_session(lake: &Lake, options: &SessionOptions) -> Result<SessionContext> {
+/// A session with the lake's object store registered and no tables yet, whose queries run on
+/// `options.engine`.
+pub async fn new_session(lake: &Lake, options: &SessionOptions) -> Result<SessionContext> {
     let mut runtime = RuntimeEnvBuilder::new();
     if let Some(bytes) = options.memory_limit_bytes {
         // Tracking names the biggest consumers when the budget is exceeded.
@@ -120,9 +136,13 @@ pub fn new_session(lake: &Lake, options: &SessionOptions) -> Result<SessionConte
         // String views share whole read buffers, so a small batch can account for megabytes.
         execution.parquet.schema_force_view_types = false;
     }
-    let ctx = SessionContext::new_with_config_rt(config, runtime);
-    ctx.register_object_store(&lake.object_store_url(), lake.store().clone());
-    Ok(ctx)
+    runtime.register_object_store(&lake.object_store_url(), lake.store().clone());
+    let state = SessionStateBuilder::new()
+        .with_config(config)
+        .with_runtime_env(runtime)
+        .with_default_features()
+        .build();
+    context_on(&options.engine, state).await
 }
 
 /// Registers one lake table in a session.
@@ -143,7 +163,7 @@ pub async fn lake_session(
     lake: &Lake,
     options: &SessionOptions,
 ) -> Result<(SessionContext, Vec<LakeTable>)> {
-    let ctx = new_session(lake, options)?;
+    let ctx = new_session(lake, options).await?;
     let tables = discover_tables(lake).await?;
     for table in &tables {
         register_table(&ctx, lake, table).await?;

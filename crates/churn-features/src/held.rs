@@ -75,6 +75,10 @@ pub(crate) async fn register_held_tables(
     found: &[(Table, LakeTable)],
     options: &SessionOptions,
 ) -> Result<bool> {
+    // Ballista's executors read the lake's files; they cannot see this process's memory.
+    if options.engine.is_ballista() {
+        return Ok(false);
+    }
     let mut listed = Vec::new();
     for (table, at) in found {
         listed.push((*table, at, table_files(lake, *table).await?));

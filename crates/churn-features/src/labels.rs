@@ -66,7 +66,7 @@ pub async fn lake_transaction_days(
     lake: &Lake,
     session: &SessionOptions,
 ) -> Result<(NaiveDate, NaiveDate)> {
-    let ctx = new_session(lake, session)?;
+    let ctx = new_session(lake, session).await?;
     register_lake_tables(&ctx, lake, session).await?;
     transaction_days(&ctx).await
 }
@@ -81,7 +81,7 @@ pub async fn labels_horizon(
     if lake.list_parquet(&folder).await?.is_empty() {
         return Ok(None);
     }
-    let ctx = new_session(lake, session)?;
+    let ctx = new_session(lake, session).await?;
     ctx.register_parquet("l", lake.folder_url(&folder), ParquetReadOptions::default())
         .await?;
     let batches = ctx
@@ -125,7 +125,7 @@ pub async fn build_labels(
 ) -> Result<LabelsSummary> {
     let started = Instant::now();
     churn_core::commit::recover(lake).await?;
-    let ctx = new_session(lake, session)?;
+    let ctx = new_session(lake, session).await?;
     register_lake_tables(&ctx, lake, session).await?;
     let (_, lake_ends) = transaction_days(&ctx).await?;
     // Refuse before writing anything.
@@ -182,7 +182,7 @@ pub async fn build_labels(
 
 /// Churners in a written labels file.
 async fn count_churned(lake: &Lake, file: &str) -> Result<u64> {
-    let ctx = new_session(lake, &SessionOptions::default())?;
+    let ctx = new_session(lake, &SessionOptions::default()).await?;
     let churned = ctx
         .read_parquet(
             format!("{}{file}", lake.root_url()),

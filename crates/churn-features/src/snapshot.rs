@@ -238,10 +238,15 @@ pub async fn snapshot_session(
     options: &SessionOptions,
     scope: Scope<'_>,
 ) -> Result<(SessionContext, Vec<Table>)> {
-    let ctx = new_session(lake, options)?;
+    // Some customers' rows are tables in this process's memory: they are queried here.
+    let options = match scope {
+        Scope::Everyone => options.clone(),
+        Scope::Customers { .. } => options.in_process(),
+    };
+    let ctx = new_session(lake, &options).await?;
     let (present, in_population) = match scope {
         Scope::Everyone => (
-            register_lake_tables(&ctx, lake, options).await?,
+            register_lake_tables(&ctx, lake, &options).await?,
             String::new(),
         ),
         Scope::Customers { ids, history } => register_held(&ctx, ids, history, as_of)?,

@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use chrono::NaiveDate;
 use churn_activate::ScoreSummary;
+use churn_core::Engine;
 use churn_core::session::SessionOptions;
 use churn_core::{ErrorKind, Lake};
 use churn_features::{FeatureFile, FeatureOptions, FeaturesSummary, LabelsSummary};
@@ -190,6 +191,13 @@ pub struct ReportSection {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PipelineFile {
+    /// Query engine of the features, labels and score steps: "local" (this process),
+    /// "ballista://HOST:PORT" (a Ballista scheduler whose executors read the lake at the same
+    /// location) or "ballista-standalone" (a Ballista scheduler and executor inside this
+    /// process). Training, segments, rules, exports and the report always run in this
+    /// process. Default "local"; `churn run --engine` overrides it.
+    #[serde(default)]
+    pub engine: Option<String>,
     #[serde(default)]
     pub lake: LakeSection,
     /// Sources in the order they are ingested: `[sources.NAME]` sections (see SourceSpec).
@@ -219,6 +227,8 @@ pub struct PipelineFile {
 #[derive(Debug, Clone)]
 pub struct Pipeline {
     pub path: PathBuf,
+    /// Query engine of the features, labels and score steps.
+    pub engine: Engine,
     pub lake: Option<String>,
     pub timezone: Option<String>,
     pub sources: Vec<(String, SourceConfig)>,
@@ -280,6 +290,14 @@ impl Pipeline {
                 Err(e) => problems.push(format!("sources.{name}: {e}")),
             }
         }
+        let engine = match file.engine.as_deref().map(str::parse::<Engine>) {
+            None => Engine::InProcess,
+            Some(Ok(engine)) => engine,
+            Some(Err(e)) => {
+                problems.push(format!("engine: {e}"));
+                Engine::InProcess
+            }
+        };
         if let Some(tz) = &file.lake.timezone
             && churn_core::lake::parse_timezone(tz).is_err()
         {
@@ -435,6 +453,7 @@ impl Pipeline {
         }
         Ok(Pipeline {
             path: path.to_path_buf(),
+            engine,
             lake: file.lake.path.as_deref().map(|p| resolve(&base, p)),
             timezone: file.lake.timezone.clone(),
             sources,
@@ -779,6 +798,15 @@ fn plan(pipeline: &Pipeline) -> Vec<PlannedStep<'_>> {
     steps
 }
 
+/// `features` with their queries on the pipeline's engine (the features, labels and score
+/// steps'; the other steps run in this process).
+fn on_engine(pipeline: &Pipeline, features: &FeatureOptions) -> FeatureOptions {
+    FeatureOptions {
+        session: features.session.clone().on(pipeline.engine.clone()),
+        ..features.clone()
+    }
+}
+
 /// The session of steps that read through the query engine: the `[features]` section's.
 fn session_of(pipeline: &Pipeline) -> SessionOptions {
     pipeline
@@ -823,7 +851,8 @@ async fn execute(
         }
         PlannedStep::Features(features) => {
             tracing::info!(as_of = %as_of, "features step");
-            let summary = churn_features::build_features(lake, &[as_of], features)
+            let features = on_engine(pipeline, features);
+            let summary = churn_features::build_features(lake, &[as_of], &features)
                 .await
                 .map_err(|error| PipelineError::Features {
                     step: "features",
@@ -846,7 +875,7 @@ async fn execute(
                 &[label_date],
                 *horizon_days,
                 *lookback_days,
-                &session_of(pipeline),
+                &session_of(pipeline).on(pipeline.engine.clone()),
             )
             .await
             {
@@ -873,7 +902,7 @@ async fn execute(
         }
         PlannedStep::Score(model) => {
             tracing::info!(as_of = %as_of, model = %model, "score step");
-            let features = feature_options(pipeline, "score")?;
+            let features = on_engine(pipeline, &feature_options(pipeline, "score")?);
             let summary = churn_activate::score(lake, as_of, model, &features)
                 .await
                 .map_err(|error| PipelineError::Score {

@@ -85,7 +85,7 @@ pub async fn report_session(
     horizon_days: u32,
     options: &SessionOptions,
 ) -> Result<SessionContext> {
-    let ctx = new_session(lake, options)?;
+    let ctx = new_session(lake, options).await?;
     // The marts join the whole population with its scores and segments. Read as string
     // views, every joined batch carries (and accounts for) all of the build side's text
     // buffers, which made one mart take minutes at 1M customers; plain strings copy only

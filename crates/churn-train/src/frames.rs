@@ -121,7 +121,7 @@ pub async fn read_labelled_snapshot(
     as_of: NaiveDate,
     session: &SessionOptions,
 ) -> Result<ReadFrame> {
-    let ctx = new_session(lake, session)?;
+    let ctx = new_session(lake, session).await?;
     for (name, folder) in [("f", "features"), ("l", "labels")] {
         ctx.register_parquet(
             name,
@@ -147,7 +147,7 @@ pub async fn read_features(
     as_of: NaiveDate,
     session: &SessionOptions,
 ) -> Result<ReadFrame> {
-    let ctx = new_session(lake, session)?;
+    let ctx = new_session(lake, session).await?;
     ctx.register_parquet(
         "f",
         lake.folder_url(&format!("features/as_of={as_of}")),

@@ -238,7 +238,7 @@ pub async fn read(lake: &Lake, name: &str, version: Option<u32>) -> Result<Store
     let version = match version {
         None => *known.last().ok_or_else(|| TrainError::UnknownModel {
             name: name.to_string(),
-            registry: format!("{}{ROOT}/", lake.display()),
+            registry: format!("{}/{ROOT}/", lake.display().trim_end_matches('/')),
         })?,
         Some(v) if known.contains(&v) => v,
         Some(v) => {

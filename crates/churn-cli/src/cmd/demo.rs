@@ -44,6 +44,7 @@ pub async fn run(args: Args, json: bool) -> anyhow::Result<()> {
     let summary = super::run::run_pipeline(
         &args.pipeline,
         Some(&lake),
+        None,
         as_of,
         churn_pipeline::Start::Fresh,
         json,

@@ -30,6 +30,8 @@ pub struct Args {
     /// Memory budget of the query engine (e.g. 2GiB, 512MiB); beyond it, work spills to disk.
     #[arg(long, value_parser = super::parse_bytes)]
     memory_limit: Option<usize>,
+    #[command(flatten)]
+    engine: super::EngineArg,
     /// Print the feature catalogue (name, type, description, source file) and exit.
     #[arg(long)]
     list: bool,
@@ -74,7 +76,7 @@ pub async fn run(args: Args, json: bool) -> anyhow::Result<()> {
     let lake = Lake::open(lake)?;
     let options = FeatureOptions {
         lookback_days: args.lookback_days,
-        session: SessionOptions::with_memory_limit(args.memory_limit),
+        session: SessionOptions::with_memory_limit(args.memory_limit).on(args.engine.engine),
         files,
     };
     let summary = crate::lease::writing(&lake, "churn features", async |lake| {

@@ -26,12 +26,14 @@ pub struct Args {
     /// Memory budget of the query engine (e.g. 2GiB).
     #[arg(long, value_parser = super::parse_bytes)]
     memory_limit: Option<usize>,
+    #[command(flatten)]
+    engine: super::EngineArg,
 }
 
 pub async fn run(args: Args, json: bool) -> anyhow::Result<()> {
     let dates = as_of_dates(&args.as_of, args.every.as_deref())?;
     let lake = Lake::open(&args.lake)?;
-    let session = SessionOptions::with_memory_limit(args.memory_limit);
+    let session = SessionOptions::with_memory_limit(args.memory_limit).on(args.engine.engine);
     let summary = crate::lease::writing(&lake, "churn labels", async |lake| {
         churn_features::build_labels(
             lake,

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod btyd;
 pub mod campaigns;
 pub mod demo;
+pub mod engine;
 pub mod export;
 pub mod features;
 pub mod generate;
@@ -43,6 +44,22 @@ impl SnapshotArgs {
             lookback_days: self.lookback_days,
         })
     }
+}
+
+/// Where a command's feature, label and scoring queries run.
+#[derive(Debug, clap::Args)]
+pub struct EngineArg {
+    /// Query engine: local (this process), ballista://HOST:PORT (a Ballista scheduler, e.g.
+    /// one `churn engine scheduler` started, whose executors read the lake at the same
+    /// location) or ballista-standalone (a Ballista scheduler and executor in this process).
+    /// Model fitting and the writes stay in this process.
+    #[arg(long, default_value = "local", value_parser = parse_engine)]
+    pub engine: churn_core::Engine,
+}
+
+/// Parses an engine: `local`, `ballista://HOST:PORT` or `ballista-standalone`.
+pub fn parse_engine(s: &str) -> Result<churn_core::Engine, String> {
+    s.parse().map_err(|e: churn_core::CoreError| e.to_string())
 }
 
 /// The activation file: `path`, else pipelines/rules.toml when it exists, else the built-in

@@ -31,6 +31,10 @@ pub struct Args {
     /// Lake root, overriding the pipeline file's [lake] path.
     #[arg(long)]
     lake: Option<String>,
+    /// Query engine of the features, labels and score steps, overriding the pipeline file's
+    /// `engine`: local, ballista://HOST:PORT or ballista-standalone.
+    #[arg(long, value_parser = super::parse_engine)]
+    engine: Option<churn_core::Engine>,
 }
 
 /// What a backfill did: one run per date, in date order.
@@ -46,10 +50,19 @@ pub async fn run(args: Args, json: bool) -> anyhow::Result<()> {
     } else {
         Start::Fresh
     };
+    let run_on = |as_of| {
+        run_pipeline(
+            &args.pipeline,
+            args.lake.as_deref(),
+            args.engine.as_ref(),
+            as_of,
+            start,
+            json,
+        )
+    };
     let (Some(from), Some(to)) = (args.from, args.to) else {
         let as_of = args.as_of.expect("clap requires --as-of without --from");
-        let summary =
-            run_pipeline(&args.pipeline, args.lake.as_deref(), as_of, start, json).await?;
+        let summary = run_on(as_of).await?;
         return crate::output::emit(json, &summary, || human(&summary));
     };
     if from > to {
@@ -57,7 +70,7 @@ pub async fn run(args: Args, json: bool) -> anyhow::Result<()> {
     }
     let mut runs = Vec::new();
     for as_of in from.iter_days().take_while(|d| *d <= to) {
-        runs.push(run_pipeline(&args.pipeline, args.lake.as_deref(), as_of, start, json).await?);
+        runs.push(run_on(as_of).await?);
     }
     let backfill = Backfill {
         kind: "backfill",
@@ -87,11 +100,15 @@ pub fn pipeline_lake(pipeline: &Pipeline, lake: Option<&str>) -> anyhow::Result<
 pub async fn run_pipeline(
     path: &std::path::Path,
     lake: Option<&str>,
+    engine: Option<&churn_core::Engine>,
     as_of: chrono::NaiveDate,
     start: Start,
     json: bool,
 ) -> anyhow::Result<RunSummary> {
-    let pipeline = Pipeline::load(path)?;
+    let mut pipeline = Pipeline::load(path)?;
+    if let Some(engine) = engine {
+        pipeline.engine = engine.clone();
+    }
     let lake = pipeline_lake(&pipeline, lake)?;
     let progress = crate::progress::StepBar::new(json, &format!("{as_of}"));
     crate::lease::writing(&lake, "churn run", async |lake| {

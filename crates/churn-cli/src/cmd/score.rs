@@ -17,11 +17,14 @@ pub struct Args {
     model: String,
     #[command(flatten)]
     snapshot: super::SnapshotArgs,
+    #[command(flatten)]
+    engine: super::EngineArg,
 }
 
 pub async fn run(args: Args, json: bool) -> anyhow::Result<()> {
     let lake = Lake::open(&args.lake)?;
-    let features = args.snapshot.feature_options()?;
+    let mut features = args.snapshot.feature_options()?;
+    features.session = features.session.on(args.engine.engine);
     let summary = crate::lease::writing(&lake, "churn score", async |lake| {
         churn_activate::score(lake, args.as_of, &args.model, &features)
             .await
