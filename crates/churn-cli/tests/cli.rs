@@ -43,6 +43,7 @@ fn help_documents_every_subcommand() {
             "btyd",
             "sql",
             "bench",
+            "engine",
             "help"
         ],
         "{text}"

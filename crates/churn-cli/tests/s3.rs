@@ -16,6 +16,13 @@ struct S3Server {
 }
 
 impl S3Server {
+    /// A server with an empty bucket `shop`.
+    fn with_shop_bucket() -> S3Server {
+        let server = S3Server::start();
+        server.boto("s3.create_bucket(Bucket='shop')", &[]);
+        server
+    }
+
     fn start() -> S3Server {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -110,23 +117,14 @@ impl Drop for S3Server {
 
 #[test]
 fn ingest_and_sql_work_with_source_and_lake_on_an_s3_server() {
-    let server = S3Server::start();
-    server.boto("s3.create_bucket(Bucket='shop')", &[]);
+    let server = S3Server::with_shop_bucket();
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
     let churn = |args: &[&str]| server.churn(args);
-    let out = churn(&[
-        "generate",
-        "--customers",
-        "80",
-        "--seed",
-        "31",
-        "--days",
-        "120",
-        "--out",
-        s(&store),
-    ]);
-    assert!(out.status.success());
+    CHURN.generate(
+        &store,
+        &["--customers", "80", "--seed", "31", "--days", "120"],
+    );
     server.boto(
         "s3.upload_file(sys.argv[1], 'shop', 'landing/2024/transactions.csv')",
         &[s(&store.join("transactions.csv"))],
@@ -178,8 +176,7 @@ fn ingest_and_sql_work_with_source_and_lake_on_an_s3_server() {
 
 #[test]
 fn the_writer_lease_holds_on_the_s3_server_and_an_expired_one_is_taken_over() {
-    let server = S3Server::start();
-    server.boto("s3.create_bucket(Bucket='shop')", &[]);
+    let server = S3Server::with_shop_bucket();
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
     CHURN.generate(
@@ -223,22 +220,13 @@ fn the_writer_lease_holds_on_the_s3_server_and_an_expired_one_is_taken_over() {
 
 #[test]
 fn the_stream_takes_each_object_of_an_s3_landing_prefix_once_into_an_s3_lake() {
-    let server = S3Server::start();
-    server.boto("s3.create_bucket(Bucket='shop')", &[]);
+    let server = S3Server::with_shop_bucket();
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
-    let out = server.churn(&[
-        "generate",
-        "--customers",
-        "60",
-        "--seed",
-        "8",
-        "--days",
-        "90",
-        "--out",
-        s(&store),
-    ]);
-    assert!(out.status.success());
+    CHURN.generate(
+        &store,
+        &["--customers", "60", "--seed", "8", "--days", "90"],
+    );
     // The store's transactions cut into three till files, uploaded to the landing prefix.
     let text = std::fs::read_to_string(store.join("transactions.csv")).unwrap();
     let mut lines = text.lines();
@@ -305,5 +293,181 @@ fn the_stream_takes_each_object_of_an_s3_landing_prefix_once_into_an_s3_lake() {
             .churn(&["stream", s(&pipeline), "--once"])
             .status
             .success()
+    );
+}
+
+/// The demo pipeline file with its lake at `lake`, its sources under `sources` (a folder or
+/// an `s3://` prefix holding the three tables' CSV files) and its other files named by
+/// absolute paths, so it runs from anywhere.
+fn nightly_pipeline(lake: &str, sources: &str) -> String {
+    let repo = churn_test_kit::repo_root();
+    let demo = std::fs::read_to_string(repo.join("pipelines/demo.toml")).unwrap();
+    // The Chinese till export re-ingests the same rows; the store here has none.
+    let till_export = demo.find("# The same transactions as the till").unwrap();
+    let features = demo.find("# Feature snapshot of the run's date").unwrap();
+    let mut text = format!("{}{}", &demo[..till_export], &demo[features..]);
+    for (from, to) in [
+        (
+            "path = \"../demo-lake\"".to_string(),
+            format!("path = \"{lake}\""),
+        ),
+        (
+            "path = \"../data/demo/".to_string(),
+            format!("path = \"{sources}/"),
+        ),
+        (
+            "dir = \"features\"".to_string(),
+            format!("dir = \"{}\"", s(&repo.join("pipelines/features"))),
+        ),
+        (
+            "rules = \"rules.toml\"".to_string(),
+            format!("rules = \"{}\"", s(&repo.join("pipelines/rules.toml"))),
+        ),
+        (
+            "\"../models/churn.toml\"".to_string(),
+            format!("\"{}\"", s(&repo.join("models/churn.toml"))),
+        ),
+    ] {
+        assert!(text.contains(&from), "pipelines/demo.toml has no {from}");
+        text = text.replace(&from, &to);
+    }
+    text
+}
+
+#[test]
+fn the_nightly_pipeline_on_an_s3_server_killed_and_resumed_writes_what_a_local_run_writes() {
+    let server = S3Server::with_shop_bucket();
+    let dir = tempfile::tempdir().unwrap();
+    // A store ending 2026-10-31 like the demo's, shorter and smaller: the S3 server answers
+    // each of the lake's daily partitions by HTTP.
+    let store = dir.path().join("store");
+    CHURN.generate(
+        &store,
+        &[
+            "--customers",
+            "800",
+            "--seed",
+            "11",
+            "--start",
+            "2025-09-01",
+            "--days",
+            "426",
+        ],
+    );
+    for table in ["transactions", "customers", "campaign_events"] {
+        let file = store.join(format!("{table}.csv"));
+        let key = format!("sources/{table}.csv");
+        server.boto(
+            "s3.upload_file(sys.argv[1], 'shop', sys.argv[2])",
+            &[s(&file), &key],
+        );
+    }
+    let local = dir.path().join("local");
+    let local_pipeline = dir.path().join("local.toml");
+    std::fs::write(&local_pipeline, nightly_pipeline(s(&local), s(&store))).unwrap();
+    let s3_pipeline = dir.path().join("s3.toml");
+    std::fs::write(
+        &s3_pipeline,
+        nightly_pipeline("s3://shop/lake", "s3://shop/sources"),
+    )
+    .unwrap();
+    let run = |pipeline: &std::path::Path| {
+        let mut cmd = CHURN.command();
+        server.env(&mut cmd);
+        cmd.args([
+            "run",
+            s(pipeline),
+            "--as-of",
+            "2026-11-01",
+            "--resume",
+            "--json",
+        ]);
+        cmd
+    };
+    let out = run(&local_pipeline).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // On S3 the run is killed (-9) as soon as a commit plan is on the server, while the
+    // commit's copies and deletes run: first in the transactions' ingest, then again in the
+    // next run while it finishes that commit. A watcher polling the server does the killing.
+    let watcher = r#"
+import sys, os, signal, time, boto3
+endpoint, pid = sys.argv[1], int(sys.argv[2])
+s3 = boto3.client('s3', endpoint_url=endpoint, region_name='us-east-1',
+                  aws_access_key_id='test', aws_secret_access_key='test')
+def running():
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(')', 1)[1].split()[0] != 'Z'
+deadline = time.time() + 300
+while running() and time.time() < deadline:
+    listed = s3.list_objects_v2(Bucket='shop', Prefix='lake/_staging/').get('Contents', [])
+    if any(o['Key'].endswith('/_commit.json') for o in listed):
+        os.kill(pid, signal.SIGKILL)
+        print("killed")
+        break
+    time.sleep(0.01)
+"#;
+    for moment in ["in the first commit", "while finishing it"] {
+        let mut child = run(&s3_pipeline)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let pid = child.id().to_string();
+        let killed = churn_test_kit::python_stdout(["-c", watcher, &server.endpoint, &pid]);
+        assert_eq!(killed.trim(), "killed", "the run was not killed {moment}");
+        assert!(!child.wait().unwrap().success());
+    }
+    let out = run(&s3_pipeline).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Every table, output and mart of the S3 lake, read by DuckDB from a download, equals the
+    // local lake's (but the model's training time); the campaign lists are the same bytes and
+    // the report is there.
+    let script = r#"
+import sys, os, glob, boto3, duckdb, pandas
+endpoint, local, remote = sys.argv[1:4]
+s3 = boto3.client('s3', endpoint_url=endpoint, region_name='us-east-1',
+                  aws_access_key_id='test', aws_secret_access_key='test')
+for page in s3.get_paginator('list_objects_v2').paginate(Bucket='shop', Prefix='lake/'):
+    for o in page.get('Contents', []):
+        path = os.path.join(remote, o['Key'][len('lake/'):])
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        s3.download_file('shop', o['Key'], path)
+def read(root, folder):
+    files = sorted(glob.glob(f"{root}/{folder}/**/*.parquet", recursive=True))
+    frame = duckdb.sql(f"SELECT * FROM read_parquet({files!r}, hive_partitioning=false)").df()
+    frame = frame.drop(columns=[c for c in ["trained_at"] if c in frame.columns])
+    return frame.sort_values(list(frame.columns)).reset_index(drop=True)
+marts = sorted("marts/" + m for m in os.listdir(f"{local}/marts"))
+folders = ["transactions", "customers", "campaign_events", "features", "labels", "scores",
+           "segments", "triggers", "campaign_assignments"] + marts
+assert len(marts) >= 10, marts
+for folder in folders:
+    a, b = read(local, folder), read(remote, folder)
+    pandas.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-9, obj=folder)
+exports = sorted(glob.glob(f"{local}/exports/*/*.csv"))
+assert exports
+for path in exports:
+    with open(path, 'rb') as a, open(path.replace(local, remote), 'rb') as b:
+        assert a.read() == b.read(), path
+report = "reports/as_of=2026-11-01/index.html"
+assert os.path.getsize(f"{remote}/{report}") > 10000
+print(len(folders))
+"#;
+    let remote = dir.path().join("remote");
+    let compared =
+        churn_test_kit::python_stdout(["-c", script, &server.endpoint, s(&local), s(&remote)]);
+    assert!(
+        compared.trim().parse::<usize>().unwrap() >= 19,
+        "{compared}"
     );
 }
