@@ -221,6 +221,85 @@ fn the_same_data_and_seed_give_a_byte_identical_artifact() {
 }
 
 #[test]
+fn training_whose_frames_exceed_half_the_memory_limit_keeps_a_hashed_share_of_customers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, lake, unlimited) = demo_lake();
+    assert!(unlimited["sampling"].is_null(), "{unlimited}");
+    let model = model_file(dir.path(), "churn", "sampled", &[]);
+    let report = CHURN.json(&[
+        "train",
+        "--json",
+        "--lake",
+        s(lake),
+        "--model",
+        s(&model),
+        "--as-of",
+        TEST_SNAPSHOT,
+        "--memory-limit",
+        "8MiB",
+    ]);
+    let sampling = &report["sampling"];
+    let share = sampling["kept_share"].as_f64().unwrap();
+    assert!(share > 0.05 && share < 1.0, "{sampling}");
+    assert_eq!(sampling["frame_budget_bytes"], 4 << 20, "{sampling}");
+    assert!(
+        (share * sampling["estimated_bytes"].as_f64().unwrap() - (4 << 20) as f64).abs() < 1.0,
+        "{sampling}"
+    );
+    // The test customers are exactly the labelled customers of the test snapshot whose id
+    // hashes (FNV-1a, then MurmurHash3's finaliser, top 53 bits) below the share, as Python
+    // computes it from what DuckDB reads.
+    let script = r#"
+import sys, duckdb
+scores, labels, features, share = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+M = (1 << 64) - 1
+def kept(customer_id):
+    h = 0xcbf29ce484222325
+    for b in customer_id.encode():
+        h = ((h ^ b) * 0x100000001b3) & M
+    for m in (0xff51afd7ed558ccd, 0xc4ceb9fe1a85ec53):
+        h ^= h >> 33
+        h = (h * m) & M
+    h ^= h >> 33
+    return (h >> 11) / (1 << 53) < share
+labelled = [r[0] for r in duckdb.sql(f"SELECT l.customer_id FROM read_parquet('{labels}') l JOIN read_parquet('{features}') f USING (customer_id)").fetchall()]
+expected = {c for c in labelled if kept(c)}
+tested = {r[0] for r in duckdb.sql(f"SELECT customer_id FROM read_parquet('{scores}')").fetchall()}
+assert tested == expected, (len(tested), len(expected), len(tested ^ expected))
+print(len(tested), len(labelled))
+"#;
+    let counted = python_stdout([
+        "-c",
+        script,
+        &format!(
+            "{}test_scores.parquet",
+            report["registry_path"].as_str().unwrap()
+        ),
+        &format!("{}/labels/as_of={TEST_SNAPSHOT}/*.parquet", lake.display()),
+        &format!(
+            "{}/features/as_of={TEST_SNAPSHOT}/*.parquet",
+            lake.display()
+        ),
+        &share.to_string(),
+    ]);
+    let v: Vec<f64> = counted
+        .split_whitespace()
+        .map(|x| x.parse().unwrap())
+        .collect();
+    assert_eq!(report["test"]["customers"].as_f64(), Some(v[0]), "{report}");
+    // Binomial: within five standard deviations of the share.
+    let sd = (v[1] * share * (1.0 - share)).sqrt();
+    assert!(
+        (v[0] - v[1] * share).abs() < 5.0 * sd,
+        "{counted} at share {share}"
+    );
+    assert!(
+        report["model"]["roc_auc"].as_f64().unwrap() > 0.8,
+        "{report}"
+    );
+}
+
+#[test]
 fn models_list_and_show_report_what_was_registered() {
     let (_, lake, gbdt) = demo_lake();
     let list = CHURN.json(&["models", "list", "--json", "--lake", s(lake)]);

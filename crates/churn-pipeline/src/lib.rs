@@ -105,6 +105,11 @@ pub struct LakeSection {
     /// IANA time zone of the store, fixed when the lake is created. Default "UTC".
     #[serde(default)]
     pub timezone: Option<String>,
+    /// Memory budget in MiB of every step's query engine (features, labels, training's
+    /// reads, score, segments, rules, exports, report); beyond it, sorts, joins and
+    /// aggregations spill to disk. `churn run --memory-limit` overrides it. Default: none.
+    #[serde(default)]
+    pub memory_limit_mib: Option<usize>,
 }
 
 /// `[features]` section: build the feature snapshot of the run's date.
@@ -117,9 +122,6 @@ pub struct FeaturesSection {
     /// Population window in days. Default 365.
     #[serde(default)]
     pub lookback_days: Option<u32>,
-    /// Memory budget of the query engine in MiB; beyond it, work spills to disk. Default: none.
-    #[serde(default)]
-    pub memory_limit_mib: Option<usize>,
 }
 
 /// `[labels]` section: label the snapshot whose horizon ends the day before the run's date
@@ -229,6 +231,8 @@ pub struct Pipeline {
     pub path: PathBuf,
     /// Query engine of the features, labels and score steps.
     pub engine: Engine,
+    /// Memory budget of every step's queries (`[lake] memory_limit_mib`); none when `None`.
+    pub memory_limit_bytes: Option<usize>,
     pub lake: Option<String>,
     pub timezone: Option<String>,
     pub sources: Vec<(String, SourceConfig)>,
@@ -244,8 +248,8 @@ pub struct Pipeline {
     pub activate: Option<(churn_activate::Activation, churn_activate::Lang)>,
     /// Export step: the checked campaigns, in file order.
     pub campaigns: Vec<churn_activate::Campaign>,
-    /// Report step: the page's language, horizon and campaign window (the session comes
-    /// from the `[features]` section).
+    /// Report step: the page's language, horizon and campaign window, and the session of
+    /// its queries.
     pub report: Option<churn_report::ReportOptions>,
     /// `churn stream`'s settings (the defaults without a `[stream]` section).
     pub stream: churn_stream::StreamOptions,
@@ -298,6 +302,10 @@ impl Pipeline {
                 Engine::InProcess
             }
         };
+        let memory_limit_bytes = file.lake.memory_limit_mib.map(|m| m << 20);
+        if memory_limit_bytes == Some(0) {
+            problems.push("lake.memory_limit_mib: must be at least 1".to_string());
+        }
         if let Some(tz) = &file.lake.timezone
             && churn_core::lake::parse_timezone(tz).is_err()
         {
@@ -315,9 +323,7 @@ impl Pipeline {
                         lookback_days: section
                             .lookback_days
                             .unwrap_or(churn_features::DEFAULT_LOOKBACK_DAYS),
-                        session: SessionOptions::with_memory_limit(
-                            section.memory_limit_mib.map(|m| m << 20),
-                        ),
+                        session: SessionOptions::with_memory_limit(memory_limit_bytes),
                         files,
                     }),
                     Err(e) => {
@@ -423,7 +429,7 @@ impl Pipeline {
                 lang,
                 horizon_days,
                 campaign_window_days,
-                session: SessionOptions::default(),
+                session: SessionOptions::with_memory_limit(memory_limit_bytes),
             })
         });
         let raw_stream = file.stream.clone().unwrap_or_default();
@@ -454,6 +460,7 @@ impl Pipeline {
         Ok(Pipeline {
             path: path.to_path_buf(),
             engine,
+            memory_limit_bytes,
             lake: file.lake.path.as_deref().map(|p| resolve(&base, p)),
             timezone: file.lake.timezone.clone(),
             sources,
@@ -466,6 +473,18 @@ impl Pipeline {
             report,
             stream,
         })
+    }
+
+    /// This pipeline with every step's queries held to `bytes` of memory (`--memory-limit`).
+    pub fn with_memory_limit(mut self, bytes: usize) -> Pipeline {
+        self.memory_limit_bytes = Some(bytes);
+        if let Some(features) = &mut self.features {
+            features.session.memory_limit_bytes = Some(bytes);
+        }
+        if let Some(report) = &mut self.report {
+            report.session.memory_limit_bytes = Some(bytes);
+        }
+        self
     }
 
     /// The feature files and settings of snapshots (and live scores): the `[features]`
@@ -621,7 +640,7 @@ fn feature_options(pipeline: &Pipeline, step: &'static str) -> Result<FeatureOpt
         Some(f) => Ok(f.clone()),
         None => Ok(FeatureOptions {
             lookback_days: churn_features::DEFAULT_LOOKBACK_DAYS,
-            session: SessionOptions::default(),
+            session: SessionOptions::with_memory_limit(pipeline.memory_limit_bytes),
             files: FeatureFile::built_in().map_err(|error| PipelineError::Features {
                 step,
                 error: Box::new(error),
@@ -807,13 +826,9 @@ fn on_engine(pipeline: &Pipeline, features: &FeatureOptions) -> FeatureOptions {
     }
 }
 
-/// The session of steps that read through the query engine: the `[features]` section's.
+/// The session of steps that read through the query engine, within the lake's memory budget.
 fn session_of(pipeline: &Pipeline) -> SessionOptions {
-    pipeline
-        .features
-        .as_ref()
-        .map(|f| f.session.clone())
-        .unwrap_or_default()
+    SessionOptions::with_memory_limit(pipeline.memory_limit_bytes)
 }
 
 /// Executes one step for `as_of`; most give one summary, the activate step two (segment and

@@ -86,6 +86,44 @@ fn a_pipeline_file_reports_every_problem_at_once() {
 }
 
 #[test]
+fn the_lakes_memory_budget_reaches_every_step_and_the_command_line_overrides_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.toml");
+    std::fs::write(
+        &path,
+        "[lake]\nmemory_limit_mib = 64\n[features]\n[report]\n",
+    )
+    .unwrap();
+    let pipeline = Pipeline::load(&path).unwrap();
+    let budgets = |p: &Pipeline| {
+        [
+            p.memory_limit_bytes,
+            p.features.as_ref().unwrap().session.memory_limit_bytes,
+            p.report.as_ref().unwrap().session.memory_limit_bytes,
+            p.feature_options().unwrap().session.memory_limit_bytes,
+        ]
+    };
+    assert_eq!(budgets(&pipeline), [Some(64 * 1024 * 1024); 4]);
+    assert_eq!(
+        budgets(&pipeline.with_memory_limit(1 << 30)),
+        [Some(1 << 30); 4]
+    );
+
+    // Zero is refused; the budget is the lake's, not the features section's.
+    for (file, named) in [
+        (
+            "[lake]\nmemory_limit_mib = 0\n",
+            "lake.memory_limit_mib: must be at least 1",
+        ),
+        ("[features]\nmemory_limit_mib = 8\n", "memory_limit_mib"),
+    ] {
+        std::fs::write(&path, file).unwrap();
+        let text = Pipeline::load(&path).unwrap_err().to_string();
+        assert!(text.contains(named), "{text}");
+    }
+}
+
+#[test]
 fn a_campaign_audience_naming_a_live_rule_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("p.toml");

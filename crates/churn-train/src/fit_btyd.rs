@@ -147,16 +147,10 @@ pub async fn fit_btyd(
     model: BtydModel,
     grain: Grain,
     horizon_days: u32,
+    session: &SessionOptions,
 ) -> Result<BtydFitSummary> {
     let started = Instant::now();
-    let inputs = btyd_inputs(
-        lake,
-        as_of,
-        grain,
-        &SessionOptions::default(),
-        Scope::Everyone,
-    )
-    .await?;
+    let inputs = btyd_inputs(lake, as_of, grain, session, Scope::Everyone).await?;
     let summaries: Vec<Summary> = inputs.iter().map(summary).collect();
     let summaries_ms = started.elapsed().as_millis() as u64;
     let wrap = |source| ModelError::Btyd { as_of, source };

@@ -115,12 +115,42 @@ pub fn frame_from_batches(batches: &[RecordBatch], as_of: NaiveDate) -> Result<R
     })
 }
 
-/// The features of snapshot `as_of` joined with its labels, ordered by customer id.
-pub async fn read_labelled_snapshot(
+/// Whether `customer_id` is among the share `keep` (0 to 1) of customers a sampled training
+/// run keeps: a fixed hash of the id, so a customer is kept in every snapshot or in none, and
+/// the same share keeps the same customers in every run.
+pub fn is_kept(customer_id: &str, keep: f64) -> bool {
+    let mut hash = customer_id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    // FNV-1a alone keeps the structure of sequential ids (C0001000..C0001999 would all fall
+    // on one side of a share); MurmurHash3's finaliser spreads them evenly.
+    for multiplier in [0xff51_afd7_ed55_8ccdu64, 0xc4ce_b9fe_1a85_ec53] {
+        hash ^= hash >> 33;
+        hash = hash.wrapping_mul(multiplier);
+    }
+    hash ^= hash >> 33;
+    ((hash >> 11) as f64 / (1u64 << 53) as f64) < keep
+}
+
+/// The rows of `batch` whose customer is kept (see [`is_kept`]).
+fn kept_rows(batch: &RecordBatch, keep: f64) -> Result<RecordBatch> {
+    let ids = arrow::compute::cast(batch.column(0), &DataType::Utf8)
+        .map_err(datafusion::error::DataFusionError::from)?;
+    let ids = ids.as_string::<i32>();
+    let mask: arrow::array::BooleanArray = ids
+        .iter()
+        .map(|id| Some(id.is_some_and(|id| is_kept(id, keep))))
+        .collect();
+    Ok(arrow::compute::filter_record_batch(batch, &mask)
+        .map_err(datafusion::error::DataFusionError::from)?)
+}
+
+/// A session with the features (`f`) and labels (`l`) of snapshot `as_of` registered.
+async fn labelled_snapshot_session(
     lake: &Lake,
     as_of: NaiveDate,
     session: &SessionOptions,
-) -> Result<ReadFrame> {
+) -> Result<datafusion::prelude::SessionContext> {
     let ctx = new_session(lake, session).await?;
     for (name, folder) in [("f", "features"), ("l", "labels")] {
         ctx.register_parquet(
@@ -130,14 +160,55 @@ pub async fn read_labelled_snapshot(
         )
         .await?;
     }
-    let batches = ctx
+    Ok(ctx)
+}
+
+/// Rows and columns of the labelled snapshot of `as_of`, from its labels' row count and its
+/// features' schema: what a training run knows of a frame before reading it.
+pub async fn labelled_shape(
+    lake: &Lake,
+    as_of: NaiveDate,
+    session: &SessionOptions,
+) -> Result<(u64, u64)> {
+    let ctx = labelled_snapshot_session(lake, as_of, session).await?;
+    let columns = ctx.table("f").await?.schema().fields().len() as u64;
+    let batches = ctx.sql("SELECT count(*) FROM l").await?.collect().await?;
+    let rows = batches.first().filter(|b| b.num_rows() > 0).map_or(0, |b| {
+        b.column(0)
+            .as_primitive::<arrow::datatypes::Int64Type>()
+            .value(0) as u64
+    });
+    Ok((rows, columns))
+}
+
+/// The features of snapshot `as_of` joined with its labels, ordered by customer id; only the
+/// customers [`is_kept`] with share `keep` when sampling (`Some`), read batch by batch so
+/// the whole snapshot is never in memory.
+pub async fn read_labelled_snapshot(
+    lake: &Lake,
+    as_of: NaiveDate,
+    session: &SessionOptions,
+    keep: Option<f64>,
+) -> Result<ReadFrame> {
+    let ctx = labelled_snapshot_session(lake, as_of, session).await?;
+    let df = ctx
         .sql(
             "SELECT f.*, CAST(l.churned AS DOUBLE) AS churned FROM f \
              JOIN l ON f.customer_id = l.customer_id ORDER BY f.customer_id",
         )
-        .await?
-        .collect()
         .await?;
+    let batches = match keep {
+        None => df.collect().await?,
+        Some(keep) => {
+            use futures::TryStreamExt;
+            let mut stream = df.execute_stream().await?;
+            let mut kept = Vec::new();
+            while let Some(batch) = stream.try_next().await? {
+                kept.push(kept_rows(&batch, keep)?);
+            }
+            kept
+        }
+    };
     frame_from_batches(&batches, as_of)
 }
 
@@ -160,4 +231,22 @@ pub async fn read_features(
         .collect()
         .await?;
     frame_from_batches(&batches, as_of)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_kept;
+
+    #[test]
+    fn a_share_keeps_that_share_of_every_block_of_sequential_ids() {
+        // Binomial(1000, 0.3365): mean 336.5, standard deviation 14.9; five deviations.
+        for block in 0..3 {
+            let kept = (block * 1000..(block + 1) * 1000)
+                .filter(|i| is_kept(&format!("C{i:07}"), 0.3365))
+                .count();
+            assert!((262..=411).contains(&kept), "block {block}: {kept} kept");
+        }
+        assert!(!is_kept("C0000001", 0.0));
+        assert!(is_kept("C0000001", 1.0));
+    }
 }

@@ -22,7 +22,7 @@ use churn_model::metrics::Metrics;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
-use crate::frames::read_labelled_snapshot;
+use crate::frames::{labelled_shape, read_labelled_snapshot};
 use crate::outlook::outlooks;
 use crate::registry::{self, ManifestSnapshots, ScoringFit, TrainingManifest};
 
@@ -55,9 +55,58 @@ pub struct TrainReport {
     pub baseline_bgnbd: Metrics,
     pub grade: Grade,
     pub registry_path: String,
+    /// Present when the snapshots' frames would not fit in the memory budget and the run
+    /// trained, calibrated and tested on a share of the customers instead.
+    #[serde(default)]
+    pub sampling: Option<Sampling>,
     /// Wall time of the learner's fit alone.
     pub fit_ms: u64,
     pub duration_ms: u64,
+}
+
+/// How a training run kept its frames within `--memory-limit`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Sampling {
+    /// Share of the customers kept, the same customers in every snapshot (a fixed hash of
+    /// the customer id).
+    pub kept_share: f64,
+    /// What the frames may take: half of the memory limit (the other half is the query
+    /// engine's and the process's).
+    pub frame_budget_bytes: u64,
+    /// What the frames of every snapshot read would take unsampled, estimated from their
+    /// rows and columns.
+    pub estimated_bytes: u64,
+}
+
+/// Estimated frame bytes per row and column: the frame's value, the learner's matrix and the
+/// learner's working copy (binned columns, gradients) of it.
+const BYTES_PER_VALUE: u64 = 3 * 8;
+/// Estimated frame bytes per row besides its values: the customer id and its bookkeeping.
+const BYTES_PER_ROW: u64 = 64;
+
+/// The sampling that keeps the frames of `reads` (every snapshot read, as often as it is
+/// held at once) within half the session's memory limit; `None` without a limit or when
+/// they fit.
+async fn sampling_for(
+    lake: &Lake,
+    reads: &[NaiveDate],
+    features: &FeatureOptions,
+) -> Result<Option<Sampling>> {
+    let Some(limit) = features.session.memory_limit_bytes else {
+        return Ok(None);
+    };
+    let mut estimated_bytes = 0;
+    for &as_of in reads {
+        let (rows, columns) = labelled_shape(lake, as_of, &features.session).await?;
+        // BTYD columns and the label come on top of the snapshot's columns.
+        estimated_bytes += rows * ((columns + 5) * BYTES_PER_VALUE + BYTES_PER_ROW);
+    }
+    let frame_budget_bytes = limit as u64 / 2;
+    Ok((estimated_bytes > frame_budget_bytes).then(|| Sampling {
+        kept_share: frame_budget_bytes as f64 / estimated_bytes as f64,
+        frame_budget_bytes,
+        estimated_bytes,
+    }))
 }
 
 /// Builds the features and labels of every snapshot of the schedule the lake lacks; returns
@@ -84,17 +133,24 @@ async fn ensure_snapshots(
 /// Frames of single snapshots this run has read already (with their BTYD columns), by date.
 type ReadFrames<'a> = [(NaiveDate, &'a Frame)];
 
-/// Reads the labelled snapshots of `dates` into one frame, with BTYD columns when the spec
-/// asks for them; outlooks are computed once per date, and a date in `already_read` is
-/// copied from there instead of read again.
+/// What a run's reads share: the share of customers kept, the BTYD outlooks computed once
+/// per date, and the columns set aside as unusable.
+struct Reads {
+    keep: Option<f64>,
+    outlooks: HashMap<NaiveDate, HashMap<String, CustomerOutlook>>,
+    unusable: Vec<(String, String)>,
+}
+
+/// Reads the labelled snapshots of `dates` into one frame (the kept customers when
+/// sampling), with BTYD columns when the spec asks for them; outlooks are computed once per
+/// date, and a date in `already_read` is copied from there instead of read again.
 async fn read_slice(
     lake: &Lake,
     spec: &ModelSpec,
     dates: &[NaiveDate],
     already_read: &ReadFrames<'_>,
     features: &FeatureOptions,
-    outlook_cache: &mut HashMap<NaiveDate, HashMap<String, CustomerOutlook>>,
-    unusable: &mut Vec<(String, String)>,
+    reads: &mut Reads,
 ) -> Result<Frame> {
     let mut frame = Frame::default();
     for &as_of in dates {
@@ -103,10 +159,10 @@ async fn read_slice(
             continue;
         }
         let reading = Instant::now();
-        let mut read = read_labelled_snapshot(lake, as_of, &features.session).await?;
+        let mut read = read_labelled_snapshot(lake, as_of, &features.session, reads.keep).await?;
         tracing::debug!(%as_of, rows = read.frame.customer_ids.len(), elapsed_ms = reading.elapsed().as_millis() as u64, "labelled snapshot read");
         if spec.btyd_features {
-            let found = match outlook_cache.entry(as_of) {
+            let found = match reads.outlooks.entry(as_of) {
                 Entry::Occupied(e) => e.into_mut(),
                 Entry::Vacant(e) => e.insert(
                     outlooks(lake, as_of, spec.horizon_days, true, &features.session).await?,
@@ -115,8 +171,8 @@ async fn read_slice(
             add_btyd_columns(&mut read.frame, found);
         }
         for column in read.unusable {
-            if !unusable.contains(&column) {
-                unusable.push(column);
+            if !reads.unusable.contains(&column) {
+                reads.unusable.push(column);
             }
         }
         frame.append(read.frame)?;
@@ -153,14 +209,10 @@ async fn scoring_fit(
     selected: &[String],
     already_read: &ReadFrames<'_>,
     features: &FeatureOptions,
-    cache: &mut HashMap<NaiveDate, HashMap<String, CustomerOutlook>>,
+    reads: &mut Reads,
 ) -> Result<(Artifact, ScoringFit, Vec<String>)> {
     let mut built = Vec::new();
-    // The schedule of a test snapshot one horizon later ends its training at `as_of`.
-    let schedule = Schedule::new(
-        spec,
-        as_of + chrono::Duration::days(spec.horizon_days as i64),
-    );
+    let schedule = scoring_schedule(spec, as_of);
     let mut dates = schedule.fit.clone();
     dates.extend(schedule.calibration);
     for &d in &dates {
@@ -179,28 +231,9 @@ async fn scoring_fit(
             built.push(format!("labels/as_of={d}"));
         }
     }
-    let mut unusable = Vec::new();
-    let fit = read_slice(
-        lake,
-        spec,
-        &schedule.fit,
-        already_read,
-        features,
-        cache,
-        &mut unusable,
-    )
-    .await?;
+    let fit = read_slice(lake, spec, &schedule.fit, already_read, features, reads).await?;
     let cal_dates: Vec<NaiveDate> = schedule.calibration.into_iter().collect();
-    let calibration = read_slice(
-        lake,
-        spec,
-        &cal_dates,
-        already_read,
-        features,
-        cache,
-        &mut unusable,
-    )
-    .await?;
+    let calibration = read_slice(lake, spec, &cal_dates, already_read, features, reads).await?;
     let training = slice_summary(&fit, &schedule.fit);
     check_classes(spec, "scoring fit", &training, "refit the model")?;
     let calibration_summary = schedule
@@ -221,6 +254,31 @@ async fn scoring_fit(
     ))
 }
 
+/// The schedule of the scoring fit: that of a test snapshot one horizon after `as_of`, whose
+/// training ends at `as_of`.
+fn scoring_schedule(spec: &ModelSpec, as_of: NaiveDate) -> Schedule {
+    Schedule::new(
+        spec,
+        as_of + chrono::Duration::days(spec.horizon_days as i64),
+    )
+}
+
+/// Every snapshot a run holds a frame of at its peak, as often as it holds it: the
+/// backtest's slices, and the scoring fit's (which copies the dates it shares with them).
+fn frames_held(
+    spec: &ModelSpec,
+    schedule: &Schedule,
+    as_of: NaiveDate,
+    register: Register,
+) -> Vec<NaiveDate> {
+    let mut dates = schedule.all();
+    if register == Register::ScoringFit {
+        let scoring = scoring_schedule(spec, as_of);
+        dates.extend(scoring.fit.iter().copied().chain(scoring.calibration));
+    }
+    dates
+}
+
 /// Runs the backtest of `spec` with test snapshot `as_of`, refits for scoring unless told
 /// not to, and registers the model.
 pub async fn train(
@@ -236,47 +294,37 @@ pub async fn train(
     let (first, last) = lake_transaction_days(lake, &features.session).await?;
     check_schedule(spec, &schedule, first, last)?;
     let mut built = ensure_snapshots(lake, &schedule, spec.horizon_days, features).await?;
+    let sampling = sampling_for(
+        lake,
+        &frames_held(spec, &schedule, as_of, register),
+        features,
+    )
+    .await?;
+    if let Some(s) = &sampling {
+        tracing::warn!(
+            kept_share = s.kept_share,
+            estimated_bytes = s.estimated_bytes,
+            frame_budget_bytes = s.frame_budget_bytes,
+            "the snapshots' frames exceed half the memory limit: training on a share of the customers"
+        );
+    }
 
-    let mut cache = HashMap::new();
-    let mut unusable = Vec::new();
+    let mut reads = Reads {
+        keep: sampling.as_ref().map(|s| s.kept_share),
+        outlooks: HashMap::new(),
+        unusable: Vec::new(),
+    };
     let cal_dates: Vec<NaiveDate> = schedule.calibration.into_iter().collect();
-    let fit = read_slice(
-        lake,
-        spec,
-        &schedule.fit,
-        &[],
-        features,
-        &mut cache,
-        &mut unusable,
-    )
-    .await?;
-    let calibration = read_slice(
-        lake,
-        spec,
-        &cal_dates,
-        &[],
-        features,
-        &mut cache,
-        &mut unusable,
-    )
-    .await?;
-    let test = read_slice(
-        lake,
-        spec,
-        &[schedule.test],
-        &[],
-        features,
-        &mut cache,
-        &mut unusable,
-    )
-    .await?;
+    let fit = read_slice(lake, spec, &schedule.fit, &[], features, &mut reads).await?;
+    let calibration = read_slice(lake, spec, &cal_dates, &[], features, &mut reads).await?;
+    let test = read_slice(lake, spec, &[schedule.test], &[], features, &mut reads).await?;
     let slices = Slices {
         fit,
         calibration,
         test,
-        unusable,
+        unusable: std::mem::take(&mut reads.unusable),
     };
-    let p_alive: HashMap<String, f64> = match cache.get(&schedule.test) {
+    let p_alive: HashMap<String, f64> = match reads.outlooks.get(&schedule.test) {
         Some(found) => found
             .iter()
             .map(|(id, o)| (id.clone(), o.p_alive))
@@ -320,7 +368,7 @@ pub async fn train(
                 &result.features,
                 &already_read,
                 features,
-                &mut cache,
+                &mut reads,
             )
             .await?;
             built.extend(built_for_it);
@@ -335,6 +383,7 @@ pub async fn train(
     let version = registry::next_version(lake, &spec.name).await?;
     let mut report = report(spec, as_of, &result, built, version, lake, started);
     report.scoring_fit = refit.as_ref().map(|(_, f)| f.clone());
+    report.sampling = sampling;
     let manifest = TrainingManifest {
         name: spec.name.clone(),
         version,
@@ -393,6 +442,7 @@ fn report(
         skipped_features: result.skipped_features.clone(),
         built,
         scoring_fit: None,
+        sampling: None,
         model: result.model.clone(),
         baseline_rule: result.baseline_rule.clone(),
         baseline_bgnbd: result.baseline_bgnbd.clone(),

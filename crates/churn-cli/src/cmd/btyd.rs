@@ -36,6 +36,10 @@ struct FitArgs {
     /// or `week` (Monday-to-Sunday weeks count once; whole weeks).
     #[arg(long, value_enum, default_value_t = GrainArg::Day)]
     grain: GrainArg,
+    /// Memory budget of the query that summarises the customers (e.g. 2GiB); beyond it, work
+    /// spills to disk.
+    #[arg(long, value_parser = super::parse_bytes)]
+    memory_limit: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -63,17 +67,25 @@ pub async fn run(args: Args, json: bool) -> anyhow::Result<()> {
         GrainArg::Day => Grain::Day,
         GrainArg::Week => Grain::Week,
     };
+    let session = churn_core::session::SessionOptions::with_memory_limit(args.memory_limit);
     let summary = crate::lease::writing(&lake, "churn btyd fit", async |lake| {
-        fit_btyd(lake, args.as_of, args.model, grain, args.horizon_days)
-            .await
-            .with_context(|| {
-                format!(
-                    "fitting {} on the customers of {} before {}",
-                    args.model.name(),
-                    lake.display(),
-                    args.as_of
-                )
-            })
+        fit_btyd(
+            lake,
+            args.as_of,
+            args.model,
+            grain,
+            args.horizon_days,
+            &session,
+        )
+        .await
+        .with_context(|| {
+            format!(
+                "fitting {} on the customers of {} before {}",
+                args.model.name(),
+                lake.display(),
+                args.as_of
+            )
+        })
     })
     .await?;
     crate::output::emit(json, &summary, || {

@@ -43,8 +43,10 @@ pub async fn run(args: Args, json: bool) -> anyhow::Result<()> {
     let lake = args.lake.display().to_string();
     let summary = super::run::run_pipeline(
         &args.pipeline,
-        Some(&lake),
-        None,
+        super::run::Overrides {
+            lake: Some(&lake),
+            ..Default::default()
+        },
         as_of,
         churn_pipeline::Start::Fresh,
         json,

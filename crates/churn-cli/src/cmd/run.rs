@@ -35,6 +35,18 @@ pub struct Args {
     /// `engine`: local, ballista://HOST:PORT or ballista-standalone.
     #[arg(long, value_parser = super::parse_engine)]
     engine: Option<churn_core::Engine>,
+    /// Memory budget of every step's queries (e.g. 2GiB), overriding the pipeline file's
+    /// `[lake] memory_limit_mib`; beyond it, work spills to disk.
+    #[arg(long, value_parser = super::parse_bytes)]
+    memory_limit: Option<usize>,
+}
+
+/// What the command line changes in a pipeline file's settings.
+#[derive(Debug, Default)]
+pub struct Overrides<'a> {
+    pub lake: Option<&'a str>,
+    pub engine: Option<&'a churn_core::Engine>,
+    pub memory_limit_bytes: Option<usize>,
 }
 
 /// What a backfill did: one run per date, in date order.
@@ -51,14 +63,12 @@ pub async fn run(args: Args, json: bool) -> anyhow::Result<()> {
         Start::Fresh
     };
     let run_on = |as_of| {
-        run_pipeline(
-            &args.pipeline,
-            args.lake.as_deref(),
-            args.engine.as_ref(),
-            as_of,
-            start,
-            json,
-        )
+        let overrides = Overrides {
+            lake: args.lake.as_deref(),
+            engine: args.engine.as_ref(),
+            memory_limit_bytes: args.memory_limit,
+        };
+        run_pipeline(&args.pipeline, overrides, as_of, start, json)
     };
     let (Some(from), Some(to)) = (args.from, args.to) else {
         let as_of = args.as_of.expect("clap requires --as-of without --from");
@@ -99,17 +109,19 @@ pub fn pipeline_lake(pipeline: &Pipeline, lake: Option<&str>) -> anyhow::Result<
 /// shared with `churn demo`.
 pub async fn run_pipeline(
     path: &std::path::Path,
-    lake: Option<&str>,
-    engine: Option<&churn_core::Engine>,
+    overrides: Overrides<'_>,
     as_of: chrono::NaiveDate,
     start: Start,
     json: bool,
 ) -> anyhow::Result<RunSummary> {
     let mut pipeline = Pipeline::load(path)?;
-    if let Some(engine) = engine {
+    if let Some(engine) = overrides.engine {
         pipeline.engine = engine.clone();
     }
-    let lake = pipeline_lake(&pipeline, lake)?;
+    if let Some(bytes) = overrides.memory_limit_bytes {
+        pipeline = pipeline.with_memory_limit(bytes);
+    }
+    let lake = pipeline_lake(&pipeline, overrides.lake)?;
     let progress = crate::progress::StepBar::new(json, &format!("{as_of}"));
     crate::lease::writing(&lake, "churn run", async |lake| {
         churn_pipeline::run(

@@ -15,6 +15,10 @@ pub struct Args {
     /// Output format of the rows.
     #[arg(long, value_enum, default_value_t = SqlFormat::Table)]
     format: SqlFormat,
+    /// Memory budget of the query (e.g. 2GiB); beyond it, sorts, joins and aggregations
+    /// spill to disk.
+    #[arg(long, value_parser = super::parse_bytes)]
+    memory_limit: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -40,7 +44,8 @@ fn json_rows(batches: &[RecordBatch]) -> anyhow::Result<serde_json::Value> {
 pub async fn run(args: Args, json: bool) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let lake = Lake::open(&args.lake)?;
-    let (ctx, tables) = lake_session(&lake, &SessionOptions::default()).await?;
+    let (ctx, tables) =
+        lake_session(&lake, &SessionOptions::with_memory_limit(args.memory_limit)).await?;
     let names: Vec<&str> = tables.iter().map(|t| t.name.as_str()).collect();
     let df = ctx.sql(&args.query).await.with_context(|| {
         format!(

@@ -105,6 +105,15 @@ pub async fn run(args: Args, json: bool) -> anyhow::Result<()> {
             "  test snapshot {}: {} customers, {} churners\n",
             report.as_of, report.test.customers, report.test.churners
         ));
+        if let Some(s) = &report.sampling {
+            text.push_str(&format!(
+                "  sampled: {:.1} % of the customers (the same ones in every snapshot): their frames \
+                 would take about {} MiB, over half the memory limit ({} MiB)\n",
+                s.kept_share * 100.0,
+                s.estimated_bytes >> 20,
+                s.frame_budget_bytes >> 20
+            ));
+        }
         text.push_str(&format!("Test metrics (snapshot {}):\n", report.as_of));
         text.push_str(&metrics_line("model", &report.model));
         text.push_str(&metrics_line(
