@@ -384,12 +384,11 @@ fn the_nightly_pipeline_on_an_s3_server_killed_and_resumed_writes_what_a_local_r
         ]);
         cmd
     };
-    let out = run(&local_pipeline).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let run_to_the_end = |pipeline: &std::path::Path| {
+        let out = run(pipeline).output().unwrap();
+        assert!(out.status.success(), "{}", churn_test_kit::stderr(&out));
+    };
+    run_to_the_end(&local_pipeline);
 
     // On S3 the run is killed (-9) as soon as a commit plan is on the server, while the
     // commit's copies and deletes run: first in the transactions' ingest, then again in the
@@ -422,12 +421,7 @@ while running() and time.time() < deadline:
         assert_eq!(killed.trim(), "killed", "the run was not killed {moment}");
         assert!(!child.wait().unwrap().success());
     }
-    let out = run(&s3_pipeline).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_to_the_end(&s3_pipeline);
 
     // Every table, output and mart of the S3 lake, read by DuckDB from a download, equals the
     // local lake's (but the model's training time); the campaign lists are the same bytes and

@@ -182,8 +182,9 @@ pub async fn labelled_shape(
 }
 
 /// The features of snapshot `as_of` joined with its labels, ordered by customer id; only the
-/// customers [`is_kept`] with share `keep` when sampling (`Some`), read batch by batch so
-/// the whole snapshot is never in memory.
+/// customers [`is_kept`] with share `keep` when sampling (`Some`), filtered batch by batch as
+/// the query streams them, so the frame and its batches hold only the kept rows (the query's
+/// own sort stays within the session's memory pool, spilling beyond it).
 pub async fn read_labelled_snapshot(
     lake: &Lake,
     as_of: NaiveDate,
