@@ -113,7 +113,7 @@ async fn newest_nightly(lake: &Lake) -> Result<Option<(NaiveDate, String)>> {
 /// The nightly probabilities of a scores file, ascending.
 async fn nightly_probabilities(lake: &Lake, file: &str) -> Result<Vec<f64>> {
     let ctx = SessionContext::new();
-    ctx.register_object_store(&lake.object_store_url(), lake.store().clone());
+    ctx.register_object_store(&lake.object_store_url(), lake.committed_store().clone());
     ctx.register_parquet(
         "nightly",
         format!("{}{file}", lake.root_url()),

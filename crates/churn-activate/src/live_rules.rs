@@ -66,7 +66,7 @@ pub async fn fire_live_rules(
         ActivateError::Io(format!("bad nightly date {}", scored.summary.nightly_as_of))
     })?;
     let ctx = SessionContext::new();
-    ctx.register_object_store(&lake.object_store_url(), lake.store().clone());
+    ctx.register_object_store(&lake.object_store_url(), lake.committed_store().clone());
     let present = register_inputs(&ctx, lake, scored, touched, nightly_as_of).await?;
     let sql = view_sql(&ctx, &present).await?;
     ctx.register_table(VIEW, ctx.sql(&sql).await?.into_view())?;

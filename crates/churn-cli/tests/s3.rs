@@ -410,6 +410,27 @@ while running() and time.time() < deadline:
         break
     time.sleep(0.01)
 "#;
+    // Readers never see a commit half applied: between the kills, a query of the S3 lake
+    // counts every transaction of the local run once (DuckDB counts the local lake).
+    let counts = "SELECT count(*) || ',' || count(DISTINCT transaction_id) FROM";
+    let local_transactions = churn_test_kit::python_stdout([
+        "-c",
+        &format!(
+            "import duckdb, sys; print(duckdb.sql(\"{counts} read_parquet('\" + sys.argv[1] + \"/transactions/**/*.parquet')\").fetchone()[0])"
+        ),
+        s(&local),
+    ]);
+    let transactions_read_from_s3 = || {
+        let query = format!("{counts} transactions");
+        let out = server.churn(&["sql", "--lake", "s3://shop/lake", "--format", "csv", &query]);
+        assert!(out.status.success(), "{}", churn_test_kit::stderr(&out));
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .trim_matches('"')
+            .to_string()
+    };
     for moment in ["in the first commit", "while finishing it"] {
         let mut child = run(&s3_pipeline)
             .stdout(Stdio::null())
@@ -420,6 +441,11 @@ while running() and time.time() < deadline:
         let killed = churn_test_kit::python_stdout(["-c", watcher, &server.endpoint, &pid]);
         assert_eq!(killed.trim(), "killed", "the run was not killed {moment}");
         assert!(!child.wait().unwrap().success());
+        assert_eq!(
+            transactions_read_from_s3(),
+            local_transactions.trim(),
+            "read after the kill {moment}"
+        );
     }
     run_to_the_end(&s3_pipeline);
 

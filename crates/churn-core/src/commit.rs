@@ -2,15 +2,17 @@
 //! `_staging/<batch>/`; then a commit plan listing every move and delete is written (the
 //! commit point); then the plan is applied. A job that dies before the plan leaves only
 //! staging, which the next job removes; a job that dies while applying leaves the plan, which
-//! the next job finishes. Either way a re-run never adds a row twice.
+//! the next job finishes. Either way a re-run never adds a row twice, and readers meanwhile
+//! see the commit whole or not at all (`crate::committed`).
 
 use serde::{Deserialize, Serialize};
 
+use crate::committed::{CommitSequence, SEQUENCE_FILE};
 use crate::error::{CoreError, Result};
 use crate::lake::Lake;
 
 pub const STAGING: &str = "_staging";
-const PLAN_FILE: &str = "_commit.json";
+pub const PLAN_FILE: &str = "_commit.json";
 
 /// Everything a batch changes in the lake, in order.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -56,7 +58,25 @@ pub async fn commit(
     apply(lake, plan, crash_after_files).await
 }
 
+/// Counts a commit as started (or resumed), after its plan is written and before any file
+/// moves, so that a reader listing the lake meanwhile knows to look again (see
+/// [`crate::committed`]).
+pub(crate) async fn bump_sequence(lake: &Lake, batch_id: &str) -> Result<()> {
+    let path = lake.path(SEQUENCE_FILE);
+    let sequence = if lake.exists(&path).await? {
+        lake.read_json::<CommitSequence>(&path).await?.sequence
+    } else {
+        0
+    };
+    let next = CommitSequence {
+        sequence: sequence + 1,
+        batch_id: batch_id.to_string(),
+    };
+    lake.write_json(&path, &next).await
+}
+
 async fn apply(lake: &Lake, plan: &CommitPlan, crash_after_files: Option<usize>) -> Result<()> {
+    bump_sequence(lake, &plan.batch_id).await?;
     for (i, (from, to)) in plan.moves.iter().enumerate() {
         if crash_after_files == Some(i) {
             return Err(CoreError::SimulatedCrash(i));

@@ -17,6 +17,7 @@ use parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use url::Url;
 
+use crate::committed::CommittedView;
 use crate::error::{CoreError, Result};
 
 /// Rows per Parquet row group: large enough for good compression and fast scans, small
@@ -49,6 +50,8 @@ impl Default for LakeSettings {
 #[derive(Clone)]
 pub struct Lake {
     store: Arc<dyn ObjectStore>,
+    /// `store` as readers see it: pending commits applied (see [`CommittedView`]).
+    committed: Arc<dyn ObjectStore>,
     /// Root as a URL with a trailing slash, e.g. `file:///data/lake/` or `s3://bucket/lake/`.
     root_url: Url,
     /// Root inside the store.
@@ -126,6 +129,7 @@ impl Lake {
     pub fn open(location: &str) -> Result<Lake> {
         let (store, root_url, prefix) = open_location(location)?;
         Ok(Lake {
+            committed: Arc::new(CommittedView::new(store.clone(), prefix.clone())),
             store,
             root_url,
             prefix,
@@ -147,8 +151,15 @@ impl Lake {
         self.lease.as_ref().map_or(Ok(()), |l| l.ensure_held())
     }
 
+    /// The object store, for writers: what is there now, half-applied commits included.
     pub fn store(&self) -> &Arc<dyn ObjectStore> {
         &self.store
+    }
+
+    /// The object store for readers, which see every commit whole: query sessions register
+    /// this one.
+    pub fn committed_store(&self) -> &Arc<dyn ObjectStore> {
+        &self.committed
     }
 
     /// Root URL with a trailing slash.
@@ -207,9 +218,24 @@ impl Lake {
 
     /// Every object under `rel`, recursively, sorted by path; empty when the folder is absent.
     pub async fn list(&self, rel: &str) -> Result<Vec<ObjectMeta>> {
+        self.list_in(&self.store, rel).await
+    }
+
+    /// Parquet files under `rel`, ignoring hidden and temporary names, as readers see them
+    /// (pending commits applied).
+    pub async fn list_parquet(&self, rel: &str) -> Result<Vec<ObjectMeta>> {
+        let mut files = self.list_in(&self.committed, rel).await?;
+        files.retain(|m| {
+            let name = m.location.filename().unwrap_or("");
+            name.ends_with(".parquet") && !name.starts_with('.') && !name.starts_with('_')
+        });
+        Ok(files)
+    }
+
+    async fn list_in(&self, store: &Arc<dyn ObjectStore>, rel: &str) -> Result<Vec<ObjectMeta>> {
         let prefix = self.path(rel);
         let listed: std::result::Result<Vec<ObjectMeta>, _> =
-            self.store.list(Some(&prefix)).try_collect().await;
+            store.list(Some(&prefix)).try_collect().await;
         let mut objects = match listed {
             Ok(v) => v,
             Err(object_store::Error::NotFound { .. }) => Vec::new(),
@@ -217,16 +243,6 @@ impl Lake {
         };
         objects.sort_by(|a, b| a.location.cmp(&b.location));
         Ok(objects)
-    }
-
-    /// Parquet files under `rel`, ignoring hidden and temporary names.
-    pub async fn list_parquet(&self, rel: &str) -> Result<Vec<ObjectMeta>> {
-        let mut files = self.list(rel).await?;
-        files.retain(|m| {
-            let name = m.location.filename().unwrap_or("");
-            name.ends_with(".parquet") && !name.starts_with('.') && !name.starts_with('_')
-        });
-        Ok(files)
     }
 
     pub async fn exists(&self, path: &Path) -> Result<bool> {
@@ -245,9 +261,10 @@ impl Lake {
             .map_err(|e| self.store_error(path, e))
     }
 
+    /// An object's bytes, as readers see it (pending commits applied).
     pub async fn get(&self, path: &Path) -> Result<Bytes> {
         let result = self
-            .store
+            .committed
             .get(path)
             .await
             .map_err(|e| self.store_error(path, e))?;

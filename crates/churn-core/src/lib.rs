@@ -4,6 +4,7 @@
 //! rules are defined once.
 
 pub mod commit;
+pub mod committed;
 pub mod engine;
 pub mod error;
 pub mod lake;

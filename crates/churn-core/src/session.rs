@@ -136,7 +136,7 @@ pub async fn new_session(lake: &Lake, options: &SessionOptions) -> Result<Sessio
         // String views share whole read buffers, so a small batch can account for megabytes.
         execution.parquet.schema_force_view_types = false;
     }
-    runtime.register_object_store(&lake.object_store_url(), lake.store().clone());
+    runtime.register_object_store(&lake.object_store_url(), lake.committed_store().clone());
     let state = SessionStateBuilder::new()
         .with_config(config)
         .with_runtime_env(runtime)

@@ -257,7 +257,8 @@ async fn overlapping_files_in_a_folder_are_deduplicated() {
 }
 
 #[tokio::test]
-async fn a_crash_during_commit_is_finished_by_the_next_run_without_duplicates() {
+async fn a_crash_during_commit_is_seen_whole_by_readers_and_finished_by_the_next_run_without_duplicates()
+ {
     let (dir, generated) = Store::new(120, 6).generate();
     let (_l, lake) = new_lake();
     let cfg = config(source("transactions", &dir.path().join("transactions.csv")));
@@ -273,8 +274,23 @@ async fn a_crash_during_commit_is_finished_by_the_next_run_without_duplicates() 
         ),
         "{err}"
     );
-    // Three partitions were moved before the "crash".
-    assert_eq!(lake.list_parquet("transactions").await.unwrap().len(), 3);
+    // Three partitions were moved before the "crash"...
+    let moved = lake.list("transactions").await.unwrap();
+    assert_eq!(moved.len(), 3, "{moved:?}");
+    // ...yet a reader sees the whole commit: every partition, every row, none twice.
+    assert!(lake.list_parquet("transactions").await.unwrap().len() > 3);
+    assert_eq!(
+        count(&lake, "SELECT count(*) FROM transactions").await as u64,
+        generated.transactions
+    );
+    assert_eq!(
+        count(
+            &lake,
+            "SELECT count(DISTINCT transaction_id) FROM transactions"
+        )
+        .await as u64,
+        generated.transactions
+    );
 
     let rerun = ingest(&lake, &cfg, &IngestOptions::default())
         .await
