@@ -435,6 +435,58 @@ fn kill_9_at_random_moments_of_a_run_then_resume_leaves_the_lake_of_an_uninterru
     }
 }
 
+/// The next night's run (ingest, features, labels, score with the registered model, segments,
+/// rules, exports, marts and report) under a memory budget that makes its queries spill
+/// writes what an unlimited run writes, read by DuckDB; a budget too small for the queries is
+/// an error that names the memory limit.
+#[test]
+fn a_nightly_run_under_a_memory_limit_writes_what_an_unlimited_run_writes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let pipeline = repo_root().join("pipelines/demo.toml");
+    let run = |lake: &std::path::Path, as_of: &str, limit: &[&str]| {
+        let mut args = vec!["run", s(&pipeline), "--as-of", as_of, "--lake", s(lake)];
+        args.extend(["--json"].iter().chain(limit));
+        CHURN.run(&args)
+    };
+    // The first night trains and registers the model; the next one scores with it.
+    let trained = dir.join("trained");
+    let out = run(&trained, "2026-11-01", &[]);
+    assert!(out.status.success(), "{}", churn_test_kit::stderr(&out));
+    let (unlimited, limited, starved) = (dir.join("u"), dir.join("l"), dir.join("s"));
+    for lake in [&unlimited, &limited, &starved] {
+        churn_test_kit::copy_dir(&trained, lake);
+    }
+    let next_night = |lake: &std::path::Path, limit: &[&str]| {
+        let out = run(lake, "2026-11-02", limit);
+        assert!(out.status.success(), "{}", churn_test_kit::stderr(&out));
+        let summary = churn_test_kit::json_of(&out);
+        let train = summary["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|step| step["step"] == "train")
+            .unwrap();
+        assert_eq!(train["summary"]["train"], false, "trained again: {train}");
+    };
+    next_night(&unlimited, &[]);
+    next_night(&limited, &["--memory-limit", "16MiB"]);
+
+    let folders = churn_test_kit::derived_table_folders(&unlimited);
+    churn_test_kit::assert_same_lake_tables(&unlimited, &limited, &folders, &[]);
+    let exports = churn_test_kit::output_files(&unlimited.join("exports/as_of=2026-11-02"));
+    assert!(
+        !exports.is_empty()
+            && exports == churn_test_kit::output_files(&limited.join("exports/as_of=2026-11-02")),
+        "the campaign exports differ"
+    );
+
+    let out = run(&starved, "2026-11-02", &["--memory-limit", "1MiB"]);
+    assert!(!out.status.success());
+    let error = churn_test_kit::stderr(&out);
+    assert!(error.contains("memory"), "{error}");
+}
+
 /// `churn run` shows a bar of its steps when stderr is a terminal (here a pseudo-terminal
 /// from `script`), and nothing of the kind when it is not, or under `--json`.
 #[test]

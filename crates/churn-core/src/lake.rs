@@ -1,5 +1,5 @@
 //! The lake: a root folder on a local path or an object store (`file://`, `memory://`,
-//! `s3://`) that holds every table, quarantine, manifest and model. All reads and writes go
+//! `s3://`, `gs://`, `az://`) that holds every table, quarantine, manifest and model. All reads and writes go
 //! through `object_store`, so the same code runs on a laptop and against S3-style storage.
 
 use std::collections::HashMap;
@@ -111,9 +111,24 @@ pub fn open_location(location: &str) -> Result<(Arc<dyn ObjectStore>, Url, Path)
                 .map_err(|e| invalid(e.to_string()))?;
             (Arc::new(store), Path::from(url.path().trim_matches('/')))
         }
+        "gs" => {
+            let store = object_store::gcp::GoogleCloudStorageBuilder::from_env()
+                .with_url(url.as_str())
+                .build()
+                .map_err(|e| invalid(e.to_string()))?;
+            (Arc::new(store), Path::from(url.path().trim_matches('/')))
+        }
+        "az" | "azure" | "abfs" | "abfss" => {
+            let store = object_store::azure::MicrosoftAzureBuilder::from_env()
+                .with_url(url.as_str())
+                .build()
+                .map_err(|e| invalid(e.to_string()))?;
+            (Arc::new(store), Path::from(url.path().trim_matches('/')))
+        }
         other => {
             return Err(invalid(format!(
-                "unsupported scheme {other:?} (expected a local path, file://, memory:// or s3://)"
+                "unsupported scheme {other:?} (expected a local path, file://, memory://, s3://, \
+                 gs://, az:// or abfss://)"
             )));
         }
     };
@@ -400,6 +415,28 @@ mod tests {
         assert_eq!(lake.root_url().scheme(), "file");
         assert!(lake.root_url().as_str().ends_with('/'));
         assert_eq!(lake.display(), dir.path().display().to_string());
+    }
+
+    #[test]
+    fn google_and_azure_urls_open_with_the_bucket_or_container_and_the_prefix_inside_it() {
+        let gs = Lake::open("gs://shop-bucket/lake").unwrap();
+        assert_eq!(gs.root_url().as_str(), "gs://shop-bucket/lake/");
+        assert_eq!(gs.path("transactions").as_ref(), "lake/transactions");
+        let az = Lake::open("abfss://shop@account.dfs.core.windows.net/lake").unwrap();
+        assert_eq!(az.path("customers").as_ref(), "lake/customers");
+        assert_eq!(
+            az.object_store_url().as_str(),
+            "abfss://shop@account.dfs.core.windows.net/"
+        );
+    }
+
+    #[test]
+    fn an_unknown_scheme_is_refused_with_the_location_and_the_schemes_accepted() {
+        let err = Lake::open("ftp://host/lake").unwrap_err().to_string();
+        assert!(
+            err.contains("ftp://host/lake") && err.contains("gs://"),
+            "{err}"
+        );
     }
 
     #[tokio::test]

@@ -5,7 +5,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use arrow::datatypes::DataType;
+use arrow::datatypes::{DataType, Field, Schema};
+use datafusion::datasource::file_format::options::ReadOptions;
+use datafusion::datasource::listing::{ListingTable, ListingTableConfig, ListingTableUrl};
 use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::SessionStateBuilder;
@@ -153,9 +155,70 @@ pub async fn register_table(ctx: &SessionContext, lake: &Lake, table: &LakeTable
         .map(|c| (c.clone(), partition_type(c)))
         .collect();
     let options = ParquetReadOptions::default().table_partition_cols(partitions);
-    ctx.register_parquet(&table.name, lake.folder_url(&table.folder), options)
-        .await?;
+    let url = lake.folder_url(&table.folder);
+    match ctx
+        .register_parquet(&table.name, &url, options.clone())
+        .await
+    {
+        Err(e) if e.to_string().contains("Fail to merge schema field") => {
+            register_mixed_string_types(ctx, lake, table, options).await
+        }
+        registered => Ok(registered?),
+    }
+}
+
+/// Registers a table whose files disagree on string types. A query that reads string views
+/// writes them into its files' schemas, one under a memory budget reads (and writes) plain
+/// strings, so a table written by both kinds of run holds both; DataFusion merges file
+/// schemas before it turns strings into views, and fails. Here each file's schema is read on
+/// its own, its strings made the session's kind, and the merged schema given explicitly: the
+/// scan casts each file's columns to it.
+async fn register_mixed_string_types(
+    ctx: &SessionContext,
+    lake: &Lake,
+    table: &LakeTable,
+    options: ParquetReadOptions<'_>,
+) -> Result<()> {
+    let state = ctx.state();
+    let views = state
+        .config_options()
+        .execution
+        .parquet
+        .schema_force_view_types;
+    let listing = options.to_listing_options(&ctx.copied_config(), ctx.copied_table_options());
+    let mut schemas = Vec::new();
+    for file in lake.list_parquet(&table.folder).await? {
+        let file_url = format!("{}{}", lake.root_url(), lake.relative(&file.location));
+        let schema = listing
+            .infer_schema(&state, &ListingTableUrl::parse(&file_url)?)
+            .await?;
+        schemas.push(with_string_kind(&schema, views));
+    }
+    let merged = Schema::try_merge(schemas).map_err(datafusion::error::DataFusionError::from)?;
+    let config = ListingTableConfig::new(ListingTableUrl::parse(lake.folder_url(&table.folder))?)
+        .with_listing_options(listing)
+        .with_schema(Arc::new(merged));
+    ctx.register_table(&table.name, Arc::new(ListingTable::try_new(config)?))?;
     Ok(())
+}
+
+/// `schema` with every string and binary column as views (`views`) or plain arrays.
+fn with_string_kind(schema: &Schema, views: bool) -> Schema {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let kind = match f.data_type() {
+                DataType::Utf8 | DataType::Utf8View if views => DataType::Utf8View,
+                DataType::Utf8 | DataType::Utf8View => DataType::Utf8,
+                DataType::Binary | DataType::BinaryView if views => DataType::BinaryView,
+                DataType::Binary | DataType::BinaryView => DataType::Binary,
+                other => other.clone(),
+            };
+            f.as_ref().clone().with_data_type(kind)
+        })
+        .collect();
+    Schema::new_with_metadata(fields, schema.metadata().clone())
 }
 
 /// A session with every lake table registered.

@@ -14,7 +14,7 @@ mod sf;
 use std::path::{Path, PathBuf};
 
 pub use churn::{Churn, json_of, stderr, stdout};
-pub use python::{duckdb_fetchall, duckdb_row, python, python_stdout};
+pub use python::{assert_same_lake_tables, duckdb_fetchall, duckdb_row, python, python_stdout};
 pub use sf::{assert_3sf, assert_fit_3sf};
 
 /// The repository's root folder (where `data/`, `models/`, `pipelines/` and `tests/` are).
@@ -70,4 +70,22 @@ pub fn output_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
     }
     files.sort();
     files
+}
+
+/// The folders of the tables a run derives (features to campaign assignments) and of every
+/// mart in `lake`, for [`assert_same_lake_tables`].
+pub fn derived_table_folders(lake: &Path) -> Vec<String> {
+    let mut folders: Vec<String> = [
+        "features",
+        "labels",
+        "scores",
+        "segments",
+        "triggers",
+        "campaign_assignments",
+    ]
+    .map(String::from)
+    .to_vec();
+    let marts = std::fs::read_dir(lake.join("marts")).expect("the lake has marts");
+    folders.extend(marts.map(|m| format!("marts/{}", m.unwrap().file_name().to_string_lossy())));
+    folders
 }

@@ -44,3 +44,39 @@ pub fn duckdb_row(sql: &str) -> Vec<String> {
         .map(str::to_string)
         .collect()
 }
+
+/// Asserts that each folder's Parquet files (recursively) hold the same rows in lake
+/// `expected` as in lake `actual`, read by DuckDB: rows in any order, doubles equal to 1e-9
+/// relative, the `ignored` columns left out. Returns how many folders were compared.
+pub fn assert_same_lake_tables(
+    expected: &std::path::Path,
+    actual: &std::path::Path,
+    folders: &[String],
+    ignored: &[&str],
+) -> usize {
+    let script = r#"
+import sys, glob, json, duckdb, pandas
+expected, actual, folders, ignored = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), json.loads(sys.argv[4])
+def read(root, folder):
+    files = sorted(glob.glob(f"{root}/{folder}/**/*.parquet", recursive=True))
+    assert files, f"no Parquet files under {root}/{folder}"
+    frame = duckdb.sql(f"SELECT * FROM read_parquet({files!r}, hive_partitioning=false)").df()
+    frame = frame.drop(columns=[c for c in ignored if c in frame.columns])
+    return frame.sort_values(list(frame.columns)).reset_index(drop=True)
+for folder in folders:
+    pandas.testing.assert_frame_equal(read(expected, folder), read(actual, folder),
+                                      check_exact=False, rtol=1e-9, obj=folder)
+print(len(folders))
+"#;
+    let folders = serde_json::to_string(folders).expect("folder names serialise");
+    let ignored = serde_json::to_string(ignored).expect("column names serialise");
+    let compared = python_stdout([
+        "-c",
+        script,
+        expected.to_str().expect("UTF-8 path"),
+        actual.to_str().expect("UTF-8 path"),
+        &folders,
+        &ignored,
+    ]);
+    compared.trim().parse().expect("the script prints a count")
+}
