@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use arrow::array::{ArrayRef, Float64Array, RecordBatch, StringArray, UInt32Array};
+use arrow::array::{ArrayRef, Float64Array, RecordBatch, StringArray, StringBuilder, UInt32Array};
 use arrow::datatypes::{DataType, Field, Schema};
 use chrono::NaiveDate;
 use churn_core::Lake;
@@ -23,7 +23,7 @@ use churn_features::{BtydInput, FeatureOptions, Grain, Scope, btyd_inputs, ensur
 use churn_model::backtest::add_btyd_columns;
 use churn_model::btyd::{BgNbd, CustomerOutlook, GammaGamma, Summary, fit_bgnbd, fit_gamma_gamma};
 use churn_model::dataset::Frame;
-use churn_model::explain::explain;
+use churn_model::explain::explain_each;
 use churn_model::spec::ScoringSpec;
 use churn_model::{ModelError, ModelSpec};
 use churn_train::Result;
@@ -214,7 +214,18 @@ pub(crate) fn score_rows(
         .into_iter()
         .map(|s| artifact.calibrator.apply(s))
         .collect();
-    let explanations = explain(&artifact.preprocessor, &artifact.classifier, &frame, &x);
+    let mut reasons: Vec<StringBuilder> = (0..REASONS).map(|_| StringBuilder::new()).collect();
+    explain_each(
+        &artifact.preprocessor,
+        &artifact.classifier,
+        &frame,
+        &x,
+        |explanation| {
+            for (k, texts) in reasons.iter_mut().enumerate() {
+                texts.append_option(explanation.up.get(k).map(|r| r.text.as_str()));
+            }
+        },
+    );
 
     let n = frame.rows();
     let outlook = |k: usize| -> Vec<Option<f64>> {
@@ -254,17 +265,13 @@ pub(crate) fn score_rows(
         Arc::new(Float64Array::from(value_12m)),
         Arc::new(Float64Array::from(value_at_risk.clone())),
     ];
-    for k in 0..REASONS {
+    for (k, mut texts) in reasons.into_iter().enumerate() {
         fields.push(Field::new(
             format!("reason_{}", k + 1),
             DataType::Utf8,
             true,
         ));
-        let texts: StringArray = explanations
-            .iter()
-            .map(|e| e.up.get(k).map(|r| r.text.as_str()))
-            .collect();
-        columns.push(Arc::new(texts));
+        columns.push(Arc::new(texts.finish()));
     }
     fields.push(Field::new("model_name", DataType::Utf8, false));
     columns.push(Arc::new(StringArray::from_iter_values(

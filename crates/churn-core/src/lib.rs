@@ -9,6 +9,7 @@ pub mod engine;
 pub mod error;
 pub mod lake;
 pub mod lease;
+pub mod memory;
 pub mod parquet_io;
 pub mod session;
 pub mod table;

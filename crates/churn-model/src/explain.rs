@@ -4,7 +4,7 @@
 //! input feature, so a value and its missing-indicator, or the columns of one category,
 //! count as one reason, told with the feature's description and the customer's value.
 
-use ndarray::Array2;
+use ndarray::{Array2, s};
 use serde::Serialize;
 
 use crate::classifier::Classifier;
@@ -37,13 +37,47 @@ pub fn explain(
     frame: &Frame,
     x: &Array2<f64>,
 ) -> Vec<Explanation> {
+    explain_block(preprocessor, classifier, frame, x, 0)
+}
+
+/// Rows explained at a time by [`explain_each`].
+const BLOCK_ROWS: usize = 16_384;
+
+/// Calls `visit` with the explanation of every row of `frame` in order, explaining a block
+/// of rows at a time: the contributions and reasons of a whole population (about 1 KB per
+/// customer) are never held at once.
+pub fn explain_each(
+    preprocessor: &Preprocessor,
+    classifier: &Classifier,
+    frame: &Frame,
+    x: &Array2<f64>,
+    mut visit: impl FnMut(&Explanation),
+) {
+    for first_row in (0..x.nrows()).step_by(BLOCK_ROWS) {
+        let rows = first_row..(first_row + BLOCK_ROWS).min(x.nrows());
+        let block = x.slice(s![rows, ..]).to_owned();
+        for explanation in explain_block(preprocessor, classifier, frame, &block, first_row) {
+            visit(&explanation);
+        }
+    }
+}
+
+/// Explanations of rows `first_row..` of `frame`, whose design matrix rows are `x`.
+fn explain_block(
+    preprocessor: &Preprocessor,
+    classifier: &Classifier,
+    frame: &Frame,
+    x: &Array2<f64>,
+    first_row: usize,
+) -> Vec<Explanation> {
     let contributions = classifier.contributions(x);
     let inputs = preprocessor.inputs.len();
     contributions
         .rows()
         .into_iter()
         .enumerate()
-        .map(|(row, c)| {
+        .map(|(block_row, c)| {
+            let row = first_row + block_row;
             let mut per_input = vec![0.0; inputs];
             for (j, column) in preprocessor.columns.iter().enumerate() {
                 per_input[column.input] += c[j];
@@ -80,6 +114,47 @@ mod tests {
 
     use super::*;
     use crate::dataset::Values;
+
+    #[test]
+    fn explaining_block_by_block_gives_each_row_its_own_reasons() {
+        let rows = 2 * BLOCK_ROWS + 5;
+        let mut frame = Frame {
+            customer_ids: (0..rows).map(|i| format!("c{i}")).collect(),
+            ..Frame::default()
+        };
+        let value = |column: usize, i: usize| match column {
+            0 => i as f64,
+            1 => ((i * 7) % 13) as f64,
+            _ => (i as f64).sin(),
+        };
+        for (column, name) in ["f1", "f2", "f3"].into_iter().enumerate() {
+            let values = (0..rows).map(|i| value(column, i)).collect();
+            frame.columns.insert(name.into(), Values::Numeric(values));
+        }
+        let names: Vec<String> = ["f1", "f2", "f3"].map(String::from).to_vec();
+        let p = Preprocessor::fit(&frame, &names, &HashMap::new());
+        let x = p.transform(&frame).unwrap();
+        let model = Classifier::Logistic {
+            intercept: 0.0,
+            coefficients: vec![1.0, -0.5, 2.0],
+        };
+        let mut each = Vec::new();
+        explain_each(&p, &model, &frame, &x, |e| each.push(e.clone()));
+        assert_eq!(each, explain(&p, &model, &frame, &x));
+        // The last row's reasons tell its own values.
+        let last = &each[rows - 1];
+        let told: Vec<&str> = last
+            .up
+            .iter()
+            .chain(&last.down)
+            .map(|r| r.text.as_str())
+            .collect();
+        assert!(
+            told.iter()
+                .any(|t| t.starts_with(&format!("f1 = {}", rows - 1))),
+            "{told:?}"
+        );
+    }
 
     #[test]
     fn logistic_reasons_are_ranked_products_of_coefficient_and_value() {

@@ -1118,6 +1118,9 @@ async fn run_observed(
                     .extend(done.into_iter().map(|s| StepSummary { duration_ms, ..s }));
                 summary.completed.push(key);
                 save(&mut summary).await?;
+                // The next step starts from what the process needs, not from the peak of
+                // this one: the allocator keeps freed pages otherwise.
+                churn_core::memory::return_freed_memory();
             }
             Err(error) => {
                 summary.status = RunStatus::Failed;
