@@ -32,6 +32,7 @@ use object_store::{
 use serde::{Deserialize, Serialize};
 
 use crate::commit::{CommitPlan, PLAN_FILE, STAGING};
+use crate::lake::join_relative;
 
 /// File at the lake root counting the commits that have started.
 pub const SEQUENCE_FILE: &str = "_commit_sequence.json";
@@ -79,12 +80,6 @@ struct PendingCommits {
     staged: HashMap<Path, ObjectMeta>,
 }
 
-fn under(root: &Path, rel: &str) -> Path {
-    rel.split('/')
-        .filter(|s| !s.is_empty())
-        .fold(root.clone(), |path, part| path.join(part))
-}
-
 fn is_not_found(e: &object_store::Error) -> bool {
     matches!(e, object_store::Error::NotFound { .. })
 }
@@ -107,7 +102,11 @@ impl CommittedView {
     }
 
     async fn sequence(&self) -> object_store::Result<Option<u64>> {
-        match self.inner.get(&under(&self.root, SEQUENCE_FILE)).await {
+        match self
+            .inner
+            .get(&join_relative(&self.root, SEQUENCE_FILE))
+            .await
+        {
             Ok(result) => {
                 let bytes = result.bytes().await?;
                 let sequence: CommitSequence =
@@ -120,7 +119,7 @@ impl CommittedView {
     }
 
     async fn pending_commits(&self) -> object_store::Result<PendingCommits> {
-        let staging = under(&self.root, STAGING);
+        let staging = join_relative(&self.root, STAGING);
         let staged: Vec<ObjectMeta> = match self.inner.list(Some(&staging)).try_collect().await {
             Ok(staged) => staged,
             Err(e) if is_not_found(&e) => Vec::new(),
@@ -138,14 +137,17 @@ impl CommittedView {
                 Err(e) => return Err(e),
             };
             let plan: CommitPlan = serde_json::from_slice(&bytes).map_err(view_error)?;
-            pending.moves.extend(
-                plan.moves
+            pending.moves.extend(plan.moves.iter().map(|(from, to)| {
+                (
+                    join_relative(&self.root, from),
+                    join_relative(&self.root, to),
+                )
+            }));
+            pending.deletes.extend(
+                plan.deletes
                     .iter()
-                    .map(|(from, to)| (under(&self.root, from), under(&self.root, to))),
+                    .map(|rel| join_relative(&self.root, rel)),
             );
-            pending
-                .deletes
-                .extend(plan.deletes.iter().map(|rel| under(&self.root, rel)));
         }
         pending.staged = staged
             .into_iter()

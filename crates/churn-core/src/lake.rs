@@ -1,6 +1,7 @@
 //! The lake: a root folder on a local path or an object store (`file://`, `memory://`,
-//! `s3://`, `gs://`, `az://`) that holds every table, quarantine, manifest and model. All reads and writes go
-//! through `object_store`, so the same code runs on a laptop and against S3-style storage.
+//! `s3://`, `gs://`, `az://`) that holds every table, quarantine, manifest and model. All
+//! reads and writes go through `object_store`, so the same code runs on a laptop and against
+//! S3-style storage.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -101,29 +102,28 @@ pub fn open_location(location: &str) -> Result<(Arc<dyn ObjectStore>, Url, Path)
         }
         "memory" => {
             let name = url.host_str().unwrap_or("").to_string();
-            let prefix = Path::from(url.path().trim_matches('/'));
-            (memory_store(&name), prefix)
+            (memory_store(&name), path_in_bucket(&url))
         }
         "s3" | "s3a" => {
             let store = object_store::aws::AmazonS3Builder::from_env()
                 .with_url(url.as_str())
                 .build()
                 .map_err(|e| invalid(e.to_string()))?;
-            (Arc::new(store), Path::from(url.path().trim_matches('/')))
+            (Arc::new(store), path_in_bucket(&url))
         }
         "gs" => {
             let store = object_store::gcp::GoogleCloudStorageBuilder::from_env()
                 .with_url(url.as_str())
                 .build()
                 .map_err(|e| invalid(e.to_string()))?;
-            (Arc::new(store), Path::from(url.path().trim_matches('/')))
+            (Arc::new(store), path_in_bucket(&url))
         }
         "az" | "azure" | "abfs" | "abfss" => {
             let store = object_store::azure::MicrosoftAzureBuilder::from_env()
                 .with_url(url.as_str())
                 .build()
                 .map_err(|e| invalid(e.to_string()))?;
-            (Arc::new(store), Path::from(url.path().trim_matches('/')))
+            (Arc::new(store), path_in_bucket(&url))
         }
         other => {
             return Err(invalid(format!(
@@ -137,6 +137,18 @@ pub fn open_location(location: &str) -> Result<(Arc<dyn ObjectStore>, Url, Path)
         root_url.set_path(&format!("{}/", root_url.path()));
     }
     Ok((store, root_url, prefix))
+}
+
+/// The path of a bucket (or container, or named memory store) URL inside it.
+fn path_in_bucket(url: &Url) -> Path {
+    Path::from(url.path().trim_matches('/'))
+}
+
+/// `rel` (slash-separated) under `root`, ignoring empty segments.
+pub(crate) fn join_relative(root: &Path, rel: &str) -> Path {
+    rel.split('/')
+        .filter(|s| !s.is_empty())
+        .fold(root.clone(), |path, part| path.join(part))
 }
 
 impl Lake {
@@ -201,11 +213,7 @@ impl Lake {
 
     /// Path of `rel` (slash-separated, relative to the lake root) inside the store.
     pub fn path(&self, rel: &str) -> Path {
-        let mut p = self.prefix.clone();
-        for part in rel.split('/').filter(|s| !s.is_empty()) {
-            p = p.join(part);
-        }
-        p
+        join_relative(&self.prefix, rel)
     }
 
     /// Full URL of a folder under the root, with a trailing slash (DataFusion table location).
