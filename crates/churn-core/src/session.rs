@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use arrow::datatypes::{DataType, Field, Schema};
+use arrow::datatypes::{DataType, Schema};
 use datafusion::datasource::file_format::options::ReadOptions;
 use datafusion::datasource::listing::{ListingTable, ListingTableConfig, ListingTableUrl};
 use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
@@ -16,6 +16,7 @@ use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
 use crate::engine::{Engine, context_on};
 use crate::error::Result;
 use crate::lake::Lake;
+use crate::parquet_io::with_string_kind;
 
 /// Resource limits of a lake session.
 #[derive(Debug, Clone, Default)]
@@ -167,12 +168,12 @@ pub async fn register_table(ctx: &SessionContext, lake: &Lake, table: &LakeTable
     }
 }
 
-/// Registers a table whose files disagree on string types. A query that reads string views
-/// writes them into its files' schemas, one under a memory budget reads (and writes) plain
-/// strings, so a table written by both kinds of run holds both; DataFusion merges file
-/// schemas before it turns strings into views, and fails. Here each file's schema is read on
-/// its own, its strings made the session's kind, and the merged schema given explicitly: the
-/// scan casts each file's columns to it.
+/// Registers a table whose files disagree on string types. Churn writes plain strings
+/// whatever its session read (`parquet_io::object_writer`), but lakes written before that
+/// recorded string views from runs without a memory budget and plain strings from runs under
+/// one; DataFusion merges file schemas before it turns strings into views, and fails on such
+/// a table. Here each file's schema is read on its own, its strings made the session's kind,
+/// and the merged schema given explicitly: the scan casts each file's columns to it.
 async fn register_mixed_string_types(
     ctx: &SessionContext,
     lake: &Lake,
@@ -202,25 +203,6 @@ async fn register_mixed_string_types(
     Ok(())
 }
 
-/// `schema` with every string and binary column as views (`views`) or plain arrays.
-fn with_string_kind(schema: &Schema, views: bool) -> Schema {
-    let fields: Vec<Field> = schema
-        .fields()
-        .iter()
-        .map(|f| {
-            let kind = match f.data_type() {
-                DataType::Utf8 | DataType::Utf8View if views => DataType::Utf8View,
-                DataType::Utf8 | DataType::Utf8View => DataType::Utf8,
-                DataType::Binary | DataType::BinaryView if views => DataType::BinaryView,
-                DataType::Binary | DataType::BinaryView => DataType::Binary,
-                other => other.clone(),
-            };
-            f.as_ref().clone().with_data_type(kind)
-        })
-        .collect();
-    Schema::new_with_metadata(fields, schema.metadata().clone())
-}
-
 /// A session with every lake table registered.
 pub async fn lake_session(
     lake: &Lake,
@@ -232,4 +214,60 @@ pub async fn lake_session(
         register_table(&ctx, lake, table).await?;
     }
     Ok((ctx, tables))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{ArrayRef, AsArray, RecordBatch, StringArray, StringViewArray};
+    use arrow::datatypes::Field;
+    use object_store::buffered::BufWriter;
+    use parquet::arrow::AsyncArrowWriter;
+
+    /// Writes one Parquet file holding `ids` with the Arrow schema the array implies, past
+    /// the lake's writer (which would make views plain), as older churn versions did.
+    async fn write_ids_as_they_are(lake: &Lake, rel: &str, ids: ArrayRef) {
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "customer_id",
+            ids.data_type().clone(),
+            false,
+        )]));
+        let batch = RecordBatch::try_new(schema.clone(), vec![ids]).unwrap();
+        let upload = BufWriter::new(lake.store().clone(), lake.path(rel));
+        let mut writer = AsyncArrowWriter::try_new(upload, schema, None).unwrap();
+        writer.write(&batch).await.unwrap();
+        writer.close().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_table_whose_files_mix_string_views_and_plain_strings_reads_every_row() {
+        let lake = Lake::open("memory://session-mixed-strings/lake").unwrap();
+        let views: ArrayRef = Arc::new(StringViewArray::from(vec!["a", "b"]));
+        let plain: ArrayRef = Arc::new(StringArray::from(vec!["c"]));
+        write_ids_as_they_are(&lake, "customers/part-views.parquet", views).await;
+        write_ids_as_they_are(&lake, "customers/part-plain.parquet", plain).await;
+        let table = LakeTable {
+            name: "customers".to_string(),
+            folder: "customers".to_string(),
+            partition_columns: Vec::new(),
+        };
+        for limit in [None, Some(64 << 20)] {
+            let ctx = new_session(&lake, &SessionOptions::with_memory_limit(limit))
+                .await
+                .unwrap();
+            register_table(&ctx, &lake, &table).await.unwrap();
+            let batches = ctx
+                .sql("select arrow_cast(customer_id, 'Utf8') from customers order by 1")
+                .await
+                .unwrap()
+                .collect()
+                .await
+                .unwrap();
+            let ids: Vec<&str> = batches
+                .iter()
+                .flat_map(|b| b.column(0).as_string::<i32>().iter().flatten())
+                .collect();
+            assert_eq!(ids, ["a", "b", "c"], "memory limit {limit:?}");
+        }
+    }
 }

@@ -9,12 +9,11 @@ use std::sync::Arc;
 use arrow::array::{Array, BooleanArray, Int32Array, RecordBatch};
 use arrow::compute::{SortOptions, filter_record_batch, sort_to_indices, take_record_batch};
 use arrow::datatypes::{DataType, Date32Type, Field, Schema};
-use churn_core::parquet_io::{ObjectStoreReader, object_writer};
+use churn_core::parquet_io::{LakeParquetWriter, ObjectStoreReader, object_writer};
 use churn_core::{Lake, Table};
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
-use object_store::buffered::BufWriter;
-use parquet::arrow::{AsyncArrowWriter, ParquetRecordBatchStreamBuilder};
+use parquet::arrow::ParquetRecordBatchStreamBuilder;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 
@@ -272,7 +271,7 @@ impl PartitionWriter {
         })))
     }
 
-    fn day_writer(&self, staged: &str) -> Result<AsyncArrowWriter<BufWriter>> {
+    fn day_writer(&self, staged: &str) -> Result<LakeParquetWriter> {
         object_writer(
             self.lake.store().clone(),
             self.lake.path(staged),
