@@ -67,6 +67,23 @@ async fn scalar_i64(ctx: &SessionContext, sql: &str) -> Result<i64> {
         .map_or(0, |b| b.column(0).as_primitive::<Int64Type>().value(0)))
 }
 
+/// Rows, distinct customer ids and null customer ids of `table`, in one query.
+async fn grain_of(ctx: &SessionContext, table: &str) -> Result<(i64, i64, i64)> {
+    let batches: Vec<RecordBatch> = ctx
+        .sql(&format!(
+            "SELECT count(*), count(DISTINCT customer_id), count(*) - count(customer_id) FROM {table}"
+        ))
+        .await?
+        .collect()
+        .await?;
+    let value = |column: usize| {
+        batches
+            .first()
+            .map_or(0, |b| b.column(column).as_primitive::<Int64Type>().value(0))
+    };
+    Ok((value(0), value(1), value(2)))
+}
+
 /// Plans every usable file and registers it as `feature_<name>`; returns the output columns
 /// per file in order, and the files skipped.
 async fn register_feature_views(
@@ -207,6 +224,7 @@ async fn materialize_features(
             .map_or(name.clone(), |f| f.origin.clone());
         let view = format!("feature_{name}");
         let rel = format!("{}/{view}.parquet", churn_core::commit::staging_dir(job));
+        let started = Instant::now();
         let df = ctx.table(&view).await?;
         write_parquet(lake, df, &rel).await.map_err(|e| match e {
             FeatureError::DataFusion(source) => query_error(&origin, source),
@@ -219,17 +237,8 @@ async fn materialize_features(
             Default::default(),
         )
         .await?;
-        let rows = scalar_i64(ctx, &format!("SELECT count(*) FROM {view}")).await?;
-        let distinct = scalar_i64(
-            ctx,
-            &format!("SELECT count(DISTINCT customer_id) FROM {view}"),
-        )
-        .await?;
-        let nulls = scalar_i64(
-            ctx,
-            &format!("SELECT count(*) FROM {view} WHERE customer_id IS NULL"),
-        )
-        .await?;
+        let (rows, distinct, nulls) = grain_of(ctx, &view).await?;
+        tracing::debug!(file = %origin, elapsed_ms = started.elapsed().as_millis() as u64, "feature file materialised and checked");
         if rows != distinct || nulls > 0 {
             return Err(FeatureError::InvalidFile {
                 file: origin,
@@ -257,9 +266,12 @@ pub async fn build_snapshot(
         Scope::Everyone,
     )
     .await?;
+    let session_ms = started.elapsed().as_millis() as u64;
     let (used, skipped) = register_feature_views(&ctx, &options.files, &present).await?;
+    let planned_ms = started.elapsed().as_millis() as u64;
     let job = job_id("features", &as_of.to_string());
     materialize_features(&ctx, lake, &job, &options.files, &used).await?;
+    let materialized_ms = started.elapsed().as_millis() as u64;
     let population = scalar_i64(&ctx, "SELECT count(*) FROM population").await? as u64;
     let df = ctx.sql(&final_select(&used)).await?;
     let columns = df.schema().fields().len() + 1;
@@ -268,6 +280,7 @@ pub async fn build_snapshot(
         .with("lookback_days", options.lookback_days)
         .with("population", population);
     let written = write_partition(lake, df, &folder, &job, manifest).await?;
+    tracing::debug!(as_of = %as_of, session_ms, planned_ms, materialized_ms, "feature snapshot phases (ms since its start)");
     tracing::info!(as_of = %as_of, customers = written.rows, columns, "feature snapshot written");
     Ok(SnapshotSummary {
         as_of: as_of.to_string(),
