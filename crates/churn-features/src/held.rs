@@ -85,8 +85,9 @@ pub(crate) async fn register_held_tables(
     }
     let parquet_bytes: u64 = listed.iter().flat_map(|(_, _, files)| files.values()).sum();
     let mut held_lakes = HELD.lock().await;
-    // A session that reads text as plain strings (the report's) holds its own copy: the
-    // tables it is given have the types a scan in that session would give.
+    // Held tables have the string kind of the session that read them (plain strings, see
+    // `new_session`); a session set to read views would hold its own copy, so that the tables
+    // it is given have the types a scan in that session would give.
     let views = ctx
         .state()
         .config_options()

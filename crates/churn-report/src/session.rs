@@ -85,13 +85,9 @@ pub async fn report_session(
     horizon_days: u32,
     options: &SessionOptions,
 ) -> Result<SessionContext> {
+    // The marts join the whole population with its scores and segments: sessions read text
+    // as plain strings for that (see `new_session`).
     let ctx = new_session(lake, options).await?;
-    // The marts join the whole population with its scores and segments. Read as string
-    // views, every joined batch carries (and accounts for) all of the build side's text
-    // buffers, which made one mart take minutes at 1M customers; plain strings copy only
-    // the rows taken.
-    ctx.sql("SET datafusion.execution.parquet.schema_force_view_types = false")
-        .await?;
     let found = discover_tables(lake).await?;
     let present = register_contract_tables(&ctx, lake, &found, options).await?;
     for table in Table::ALL.into_iter().filter(|t| !present.contains(t)) {
