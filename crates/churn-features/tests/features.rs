@@ -332,9 +332,10 @@ async fn a_memory_limit_below_the_data_size_spills_and_gives_the_same_snapshot()
         .await
         .unwrap();
     let in_memory: usize = batches.iter().map(|b| b.get_array_memory_size()).sum();
+    // Read as plain strings (as every session reads text) the transactions take about 66 MB.
     let limit = 24 << 20;
     assert!(
-        in_memory > 3 * limit,
+        in_memory > 2 * limit,
         "the limit must sit well below the data ({in_memory} bytes)"
     );
     eprintln!("transactions in memory: {in_memory} bytes, limit {limit} bytes");
