@@ -12,6 +12,9 @@ use crate::error::{CoreError, Result};
 use crate::lake::Lake;
 
 pub const STAGING: &str = "_staging";
+
+/// Held while a commit of this process is written and applied.
+static COMMITS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 pub const PLAN_FILE: &str = "_commit.json";
 
 /// Everything a batch changes in the lake, in order.
@@ -38,7 +41,21 @@ pub fn job_id(kind: &str, salt: &str) -> String {
     let hash = seed.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
         (h ^ b as u64).wrapping_mul(0x1000_0000_01b3)
     });
-    format!("{kind}-{}-{:08x}", now.format("%Y%m%dT%H%M%S"), hash as u32)
+    let id = format!("{kind}-{}-{:08x}", now.format("%Y%m%dT%H%M%S"), hash as u32);
+    staging_here().insert(id.clone());
+    id
+}
+
+/// Batch ids this process has issued whose staging it has not committed: a job of this
+/// process may still be writing that staging (training builds two snapshots at once, and
+/// labels recover before they start), so recovery leaves it alone; the next process removes
+/// what a failed job left.
+fn staging_here() -> std::sync::MutexGuard<'static, std::collections::HashSet<String>> {
+    static ISSUED: std::sync::LazyLock<std::sync::Mutex<std::collections::HashSet<String>>> =
+        std::sync::LazyLock::new(Default::default);
+    ISSUED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 pub fn staging_dir(batch_id: &str) -> String {
@@ -53,6 +70,11 @@ pub async fn commit(
     crash_after_files: Option<usize>,
 ) -> Result<()> {
     lake.ensure_writable()?;
+    // Jobs of one process may stage concurrently (training builds two snapshots at a time),
+    // but commit one at a time: the commit sequence is read, counted up and written back, and
+    // a reader relies on it moving for every commit (other processes are kept out by the
+    // writer lease).
+    let _one_at_a_time = COMMITS.lock().await;
     let plan_path = lake.path(&format!("{}/{PLAN_FILE}", staging_dir(&plan.batch_id)));
     lake.write_json(&plan_path, plan).await?;
     apply(lake, plan, crash_after_files).await
@@ -105,12 +127,15 @@ async fn remove_staging(lake: &Lake, batch_id: &str) -> Result<()> {
         }
     }
     lake.delete(&plan).await?;
+    staging_here().remove(batch_id);
     Ok(())
 }
 
 /// Finishes interrupted commits and removes abandoned staging; returns the batch ids whose
 /// commits were finished. Jobs call this before they read the lake.
 pub async fn recover(lake: &Lake) -> Result<Vec<String>> {
+    // A plan seen under the lock is not one this process is applying.
+    let _one_at_a_time = COMMITS.lock().await;
     let mut batches: Vec<String> = lake
         .list(STAGING)
         .await?
@@ -131,10 +156,47 @@ pub async fn recover(lake: &Lake) -> Result<Vec<String>> {
             tracing::warn!(batch_id = %batch, "finishing an interrupted commit");
             apply(lake, &plan, None).await?;
             finished.push(batch);
-        } else {
-            tracing::warn!(batch_id = %batch, "removing staging of an ingest that did not commit");
+        } else if !staging_here().contains(&batch) {
+            tracing::warn!(batch_id = %batch, "removing staging of a job that did not commit");
             remove_staging(lake, &batch).await?;
         }
     }
     Ok(finished)
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn recovery_leaves_the_staging_of_this_processs_jobs_and_removes_abandoned_staging() {
+        let lake = Lake::open("memory://commit-recovery/lake").unwrap();
+        let running = job_id("features", "2026-01-01");
+        let written = lake.path(&format!("{}/features/a.parquet", staging_dir(&running)));
+        lake.put(&written, Bytes::from("a")).await.unwrap();
+        let abandoned = lake.path("_staging/features-of-a-dead-process/features/b.parquet");
+        lake.put(&abandoned, Bytes::from("b")).await.unwrap();
+
+        assert!(recover(&lake).await.unwrap().is_empty());
+        assert!(lake.exists(&written).await.unwrap());
+        assert!(!lake.exists(&abandoned).await.unwrap());
+
+        // Once committed, the batch is no longer this process's to protect.
+        let plan = CommitPlan {
+            batch_id: running.clone(),
+            moves: vec![(
+                format!("{}/features/a.parquet", staging_dir(&running)),
+                "features/a.parquet".into(),
+            )],
+            deletes: vec![],
+            manifest_path: format!("_runs/{running}.json"),
+            manifest: serde_json::json!({}),
+        };
+        commit(&lake, &plan, None).await.unwrap();
+        assert!(!staging_here().contains(&running));
+        assert!(lake.exists(&lake.path("features/a.parquet")).await.unwrap());
+        assert!(lake.list(STAGING).await.unwrap().is_empty());
+    }
 }

@@ -17,7 +17,8 @@ pub mod write;
 pub use btyd_input::{BtydInput, Grain, btyd_inputs};
 pub use build::{
     CatalogueEntry, CustomerInputs, FeatureOptions, FeaturesSummary, SnapshotSummary,
-    build_features, build_snapshot, catalogue, ensure_snapshot, inputs_for,
+    build_features, build_snapshot, catalogue, ensure_snapshot, for_each_date, inputs_for,
+    snapshots_at_once,
 };
 pub use dates::as_of_dates;
 pub use error::{FeatureError, Result};

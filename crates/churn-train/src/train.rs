@@ -9,7 +9,9 @@ use std::time::Instant;
 
 use chrono::NaiveDate;
 use churn_core::Lake;
-use churn_features::{FeatureOptions, ensure_labels, ensure_snapshot, lake_transaction_days};
+use churn_features::{
+    FeatureOptions, ensure_labels, ensure_snapshot, for_each_date, lake_transaction_days,
+};
 use churn_model::ModelSpec;
 use churn_model::artifact::Artifact;
 use churn_model::backtest::{
@@ -109,25 +111,30 @@ async fn sampling_for(
     }))
 }
 
-/// Builds the features and labels of every snapshot of the schedule the lake lacks; returns
-/// what it built.
+/// Builds the features and labels of every date the lake lacks, several dates at once (see
+/// `snapshots_at_once`); returns what it built, oldest date first.
 async fn ensure_snapshots(
     lake: &Lake,
-    schedule: &Schedule,
+    dates: &[NaiveDate],
     horizon_days: u32,
     features: &FeatureOptions,
 ) -> Result<Vec<String>> {
-    let mut built = Vec::new();
-    for as_of in schedule.all() {
-        if ensure_snapshot(lake, as_of, features).await? {
-            built.push(format!("features/as_of={as_of}"));
+    let built = for_each_date(dates, &features.session, |as_of| {
+        let (lake, features) = (lake.clone(), features.clone());
+        async move {
+            let mut built = Vec::new();
+            if ensure_snapshot(&lake, as_of, &features).await? {
+                built.push(format!("features/as_of={as_of}"));
+            }
+            let lookback = features.lookback_days;
+            if ensure_labels(&lake, as_of, horizon_days, lookback, &features.session).await? {
+                built.push(format!("labels/as_of={as_of}"));
+            }
+            Ok::<_, churn_features::FeatureError>(built)
         }
-        let lookback = features.lookback_days;
-        if ensure_labels(lake, as_of, horizon_days, lookback, &features.session).await? {
-            built.push(format!("labels/as_of={as_of}"));
-        }
-    }
-    Ok(built)
+    })
+    .await?;
+    Ok(built.concat())
 }
 
 /// Frames of single snapshots this run has read already (with their BTYD columns), by date.
@@ -211,26 +218,10 @@ async fn scoring_fit(
     features: &FeatureOptions,
     reads: &mut Reads,
 ) -> Result<(Artifact, ScoringFit, Vec<String>)> {
-    let mut built = Vec::new();
     let schedule = scoring_schedule(spec, as_of);
     let mut dates = schedule.fit.clone();
     dates.extend(schedule.calibration);
-    for &d in &dates {
-        if ensure_snapshot(lake, d, features).await? {
-            built.push(format!("features/as_of={d}"));
-        }
-        if ensure_labels(
-            lake,
-            d,
-            spec.horizon_days,
-            features.lookback_days,
-            &features.session,
-        )
-        .await?
-        {
-            built.push(format!("labels/as_of={d}"));
-        }
-    }
+    let built = ensure_snapshots(lake, &dates, spec.horizon_days, features).await?;
     let fit = read_slice(lake, spec, &schedule.fit, already_read, features, reads).await?;
     let cal_dates: Vec<NaiveDate> = schedule.calibration.into_iter().collect();
     let calibration = read_slice(lake, spec, &cal_dates, already_read, features, reads).await?;
@@ -293,7 +284,12 @@ pub async fn train(
     let schedule = Schedule::new(spec, as_of);
     let (first, last) = lake_transaction_days(lake, &features.session).await?;
     check_schedule(spec, &schedule, first, last)?;
-    let mut built = ensure_snapshots(lake, &schedule, spec.horizon_days, features).await?;
+    // The scoring fit's snapshots are built with the backtest's, so that all of them share
+    // the cores (it finds them built).
+    let mut every_date = frames_held(spec, &schedule, as_of, register);
+    every_date.sort();
+    every_date.dedup();
+    let mut built = ensure_snapshots(lake, &every_date, spec.horizon_days, features).await?;
     let sampling = sampling_for(
         lake,
         &frames_held(spec, &schedule, as_of, register),
