@@ -12,10 +12,10 @@ use crate::error::{CoreError, Result};
 use crate::lake::Lake;
 
 pub const STAGING: &str = "_staging";
+pub const PLAN_FILE: &str = "_commit.json";
 
 /// Held while a commit of this process is written and applied.
 static COMMITS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-pub const PLAN_FILE: &str = "_commit.json";
 
 /// Everything a batch changes in the lake, in order.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -229,7 +229,7 @@ pub enum Register {
 }
 
 /// Refits `spec` on the schedule whose newest labelled snapshot is `as_of` (the backtest's
-/// test snapshot), with the features the backtest selected.
+/// test snapshot), with the features the backtest selected; `train` has built its snapshots.
 async fn scoring_fit(
     lake: &Lake,
     spec: &ModelSpec,
@@ -238,11 +238,10 @@ async fn scoring_fit(
     already_read: &ReadFrames<'_>,
     features: &FeatureOptions,
     reads: &mut Reads,
-) -> Result<(Artifact, ScoringFit, Vec<String>)> {
+) -> Result<(Artifact, ScoringFit)> {
     let schedule = scoring_schedule(spec, as_of);
     let mut dates = schedule.fit.clone();
     dates.extend(schedule.calibration);
-    let built = ensure_snapshots(lake, &dates, spec.horizon_days, features).await?;
     let unfitted: Vec<NaiveDate> = dates
         .iter()
         .copied()
@@ -270,7 +269,6 @@ async fn scoring_fit(
             training,
             calibration: calibration_summary,
         },
-        built,
     ))
 }
 
@@ -314,17 +312,13 @@ pub async fn train(
     let (first, last) = lake_transaction_days(lake, &features.session).await?;
     check_schedule(spec, &schedule, first, last)?;
     // The scoring fit's snapshots are built with the backtest's, so that all of them share
-    // the cores (it finds them built).
-    let mut every_date = frames_held(spec, &schedule, as_of, register);
+    // the cores.
+    let held = frames_held(spec, &schedule, as_of, register);
+    let mut every_date = held.clone();
     every_date.sort();
     every_date.dedup();
-    let mut built = ensure_snapshots(lake, &every_date, spec.horizon_days, features).await?;
-    let sampling = sampling_for(
-        lake,
-        &frames_held(spec, &schedule, as_of, register),
-        features,
-    )
-    .await?;
+    let built = ensure_snapshots(lake, &every_date, spec.horizon_days, features).await?;
+    let sampling = sampling_for(lake, &held, features).await?;
     if let Some(s) = &sampling {
         tracing::warn!(
             kept_share = s.kept_share,
@@ -386,7 +380,7 @@ pub async fn train(
     }
     let refit = match register {
         Register::ScoringFit => {
-            let (artifact, fit, built_for_it) = scoring_fit(
+            let (artifact, fit) = scoring_fit(
                 lake,
                 spec,
                 as_of,
@@ -396,7 +390,6 @@ pub async fn train(
                 &mut reads,
             )
             .await?;
-            built.extend(built_for_it);
             Some((artifact, fit))
         }
         Register::BacktestOnly => None,
