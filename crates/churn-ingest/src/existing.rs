@@ -10,6 +10,7 @@ use churn_core::parquet_io::ObjectStoreReader;
 use churn_core::{Lake, Table};
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
+use object_store::ObjectMeta;
 use object_store::path::Path;
 use parquet::arrow::{ParquetRecordBatchStreamBuilder, ProjectionMask};
 
@@ -113,13 +114,13 @@ pub fn batch_keys(table: Table, batch: &RecordBatch) -> Result<Vec<u128>> {
     })
 }
 
-/// Dedup keys of the rows the lake holds in one folder of a date-partitioned table (a date
-/// partition, e.g. `transactions/date=2026-05-01`). Ingest checks a batch against the
-/// partitions it writes to only, so memory and time follow the batch, not the lake. Each
-/// file's keys are hashed as its batches arrive: memory holds the 16-byte keys and one batch.
-pub async fn partition_keys(lake: &Lake, table: Table, folder: &str) -> Result<KeySet> {
+/// Dedup keys of the rows of `files` (one date partition's files, e.g. those of
+/// `transactions/date=2026-05-01`). Ingest checks a batch against the partitions it writes to
+/// only, so memory and time follow the batch, not the lake. Each file's keys are hashed as its
+/// batches arrive: memory holds the 16-byte keys and one batch.
+pub async fn files_keys(lake: &Lake, table: Table, files: &[ObjectMeta]) -> Result<KeySet> {
     let mut keys = KeySet::default();
-    for meta in lake.list_parquet(folder).await? {
+    for meta in files {
         let mut batches = file_batches(lake, &meta.location, Some(key_columns(table))).await?;
         while let Some(batch) = batches.try_next().await? {
             keys.extend(batch_keys(table, &batch)?);

@@ -4,6 +4,7 @@
 //! so that every date partition receives one file per ingest batch however large the input,
 //! and memory holds one buffer plus one row group per run.
 
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
 use arrow::array::{Array, BooleanArray, Int32Array, RecordBatch};
@@ -13,15 +14,18 @@ use churn_core::parquet_io::{LakeParquetWriter, ObjectStoreReader, object_writer
 use churn_core::{Lake, Table};
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
+use object_store::ObjectMeta;
 use parquet::arrow::ParquetRecordBatchStreamBuilder;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 
 use crate::error::{IngestError, Result};
-use crate::existing::{KeyFiles, KeySet, batch_keys, partition_keys};
+use crate::existing::{KeyFiles, KeySet, batch_keys, files_keys};
 
 const DAY_COLUMN: &str = "__day";
 const RUN_ROW_GROUP_ROWS: usize = 64 * 1024;
+/// Date partitions whose keys are read ahead of the merge.
+const KEY_READS_AHEAD: usize = 4;
 
 /// A data file written to staging, to be moved to its final place at commit.
 #[derive(Debug, Clone)]
@@ -40,6 +44,8 @@ pub struct PartitionWriter {
     batch_id: String,
     staging: String,
     runs: Vec<String>,
+    /// Every partition day of the batch's rows so far.
+    days: BTreeSet<i32>,
     /// The spill being written in the background while the next buffer fills; at most one,
     /// so memory holds at most two buffers.
     in_flight: Option<tokio::task::JoinHandle<Result<()>>>,
@@ -60,6 +66,7 @@ impl PartitionWriter {
             batch_id: batch_id.to_string(),
             staging: staging.to_string(),
             runs: Vec::new(),
+            days: BTreeSet::new(),
             in_flight: None,
         }
     }
@@ -88,6 +95,7 @@ impl PartitionWriter {
     /// on while the run is sorted and written.
     pub async fn spill(&mut self, batch: RecordBatch, days: Vec<i32>) -> Result<()> {
         self.wait_for_spill().await?;
+        self.note_days(&days);
         let rel = format!("{}/runs/run-{:05}.parquet", self.staging, self.runs.len());
         self.runs.push(rel.clone());
         let lake = self.lake.clone();
@@ -110,6 +118,17 @@ impl PartitionWriter {
             Ok(())
         }));
         Ok(())
+    }
+
+    fn note_days(&mut self, days: &[i32]) {
+        let mut last = None;
+        for &day in days {
+            // Exports are mostly in time order: runs of one day cost one comparison a row.
+            if last != Some(day) {
+                self.days.insert(day);
+                last = Some(day);
+            }
+        }
     }
 
     /// Runs spilled so far.
@@ -135,6 +154,8 @@ impl PartitionWriter {
         files: usize,
     ) -> Result<(Vec<StagedFile>, Vec<u64>)> {
         self.wait_for_spill().await?;
+        self.note_days(&last_days);
+        let mut lake_keys = LakeKeyReads::start(&self.lake, self.table, &self.days).await?;
         let mut cursors = Vec::new();
         for rel in &self.runs {
             let reader = ObjectStoreReader::new(self.lake.store().clone(), self.lake.path(rel));
@@ -176,7 +197,7 @@ impl PartitionWriter {
                 staged.push(join(writing.pop_front().expect("two tasks")).await?);
             }
             let known = DayDedup {
-                lake_keys: partition_keys(&self.lake, self.table, &self.partition(day)?).await?,
+                lake_keys: lake_keys.keys_of(day).await?,
                 batch_keys,
             };
             if let Some(task) = self
@@ -280,6 +301,79 @@ impl PartitionWriter {
         )
         .map_err(parquet_error(staged))
     }
+}
+
+/// The dedup keys the lake holds in the partitions a batch writes to, read a few days ahead
+/// of the merge, each day on its own task, so that reading them overlaps merging and writing.
+struct LakeKeyReads {
+    lake: Lake,
+    table: Table,
+    /// Days of the batch whose partition has files, with those files; reads not started.
+    waiting: VecDeque<(i32, Vec<ObjectMeta>)>,
+    started: VecDeque<(i32, tokio::task::JoinHandle<Result<KeySet>>)>,
+}
+
+impl LakeKeyReads {
+    /// Finds the lake's files in the partitions of `days` and starts reading the first ones.
+    /// The table is listed once rather than a folder per day: a first load of two years would
+    /// otherwise list 730 folders that do not exist.
+    async fn start(lake: &Lake, table: Table, days: &BTreeSet<i32>) -> Result<Self> {
+        let mut by_day: BTreeMap<i32, Vec<ObjectMeta>> = BTreeMap::new();
+        for meta in lake.list_parquet(table.name()).await? {
+            if let Some(day) = partition_day(&lake.relative(&meta.location))
+                && days.contains(&day)
+            {
+                by_day.entry(day).or_default().push(meta);
+            }
+        }
+        let mut reads = Self {
+            lake: lake.clone(),
+            table,
+            waiting: by_day.into_iter().collect(),
+            started: VecDeque::new(),
+        };
+        reads.start_reads();
+        Ok(reads)
+    }
+
+    fn start_reads(&mut self) {
+        while self.started.len() < KEY_READS_AHEAD
+            && let Some((day, files)) = self.waiting.pop_front()
+        {
+            let (lake, table) = (self.lake.clone(), self.table);
+            let read = tokio::spawn(async move { files_keys(&lake, table, &files).await });
+            self.started.push_back((day, read));
+        }
+    }
+
+    /// The keys of `day`'s partition (empty when the lake has none). Days must be asked for
+    /// in increasing order, as the merge visits them.
+    async fn keys_of(&mut self, day: i32) -> Result<KeySet> {
+        if self.started.front().is_none_or(|(first, _)| *first != day) {
+            return Ok(KeySet::default());
+        }
+        let (_, read) = self.started.pop_front().expect("checked above");
+        self.start_reads();
+        join(read).await
+    }
+}
+
+impl Drop for LakeKeyReads {
+    fn drop(&mut self) {
+        for (_, read) in &self.started {
+            read.abort();
+        }
+    }
+}
+
+/// The day of a lake file's date partition (`<table>/date=YYYY-MM-DD/...`), if it is in one.
+fn partition_day(relative: &str) -> Option<i32> {
+    let folder = relative.split('/').nth(1)?;
+    let date = folder
+        .strip_prefix(Table::DATE_PARTITION)?
+        .strip_prefix('=')?;
+    let date = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").ok()?;
+    Some(Date32Type::from_naive_date(date))
 }
 
 /// What one date partition already holds, and which input file each of the batch's keys
@@ -386,5 +480,31 @@ impl RunCursor {
         Ok(Some(slice.project(
             &(0..slice.num_columns() - 1).collect::<Vec<_>>(),
         )?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_day_reads_the_date_folder_and_nothing_else() {
+        let day = |y, m, d| {
+            Date32Type::from_naive_date(chrono::NaiveDate::from_ymd_opt(y, m, d).unwrap())
+        };
+        assert_eq!(
+            partition_day("transactions/date=2026-05-01/part-ingest-1.parquet"),
+            Some(day(2026, 5, 1))
+        );
+        assert_eq!(
+            partition_day("campaign_events/date=1999-12-31/a/b.parquet"),
+            Some(day(1999, 12, 31))
+        );
+        assert_eq!(partition_day("transactions/part-1.parquet"), None);
+        assert_eq!(partition_day("transactions/day=2026-05-01/x.parquet"), None);
+        assert_eq!(
+            partition_day("transactions/date=2026-13-01/x.parquet"),
+            None
+        );
     }
 }

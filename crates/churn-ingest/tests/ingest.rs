@@ -216,6 +216,52 @@ async fn ingesting_the_same_file_twice_adds_nothing() {
 }
 
 #[tokio::test]
+async fn a_file_overlapping_the_lake_on_some_days_adds_only_the_rows_the_lake_lacks() {
+    let (dir, generated) = Store::new(150, 5).generate();
+    let text = std::fs::read_to_string(dir.path().join("transactions.csv")).unwrap();
+    let mut lines = text.lines();
+    let header = lines.next().unwrap();
+    // In time order, so that the two files share some days and each has days of its own.
+    let mut rows: Vec<&str> = lines.collect();
+    let ts_column = header.split(',').position(|c| c == "ts").unwrap();
+    rows.sort_by_key(|row| row.split(',').nth(ts_column).unwrap().to_string());
+    let n = rows.len();
+    let write = |name: &str, part: &[&str]| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, format!("{header}\n{}\n", part.join("\n"))).unwrap();
+        path
+    };
+    let older = write("older.csv", &rows[..n * 2 / 3]);
+    let newer = write("newer.csv", &rows[n / 3..]);
+    let (_l, lake) = new_lake();
+    let options = IngestOptions::default();
+    let first = ingest(&lake, &config(source("transactions", &older)), &options)
+        .await
+        .unwrap();
+    assert_eq!(first.accepted, (n * 2 / 3) as u64);
+    let second = ingest(&lake, &config(source("transactions", &newer)), &options)
+        .await
+        .unwrap();
+    let overlap = (n * 2 / 3 - n / 3) as u64;
+    assert_eq!(
+        (second.accepted, second.duplicates),
+        ((n - n * 2 / 3) as u64, overlap)
+    );
+    assert_eq!(
+        count(
+            &lake,
+            "SELECT count(DISTINCT transaction_id) FROM transactions"
+        )
+        .await,
+        generated.transactions as i64
+    );
+    assert_eq!(
+        count(&lake, "SELECT count(*) FROM transactions").await,
+        generated.transactions as i64
+    );
+}
+
+#[tokio::test]
 async fn overlapping_files_in_a_folder_are_deduplicated() {
     let (dir, generated) = Store::new(120, 4).generate();
     let text = std::fs::read_to_string(dir.path().join("transactions.csv")).unwrap();
