@@ -3,11 +3,15 @@
 //! `sql` command, feature building and reports all query the lake through this one place.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use arrow::datatypes::{DataType, Schema};
 use datafusion::datasource::file_format::options::ReadOptions;
 use datafusion::datasource::listing::{ListingTable, ListingTableConfig, ListingTableUrl};
+use datafusion::execution::cache::cache_manager::{
+    CacheManagerConfig, CachedFileMetadataEntry, DEFAULT_METADATA_CACHE_LIMIT, FileMetadataCache,
+};
+use datafusion::execution::cache::default_cache::DefaultCache;
 use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::SessionStateBuilder;
@@ -109,10 +113,39 @@ pub async fn discover_tables(lake: &Lake) -> Result<Vec<LakeTable>> {
     Ok(tables.into_values().collect())
 }
 
+/// The Parquet footers the sessions of this process have read, per lake store, for the next
+/// session. Each step opens a new session over the same lake files, and registering a table
+/// reads the footer of every file of it (730 for two years of daily partitions); so do scans.
+/// An entry is used only while the file's size and modification time are those it was read
+/// at, and the lake never rewrites a file in place. At most DataFusion's default 50 MiB per
+/// store, the least recently used entries going first.
+static PARQUET_FOOTERS: LazyLock<std::sync::Mutex<BTreeMap<String, Arc<FileMetadataCache>>>> =
+    LazyLock::new(Default::default);
+
+/// The footer cache of the store at `url` (paths are only unique within a store).
+fn parquet_footers(url: &url::Url) -> Arc<FileMetadataCache> {
+    let mut caches = PARQUET_FOOTERS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    caches
+        .entry(url.to_string())
+        .or_insert_with(|| {
+            Arc::new(
+                DefaultCache::<object_store::path::Path, CachedFileMetadataEntry>::new(
+                    DEFAULT_METADATA_CACHE_LIMIT,
+                )
+                .with_name("lake footers"),
+            )
+        })
+        .clone()
+}
+
 /// A session with the lake's object store registered and no tables yet, whose queries run on
 /// `options.engine`.
 pub async fn new_session(lake: &Lake, options: &SessionOptions) -> Result<SessionContext> {
-    let mut runtime = RuntimeEnvBuilder::new();
+    let footers = parquet_footers(&lake.object_store_url());
+    let mut runtime = RuntimeEnvBuilder::new()
+        .with_cache_manager(CacheManagerConfig::default().with_file_metadata_cache(Some(footers)));
     if let Some(bytes) = options.memory_limit_bytes {
         // Tracking names the biggest consumers when the budget is exceeded.
         let pool = TrackConsumersPool::new(
@@ -247,6 +280,50 @@ mod tests {
         writer.close().await.unwrap();
     }
 
+    async fn customer_ids(lake: &Lake, table: &LakeTable, options: &SessionOptions) -> Vec<String> {
+        let ctx = new_session(lake, options).await.unwrap();
+        register_table(&ctx, lake, table).await.unwrap();
+        let batches = ctx
+            .sql("select arrow_cast(customer_id, 'Utf8') from customers order by 1")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        batches
+            .iter()
+            .flat_map(|b| b.column(0).as_string::<i32>().iter().flatten())
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn footers_are_kept_for_the_next_session_and_a_file_written_again_is_read_again() {
+        let lake = Lake::open("memory://session-footers/lake").unwrap();
+        let table = LakeTable {
+            name: "customers".to_string(),
+            folder: "customers".to_string(),
+            partition_columns: Vec::new(),
+        };
+        let rel = "customers/part-1.parquet";
+        write_ids_as_they_are(&lake, rel, Arc::new(StringArray::from(vec!["a", "b"]))).await;
+        assert_eq!(
+            customer_ids(&lake, &table, &SessionOptions::default()).await,
+            ["a", "b"]
+        );
+        let footers = parquet_footers(&lake.object_store_url());
+        assert!(footers.contains_key(&lake.path(rel)));
+        // Same path, other rows (and another size and time): the kept footer no longer fits.
+        write_ids_as_they_are(&lake, rel, Arc::new(StringArray::from(vec!["c", "d", "e"]))).await;
+        assert_eq!(
+            customer_ids(&lake, &table, &SessionOptions::default()).await,
+            ["c", "d", "e"]
+        );
+        // Another store's cache is its own.
+        let other = Lake::open("memory://session-footers-other/lake").unwrap();
+        assert!(!parquet_footers(&other.object_store_url()).contains_key(&lake.path(rel)));
+    }
+
     #[tokio::test]
     async fn a_table_whose_files_mix_string_views_and_plain_strings_reads_every_row() {
         let lake = Lake::open("memory://session-mixed-strings/lake").unwrap();
@@ -260,21 +337,8 @@ mod tests {
             partition_columns: Vec::new(),
         };
         for limit in [None, Some(64 << 20)] {
-            let ctx = new_session(&lake, &SessionOptions::with_memory_limit(limit))
-                .await
-                .unwrap();
-            register_table(&ctx, &lake, &table).await.unwrap();
-            let batches = ctx
-                .sql("select arrow_cast(customer_id, 'Utf8') from customers order by 1")
-                .await
-                .unwrap()
-                .collect()
-                .await
-                .unwrap();
-            let ids: Vec<&str> = batches
-                .iter()
-                .flat_map(|b| b.column(0).as_string::<i32>().iter().flatten())
-                .collect();
+            let options = SessionOptions::with_memory_limit(limit);
+            let ids = customer_ids(&lake, &table, &options).await;
             assert_eq!(ids, ["a", "b", "c"], "memory limit {limit:?}");
         }
     }
