@@ -366,11 +366,7 @@ pub async fn touched_customers(
     let mut by_customer: HashMap<String, Touched> = HashMap::new();
     let mut redeemed_at: HashMap<String, i64> = HashMap::new();
     for file in data_files {
-        if let Some(day) = file
-            .split('/')
-            .find_map(|p| p.strip_prefix("date="))
-            .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
-        {
+        if let Some(day) = churn_core::Table::partition_date(file) {
             newest_day = newest_day.max(Some(day));
         }
         for batch in read_columns(

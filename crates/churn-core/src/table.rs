@@ -198,6 +198,14 @@ impl Table {
     /// Name of the partition column for date-partitioned tables.
     pub const DATE_PARTITION: &'static str = "date";
 
+    /// The date of the `date=YYYY-MM-DD` partition folder a lake file's path (relative or
+    /// not) is in, if any.
+    pub fn partition_date(path: &str) -> Option<chrono::NaiveDate> {
+        path.split('/')
+            .find_map(|part| part.strip_prefix("date="))
+            .and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+    }
+
     /// Column holding free-form extra source columns (JSON object) when a source keeps them.
     pub const EXTRA_COLUMN: &'static str = "extra";
 
@@ -250,6 +258,31 @@ fn arrow_type(kind: ColumnKind) -> DataType {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn partition_date_reads_the_date_folder_and_nothing_else() {
+        let day = |y, m, d| chrono::NaiveDate::from_ymd_opt(y, m, d);
+        assert_eq!(
+            super::Table::partition_date("transactions/date=2026-05-01/part-ingest-1.parquet"),
+            day(2026, 5, 1)
+        );
+        assert_eq!(
+            super::Table::partition_date("campaign_events/date=1999-12-31/a/b.parquet"),
+            day(1999, 12, 31)
+        );
+        assert_eq!(
+            super::Table::partition_date("transactions/part-1.parquet"),
+            None
+        );
+        assert_eq!(
+            super::Table::partition_date("transactions/day=2026-05-01/x.parquet"),
+            None
+        );
+        assert_eq!(
+            super::Table::partition_date("transactions/date=2026-13-01/x.parquet"),
+            None
+        );
+    }
+
     use super::*;
 
     #[test]

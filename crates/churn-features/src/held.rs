@@ -252,37 +252,37 @@ async fn scan_schema(
 fn merged(schema: &SchemaRef, chunks: Vec<RecordBatch>) -> Result<Vec<RecordBatch>> {
     let mut batches = Vec::new();
     let mut pending: Vec<RecordBatch> = Vec::new();
-    let mut pending_rows = 0;
     for chunk in chunks {
         if chunk.num_rows() >= SMALL_FILE_ROWS {
-            if !pending.is_empty() {
-                batches.push(concat(schema, &pending)?);
-                pending.clear();
-                pending_rows = 0;
-            }
+            flush(schema, &mut pending, &mut batches)?;
             batches.push(chunk);
             continue;
         }
-        pending_rows += chunk.num_rows();
         pending.push(chunk);
-        if pending_rows >= HELD_BATCH_ROWS {
-            batches.push(concat(schema, &pending)?);
-            pending.clear();
-            pending_rows = 0;
+        if pending.iter().map(RecordBatch::num_rows).sum::<usize>() >= HELD_BATCH_ROWS {
+            flush(schema, &mut pending, &mut batches)?;
         }
     }
-    if !pending.is_empty() {
-        batches.push(concat(schema, &pending)?);
-    }
+    flush(schema, &mut pending, &mut batches)?;
     Ok(batches)
 }
 
-fn concat(schema: &SchemaRef, chunks: &[RecordBatch]) -> Result<RecordBatch> {
-    match chunks {
-        [one] => Ok(one.clone()),
-        _ => Ok(arrow::compute::concat_batches(schema, chunks)
-            .map_err(datafusion::error::DataFusionError::from)?),
+/// Appends the `pending` chunks to `batches` as one batch (none when there are none).
+fn flush(
+    schema: &SchemaRef,
+    pending: &mut Vec<RecordBatch>,
+    batches: &mut Vec<RecordBatch>,
+) -> Result<()> {
+    match pending.len() {
+        0 => {}
+        1 => batches.extend(pending.pop()),
+        _ => batches.push(
+            arrow::compute::concat_batches(schema, pending.iter())
+                .map_err(datafusion::error::DataFusionError::from)?,
+        ),
     }
+    pending.clear();
+    Ok(())
 }
 
 /// `chunks` as `partitions` runs of neighbouring chunks with about as many rows each, so that

@@ -327,10 +327,7 @@ pub(crate) async fn read_chunk(
         problem,
     };
     let day = if table.is_date_partitioned() {
-        let day = file
-            .split('/')
-            .find_map(|part| part.strip_prefix("date="))
-            .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+        let day = Table::partition_date(file)
             .ok_or_else(|| read_error("its path has no date=YYYY-MM-DD folder".to_string()))?;
         Some(Date32Type::from_naive_date(day))
     } else {

@@ -320,7 +320,8 @@ impl LakeKeyReads {
     async fn start(lake: &Lake, table: Table, days: &BTreeSet<i32>) -> Result<Self> {
         let mut by_day: BTreeMap<i32, Vec<ObjectMeta>> = BTreeMap::new();
         for meta in lake.list_parquet(table.name()).await? {
-            if let Some(day) = partition_day(&lake.relative(&meta.location))
+            if let Some(day) = Table::partition_date(&lake.relative(&meta.location))
+                .map(Date32Type::from_naive_date)
                 && days.contains(&day)
             {
                 by_day.entry(day).or_default().push(meta);
@@ -364,16 +365,6 @@ impl Drop for LakeKeyReads {
             read.abort();
         }
     }
-}
-
-/// The day of a lake file's date partition (`<table>/date=YYYY-MM-DD/...`), if it is in one.
-fn partition_day(relative: &str) -> Option<i32> {
-    let folder = relative.split('/').nth(1)?;
-    let date = folder
-        .strip_prefix(Table::DATE_PARTITION)?
-        .strip_prefix('=')?;
-    let date = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").ok()?;
-    Some(Date32Type::from_naive_date(date))
 }
 
 /// What one date partition already holds, and which input file each of the batch's keys
@@ -480,31 +471,5 @@ impl RunCursor {
         Ok(Some(slice.project(
             &(0..slice.num_columns() - 1).collect::<Vec<_>>(),
         )?))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn partition_day_reads_the_date_folder_and_nothing_else() {
-        let day = |y, m, d| {
-            Date32Type::from_naive_date(chrono::NaiveDate::from_ymd_opt(y, m, d).unwrap())
-        };
-        assert_eq!(
-            partition_day("transactions/date=2026-05-01/part-ingest-1.parquet"),
-            Some(day(2026, 5, 1))
-        );
-        assert_eq!(
-            partition_day("campaign_events/date=1999-12-31/a/b.parquet"),
-            Some(day(1999, 12, 31))
-        );
-        assert_eq!(partition_day("transactions/part-1.parquet"), None);
-        assert_eq!(partition_day("transactions/day=2026-05-01/x.parquet"), None);
-        assert_eq!(
-            partition_day("transactions/date=2026-13-01/x.parquet"),
-            None
-        );
     }
 }

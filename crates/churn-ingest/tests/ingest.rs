@@ -215,14 +215,19 @@ async fn ingesting_the_same_file_twice_adds_nothing() {
     );
 }
 
+/// A CSV text's header line and its data lines.
+fn header_and_rows(text: &str) -> (&str, Vec<&str>) {
+    let mut lines = text.lines();
+    let header = lines.next().unwrap();
+    (header, lines.collect())
+}
+
 #[tokio::test]
 async fn a_file_overlapping_the_lake_on_some_days_adds_only_the_rows_the_lake_lacks() {
     let (dir, generated) = Store::new(150, 5).generate();
     let text = std::fs::read_to_string(dir.path().join("transactions.csv")).unwrap();
-    let mut lines = text.lines();
-    let header = lines.next().unwrap();
+    let (header, mut rows) = header_and_rows(&text);
     // In time order, so that the two files share some days and each has days of its own.
-    let mut rows: Vec<&str> = lines.collect();
     let ts_column = header.split(',').position(|c| c == "ts").unwrap();
     rows.sort_by_key(|row| row.split(',').nth(ts_column).unwrap().to_string());
     let n = rows.len();
@@ -265,9 +270,7 @@ async fn a_file_overlapping_the_lake_on_some_days_adds_only_the_rows_the_lake_la
 async fn overlapping_files_in_a_folder_are_deduplicated() {
     let (dir, generated) = Store::new(120, 4).generate();
     let text = std::fs::read_to_string(dir.path().join("transactions.csv")).unwrap();
-    let mut lines = text.lines();
-    let header = lines.next().unwrap();
-    let rows: Vec<&str> = lines.collect();
+    let (header, rows) = header_and_rows(&text);
     let n = rows.len();
     let folder = dir.path().join("exports");
     std::fs::create_dir(&folder).unwrap();
