@@ -390,8 +390,7 @@ impl Run<'_> {
                 match &header {
                     None => {
                         let names: Vec<String> = record
-                            .fields
-                            .iter()
+                            .fields()
                             .map(|f| decode_lossy(f, self.cfg.encoding))
                             .collect();
                         let mapping = self.map_header(&input.display, &names)?;
@@ -424,13 +423,13 @@ impl Run<'_> {
         names: &[String],
         width: usize,
     ) {
-        if record.fields.len() != width {
+        if record.len() != width {
             let reject = Reject {
                 code: "wrong_field_count",
                 column: None,
                 message: format!(
                     "expected {width} fields as in the header, got {}",
-                    record.fields.len()
+                    record.len()
                 ),
             };
             self.summary.rows_read += 1;
@@ -438,12 +437,10 @@ impl Run<'_> {
             self.reject(record.line, record.raw, &reject);
             return;
         }
-        let values: Vec<Option<&[u8]>> = mapping
-            .iter()
-            .map(|m| m.map(|i| record.fields[i]))
-            .collect();
+        let values: Vec<Option<&[u8]>> =
+            mapping.iter().map(|m| m.map(|i| record.field(i))).collect();
         let extra = self.extra_json(names, mapping, |i| {
-            decode_lossy(record.fields[i], self.cfg.encoding)
+            decode_lossy(record.field(i), self.cfg.encoding)
         });
         self.route(record.line, record.raw, &values, extra.as_deref());
     }

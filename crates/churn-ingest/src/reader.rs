@@ -173,7 +173,30 @@ pub fn read_chunks(
 pub struct CsvRecord<'a> {
     pub line: u64,
     pub raw: &'a [u8],
-    pub fields: &'a [&'a [u8]],
+    /// The decoded fields back to back; `ends[i]` is where field `i` ends.
+    decoded: &'a [u8],
+    ends: &'a [usize],
+}
+
+impl<'a> CsvRecord<'a> {
+    /// Number of fields.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// The decoded bytes of field `i` (quotes removed, doubled quotes undoubled).
+    pub fn field(&self, i: usize) -> &'a [u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.decoded[start..self.ends[i]]
+    }
+
+    pub fn fields(&self) -> impl Iterator<Item = &'a [u8]> + '_ {
+        (0..self.len()).map(|i| self.field(i))
+    }
 }
 
 /// Incremental CSV splitter over byte chunks (quotes, embedded delimiters and newlines,
@@ -185,7 +208,9 @@ pub struct CsvSplitter {
     out_len: usize,
     ends: Vec<usize>,
     ends_len: usize,
-    raw: Vec<u8>,
+    /// The raw bytes of a record that began in an earlier chunk. A record inside one chunk
+    /// is handed on as a slice of the chunk, without copying.
+    carried: Vec<u8>,
     lines_before: u64,
     at_file_start: bool,
     pending_start: Vec<u8>,
@@ -204,7 +229,7 @@ impl CsvSplitter {
             out_len: 0,
             ends: vec![0; 64],
             ends_len: 0,
-            raw: Vec::with_capacity(1024),
+            carried: Vec::with_capacity(1024),
             lines_before: 0,
             at_file_start: true,
             pending_start: Vec::new(),
@@ -239,18 +264,22 @@ impl CsvSplitter {
             input = &owned;
         }
         let at_end = chunk.is_empty();
+        // Where the current record's bytes start in `input` (earlier ones are in `carried`).
+        let mut record_start = 0;
+        let mut pos = 0;
         loop {
             let (result, nin, nout, nend) = self.reader.read_record(
-                input,
+                &input[pos..],
                 &mut self.out[self.out_len..],
                 &mut self.ends[self.ends_len..],
             );
-            self.raw.extend_from_slice(&input[..nin]);
-            input = &input[nin..];
+            pos += nin;
             self.out_len += nout;
             self.ends_len += nend;
             match result {
                 csv_core::ReadRecordResult::InputEmpty => {
+                    self.carried.extend_from_slice(&input[record_start..pos]);
+                    record_start = pos;
                     if !at_end {
                         return Ok(());
                     }
@@ -264,49 +293,59 @@ impl CsvSplitter {
                     self.ends.resize(n, 0);
                 }
                 csv_core::ReadRecordResult::Record => {
-                    self.emit(&mut on_record)?;
+                    let raw = if self.carried.is_empty() {
+                        &input[record_start..pos]
+                    } else {
+                        self.carried.extend_from_slice(&input[record_start..pos]);
+                        &self.carried[..]
+                    };
+                    let result = emit(
+                        &mut self.lines_before,
+                        raw,
+                        &self.out[..self.out_len],
+                        &self.ends[..self.ends_len],
+                        &mut on_record,
+                    );
+                    record_start = pos;
+                    self.carried.clear();
+                    self.out_len = 0;
+                    self.ends_len = 0;
+                    result?;
                 }
                 csv_core::ReadRecordResult::End => return Ok(()),
             }
         }
     }
+}
 
-    fn emit<E>(
-        &mut self,
-        on_record: &mut impl FnMut(CsvRecord<'_>) -> Result<(), E>,
-    ) -> Result<(), E> {
-        let raw = std::mem::take(&mut self.raw);
-        // Blank lines before a record are skipped by the parser but still count as lines.
-        let leading = raw
-            .iter()
-            .take_while(|b| **b == b'\n' || **b == b'\r')
-            .count();
-        let leading_newlines = raw[..leading].iter().filter(|b| **b == b'\n').count() as u64;
-        let body = &raw[leading..];
-        let line = self.lines_before + leading_newlines + 1;
-        self.lines_before += raw.iter().filter(|b| **b == b'\n').count() as u64;
-        let mut end = body.len();
-        while end > 0 && (body[end - 1] == b'\n' || body[end - 1] == b'\r') {
-            end -= 1;
-        }
-        let mut fields: Vec<&[u8]> = Vec::with_capacity(self.ends_len);
-        let mut start = 0;
-        for &e in &self.ends[..self.ends_len] {
-            fields.push(&self.out[start..e]);
-            start = e;
-        }
-        let result = on_record(CsvRecord {
-            line,
-            raw: &body[..end],
-            fields: &fields,
-        });
-        self.out_len = 0;
-        self.ends_len = 0;
-        let mut raw = raw;
-        raw.clear();
-        self.raw = raw;
-        result
+/// Hands on one record: `raw` is every byte the parser consumed for it, including blank lines
+/// before it and its line terminator.
+fn emit<E>(
+    lines_before: &mut u64,
+    raw: &[u8],
+    decoded: &[u8],
+    ends: &[usize],
+    on_record: &mut impl FnMut(CsvRecord<'_>) -> Result<(), E>,
+) -> Result<(), E> {
+    // Blank lines before a record are skipped by the parser but still count as lines.
+    let leading = raw
+        .iter()
+        .position(|b| *b != b'\n' && *b != b'\r')
+        .unwrap_or(raw.len());
+    let leading_newlines = memchr::memchr_iter(b'\n', &raw[..leading]).count() as u64;
+    let body = &raw[leading..];
+    let line = *lines_before + leading_newlines + 1;
+    *lines_before += leading_newlines + memchr::memchr_iter(b'\n', body).count() as u64;
+    let mut end = body.len();
+    while end > 0 && (body[end - 1] == b'\n' || body[end - 1] == b'\r') {
+        end -= 1;
     }
+    on_record(CsvRecord {
+        line,
+        raw: &body[..end],
+        decoded,
+        ends,
+    })
 }
 
 /// Decodes text in the source's encoding; `None` when the bytes are not valid in it.
@@ -352,8 +391,7 @@ mod tests {
                 out.push((
                     r.line,
                     String::from_utf8_lossy(r.raw).into_owned(),
-                    r.fields
-                        .iter()
+                    r.fields()
                         .map(|f| String::from_utf8_lossy(f).into_owned())
                         .collect(),
                 ));
@@ -401,6 +439,17 @@ mod tests {
             (7, "4,last".into(), vec!["4".into(), "last".into()])
         );
         assert_eq!(rows.len(), 5);
+    }
+
+    #[test]
+    fn a_record_over_several_chunks_keeps_its_raw_bytes_and_first_line() {
+        let rows = split(&[b"id,note\n1,\"a", b"b\nc", b"d\"\r", b"\n\n2,e\n"]);
+        assert_eq!(
+            rows[1],
+            (2, "1,\"ab\ncd\"".into(), vec!["1".into(), "ab\ncd".into()])
+        );
+        assert_eq!(rows[2], (5, "2,e".into(), vec!["2".into(), "e".into()]));
+        assert_eq!(rows.len(), 3);
     }
 
     #[test]
