@@ -15,8 +15,9 @@ use parquet::arrow::ParquetRecordBatchStreamBuilder;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Format, SourceConfig};
+use crate::dedup::BatchKeys;
 use crate::error::{IngestError, Result};
-use crate::existing::{KeyFiles, file_batches};
+use crate::existing::file_batches;
 use crate::partition::{PartitionWriter, StagedFile};
 use crate::reader::{CsvRecord, CsvSplitter, InputFile, decode_lossy, read_chunks, resolve_inputs};
 use crate::rows::{QuarantineBuilder, Reject, RowParser, TableBuilder};
@@ -130,10 +131,10 @@ struct Run<'a> {
     options: &'a IngestOptions,
     batch_id: String,
     parser: RowParser,
-    /// The batch's keys so far, each with the input file it came from: a row whose key is here
-    /// is a duplicate within the batch. Rows already in the lake are found when each date
-    /// partition is written (only the partitions the batch touches are read).
-    seen: KeyFiles,
+    /// The dedup keys of the batch's accepted rows in arrival order (date-partitioned tables):
+    /// later copies within the batch, and rows the lake's date partitions already hold, are
+    /// left out when the partitions are written.
+    keys: BatchKeys,
     accepted: TableBuilder,
     partitions: PartitionWriter,
     /// Customers: the latest accepted profile of each customer so far.
@@ -173,11 +174,13 @@ pub async fn ingest_files(
         .clone()
         .unwrap_or_else(|| job_id("ingest", &cfg.location));
     let staging = staging_dir(&batch_id);
-    let mut seen = KeyFiles::default();
-    if cfg.table.is_date_partitioned() {
-        // Growing a large map rehashes it again and again; most exports have 80+ bytes a row.
-        seen.reserve((inputs.iter().map(|i| i.size).sum::<u64>() / 100) as usize);
-    }
+    let keys = if cfg.table.is_date_partitioned() {
+        // Growing the lists copies them; exports have 64+ bytes a row (a reservation beyond
+        // the rows written costs address space only).
+        BatchKeys::with_expected_rows((inputs.iter().map(|i| i.size).sum::<u64>() / 64) as usize)
+    } else {
+        BatchKeys::with_expected_rows(0)
+    };
     tracing::info!(table = %cfg.table, files = inputs.len(), batch_id = %batch_id, "ingest started");
 
     let mut timestamps = TimestampParser::new(cfg.timezone.unwrap_or(lake_tz));
@@ -194,7 +197,7 @@ pub async fn ingest_files(
             lake_tz,
             repaired_invalid_utf8: 0,
         },
-        seen,
+        keys,
         accepted: TableBuilder::new(cfg.table),
         partitions: PartitionWriter::new(lake.clone(), cfg.table, &batch_id, &staging),
         customers: LatestProfiles::default(),
@@ -214,6 +217,7 @@ pub async fn ingest_files(
         batch_id,
     };
     for input in inputs {
+        run.keys.start_file();
         run.file = FileSummary {
             file: input.display.clone(),
             format: Some(input.format),
@@ -225,7 +229,8 @@ pub async fn ingest_files(
             Format::Parquet => run.read_parquet(input).await?,
         }
         let file = std::mem::take(&mut run.file);
-        tracing::info!(file = %file.file, rows = file.rows_read, accepted = file.accepted, rejected = file.rejected, duplicates = file.duplicates, "file read");
+        // Duplicates are known once the partitions are written; the summary has them.
+        tracing::info!(file = %file.file, rows = file.rows_read, rejected = file.rejected, "file read");
         run.summary.files.push(file);
     }
     run.finish(started).await
@@ -247,14 +252,7 @@ impl Run<'_> {
             Err(reject) => self.reject(line, raw, &reject),
             Ok(row) => {
                 if self.cfg.table.is_date_partitioned() {
-                    let file = self.summary.files.len() as u32;
-                    if let std::collections::hash_map::Entry::Vacant(v) = self.seen.entry(row.key) {
-                        v.insert(file);
-                    } else {
-                        self.summary.duplicates += 1;
-                        self.file.duplicates += 1;
-                        return;
-                    }
+                    self.keys.push(row.key);
                 }
                 self.accepted.append(&row, extra);
                 self.summary.accepted += 1;
@@ -638,10 +636,9 @@ impl Run<'_> {
                 &mut self.partitions,
                 PartitionWriter::new(self.lake.clone(), self.cfg.table, "", ""),
             );
-            let (data, in_lake) = partitions
-                .finish(last, last_days, &self.seen, self.summary.files.len())
-                .await?;
-            for (file, n) in self.summary.files.iter_mut().zip(in_lake) {
+            let keys = std::mem::replace(&mut self.keys, BatchKeys::with_expected_rows(0));
+            let (data, left_out) = partitions.finish(last, last_days, keys).await?;
+            for (file, n) in self.summary.files.iter_mut().zip(left_out) {
                 file.accepted -= n;
                 file.duplicates += n;
                 self.summary.accepted -= n;

@@ -1,7 +1,7 @@
 //! What the lake already holds: dedup keys of existing rows, and a table file's batches as a
 //! stream (the customers upsert filters the current table through it).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::hash::{BuildHasherDefault, Hasher};
 
 use arrow::array::{AsArray, RecordBatch};
@@ -36,9 +36,6 @@ impl Hasher for KeyHasher {
 }
 
 pub type KeySet = HashSet<u128, BuildHasherDefault<KeyHasher>>;
-/// The batch's own keys, each with the index of the input file its row came from (so that
-/// rows found in the lake later are counted as that file's duplicates).
-pub type KeyFiles = HashMap<u128, u32, BuildHasherDefault<KeyHasher>>;
 
 /// The record batches of one lake file (selected columns, or all), read as they are
 /// consumed: callers keep what they derive from each batch, never the whole table.
@@ -69,7 +66,7 @@ pub async fn file_batches(
         .boxed())
 }
 
-/// The columns a table's dedup key is made of, in the order [`batch_keys`] reads them.
+/// The columns a table's dedup key is made of, in the order [`row_keys`] reads them.
 fn key_columns(table: Table) -> &'static [&'static str] {
     match table {
         Table::Transactions => &["transaction_id"],
@@ -80,7 +77,7 @@ fn key_columns(table: Table) -> &'static [&'static str] {
 
 /// The dedup key of every row of `batch` (which has at least the table's key columns, found
 /// by name).
-pub fn batch_keys(table: Table, batch: &RecordBatch) -> Result<Vec<u128>> {
+pub fn row_keys(table: Table, batch: &RecordBatch) -> Result<Vec<u128>> {
     let col = |name: &str| -> Result<&arrow::array::ArrayRef> {
         let index = batch.schema().index_of(name)?;
         Ok(batch.column(index))
@@ -123,7 +120,7 @@ pub async fn files_keys(lake: &Lake, table: Table, files: &[ObjectMeta]) -> Resu
     for meta in files {
         let mut batches = file_batches(lake, &meta.location, Some(key_columns(table))).await?;
         while let Some(batch) = batches.try_next().await? {
-            keys.extend(batch_keys(table, &batch)?);
+            keys.extend(row_keys(table, &batch)?);
         }
     }
     Ok(keys)

@@ -4,6 +4,7 @@
 //! date partitions. The counts always add up: read = accepted + rejected + duplicates.
 
 pub mod config;
+pub mod dedup;
 pub mod error;
 pub mod existing;
 pub mod partition;

@@ -7,9 +7,9 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
-use arrow::array::{Array, BooleanArray, Int32Array, RecordBatch};
+use arrow::array::{Array, AsArray, BooleanArray, Int32Array, RecordBatch, UInt64Array};
 use arrow::compute::{SortOptions, filter_record_batch, sort_to_indices, take_record_batch};
-use arrow::datatypes::{DataType, Date32Type, Field, Schema};
+use arrow::datatypes::{DataType, Date32Type, Field, Schema, UInt64Type};
 use churn_core::parquet_io::{LakeParquetWriter, ObjectStoreReader, object_writer};
 use churn_core::{Lake, Table};
 use futures::stream::BoxStream;
@@ -19,9 +19,13 @@ use parquet::arrow::ParquetRecordBatchStreamBuilder;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 
+use crate::dedup::{BatchKeys, Duplicates};
 use crate::error::{IngestError, Result};
-use crate::existing::{KeyFiles, KeySet, batch_keys, files_keys};
+use crate::existing::{KeySet, files_keys, row_keys};
 
+/// Columns a run adds after the table's: each row's sequence number in the batch (see
+/// [`crate::dedup`]) and its partition day, which comes last.
+const SEQ_COLUMN: &str = "__seq";
 const DAY_COLUMN: &str = "__day";
 const RUN_ROW_GROUP_ROWS: usize = 64 * 1024;
 /// Date partitions whose keys are read ahead of the merge.
@@ -44,6 +48,8 @@ pub struct PartitionWriter {
     batch_id: String,
     staging: String,
     runs: Vec<String>,
+    /// Rows handed over so far: the sequence number of the next buffer's first row.
+    rows: u64,
     /// Every partition day of the batch's rows so far.
     days: BTreeSet<i32>,
     /// The spill being written in the background while the next buffer fills; at most one,
@@ -66,14 +72,15 @@ impl PartitionWriter {
             batch_id: batch_id.to_string(),
             staging: staging.to_string(),
             runs: Vec::new(),
+            rows: 0,
             days: BTreeSet::new(),
             in_flight: None,
         }
     }
 
-    /// The batch with a day column appended, sorted by day (stable, so file order is kept
-    /// within a day).
-    fn sorted_by_day(batch: &RecordBatch, days: Vec<i32>) -> Result<RecordBatch> {
+    /// The batch with its rows' sequence numbers (from `first_seq`) and days appended, sorted
+    /// by day (stable, so file order is kept within a day).
+    fn sorted_by_day(batch: &RecordBatch, days: Vec<i32>, first_seq: u64) -> Result<RecordBatch> {
         let days = Int32Array::from(days);
         let order = sort_to_indices(
             &days,
@@ -84,8 +91,11 @@ impl PartitionWriter {
             None,
         )?;
         let mut fields: Vec<Arc<Field>> = batch.schema().fields().iter().cloned().collect();
+        fields.push(Arc::new(Field::new(SEQ_COLUMN, DataType::UInt64, false)));
         fields.push(Arc::new(Field::new(DAY_COLUMN, DataType::Int32, false)));
         let mut columns = batch.columns().to_vec();
+        let seqs = first_seq..first_seq + batch.num_rows() as u64;
+        columns.push(Arc::new(UInt64Array::from_iter_values(seqs)));
         columns.push(Arc::new(days));
         let with_day = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?;
         Ok(take_record_batch(&with_day, &order)?)
@@ -96,11 +106,13 @@ impl PartitionWriter {
     pub async fn spill(&mut self, batch: RecordBatch, days: Vec<i32>) -> Result<()> {
         self.wait_for_spill().await?;
         self.note_days(&days);
+        let first_seq = self.rows;
+        self.rows += batch.num_rows() as u64;
         let rel = format!("{}/runs/run-{:05}.parquet", self.staging, self.runs.len());
         self.runs.push(rel.clone());
         let lake = self.lake.clone();
         self.in_flight = Some(tokio::spawn(async move {
-            let sorted = Self::sorted_by_day(&batch, days)?;
+            let sorted = Self::sorted_by_day(&batch, days, first_seq)?;
             drop(batch);
             let props = WriterProperties::builder()
                 .set_compression(Compression::UNCOMPRESSED)
@@ -144,17 +156,23 @@ impl PartitionWriter {
     }
 
     /// Merges the spilled runs and the last buffer into one staged file per date, leaving
-    /// out rows whose key the lake's partition of that date already holds. Returns the staged
-    /// files and, per input file (indexed as in `batch_keys`), the rows left out.
+    /// out later copies of a key within the batch and rows whose key the lake's partition of
+    /// that date already holds. `keys` are the keys of every row handed over, in order.
+    /// Returns the staged files and, per input file (in the order of `keys`), the rows left
+    /// out.
     pub async fn finish(
         mut self,
         last: RecordBatch,
         last_days: Vec<i32>,
-        batch_keys: &KeyFiles,
-        files: usize,
+        keys: BatchKeys,
     ) -> Result<(Vec<StagedFile>, Vec<u64>)> {
         self.wait_for_spill().await?;
         self.note_days(&last_days);
+        let duplicates = tokio::task::spawn_blocking(move || keys.into_duplicates())
+            .await
+            .map_err(|e| {
+                IngestError::Arrow(arrow::error::ArrowError::ExternalError(Box::new(e)))
+            })?;
         let mut lake_keys = LakeKeyReads::start(&self.lake, self.table, &self.days).await?;
         let mut cursors = Vec::new();
         for rel in &self.runs {
@@ -176,11 +194,11 @@ impl PartitionWriter {
             ));
         }
         if last.num_rows() > 0 {
-            let sorted = Self::sorted_by_day(&last, last_days)?;
+            let sorted = Self::sorted_by_day(&last, last_days, self.rows)?;
             cursors.push(RunCursor::new(futures::stream::iter([Ok(sorted)]).boxed()));
         }
         let mut staged = Vec::new();
-        let mut in_lake = vec![0u64; files];
+        let mut left_out = duplicates.per_file.clone();
         // Days are encoded and compressed in background tasks, at most two at a time, while
         // the merge gathers the next day.
         let mut writing: std::collections::VecDeque<tokio::task::JoinHandle<Result<StagedFile>>> =
@@ -198,10 +216,10 @@ impl PartitionWriter {
             }
             let known = DayDedup {
                 lake_keys: lake_keys.keys_of(day).await?,
-                batch_keys,
+                duplicates: &duplicates,
             };
             if let Some(task) = self
-                .write_day(day, &mut cursors, &known, &mut in_lake)
+                .write_day(day, &mut cursors, &known, &mut left_out)
                 .await?
             {
                 writing.push_back(task);
@@ -213,7 +231,7 @@ impl PartitionWriter {
         for rel in &self.runs {
             self.lake.delete(&self.lake.path(rel)).await?;
         }
-        Ok((staged, in_lake))
+        Ok((staged, left_out))
     }
 
     /// The partition folder of `day`, relative to the lake root.
@@ -241,7 +259,7 @@ impl PartitionWriter {
         day: i32,
         cursors: &mut [RunCursor],
         known: &DayDedup<'_>,
-        in_lake: &mut [u64],
+        left_out: &mut [u64],
     ) -> Result<Option<tokio::task::JoinHandle<Result<StagedFile>>>> {
         let partition = self.partition(day)?;
         let file = format!("part-{}.parquet", self.batch_id);
@@ -253,7 +271,7 @@ impl PartitionWriter {
         let mut rows = 0u64;
         for cursor in cursors.iter_mut() {
             while let Some(slice) = cursor.take_day(day).await? {
-                let slice = known.new_rows(self.table, slice, in_lake)?;
+                let slice = known.new_rows(self.table, slice, left_out)?;
                 if slice.num_rows() == 0 {
                     continue;
                 }
@@ -367,40 +385,54 @@ impl Drop for LakeKeyReads {
     }
 }
 
-/// What one date partition already holds, and which input file each of the batch's keys
-/// came from.
+/// What one date partition already holds, and the later copies of keys within the batch.
 struct DayDedup<'a> {
     lake_keys: KeySet,
-    batch_keys: &'a KeyFiles,
+    duplicates: &'a Duplicates,
 }
 
 impl DayDedup<'_> {
-    /// The rows of `slice` whose key is not in the lake's partition; those that are count
-    /// as duplicates of the input file they came from.
+    /// The rows of a run's `slice` that are neither a later copy within the batch nor in the
+    /// lake's partition, in the table's columns. Rows found in the lake count as duplicates
+    /// of the input file they came from (later copies are counted already).
     fn new_rows(
         &self,
         table: Table,
         slice: RecordBatch,
-        in_lake: &mut [u64],
+        left_out: &mut [u64],
     ) -> Result<RecordBatch> {
-        if self.lake_keys.is_empty() {
-            return Ok(slice);
+        let table_columns: Vec<usize> = (0..slice.num_columns() - 2).collect();
+        let seqs = slice
+            .column_by_name(SEQ_COLUMN)
+            .expect("runs carry the sequence column")
+            .as_primitive::<UInt64Type>()
+            .values();
+        let any_later_copy = seqs.iter().any(|s| self.duplicates.is_later_copy(*s));
+        if self.lake_keys.is_empty() && !any_later_copy {
+            return Ok(slice.project(&table_columns)?);
         }
-        let keys = batch_keys(table, &slice)?;
-        let keep: BooleanArray = keys
+        let keys = if self.lake_keys.is_empty() {
+            None
+        } else {
+            Some(row_keys(table, &slice)?)
+        };
+        let keep: BooleanArray = seqs
             .iter()
-            .map(|key| {
-                let known = self.lake_keys.contains(key);
-                if known && let Some(file) = self.batch_keys.get(key) {
-                    in_lake[*file as usize] += 1;
+            .enumerate()
+            .map(|(i, &seq)| {
+                if self.duplicates.is_later_copy(seq) {
+                    return Some(false);
                 }
-                Some(!known)
+                let in_lake = keys
+                    .as_ref()
+                    .is_some_and(|k| self.lake_keys.contains(&k[i]));
+                if in_lake {
+                    left_out[self.duplicates.file_of(seq)] += 1;
+                }
+                Some(!in_lake)
             })
             .collect();
-        if keep.true_count() == keys.len() {
-            return Ok(slice);
-        }
-        Ok(filter_record_batch(&slice, &keep)?)
+        Ok(filter_record_batch(&slice, &keep)?.project(&table_columns)?)
     }
 }
 
@@ -454,7 +486,7 @@ impl RunCursor {
         }
     }
 
-    /// The next contiguous rows of `day` (without the day column), if any.
+    /// The next contiguous rows of `day` (with the run's columns), if any.
     async fn take_day(&mut self, day: i32) -> Result<Option<RecordBatch>> {
         if self.current_day().await? != Some(day) {
             return Ok(None);
@@ -467,9 +499,6 @@ impl RunCursor {
             end += 1;
         }
         self.offset = end;
-        let slice = batch.slice(start, end - start);
-        Ok(Some(slice.project(
-            &(0..slice.num_columns() - 1).collect::<Vec<_>>(),
-        )?))
+        Ok(Some(batch.slice(start, end - start)))
     }
 }

@@ -306,6 +306,79 @@ async fn overlapping_files_in_a_folder_are_deduplicated() {
 }
 
 #[tokio::test]
+async fn later_copies_within_a_batch_are_left_out_across_runs_and_counted_in_their_own_file() {
+    let folder = tempfile::tempdir().unwrap();
+    let header = "transaction_id,customer_id,ts,amount";
+    let write = |name: &str, rows: &[&str]| {
+        std::fs::write(
+            folder.path().join(name),
+            format!("{header}\n{}\n", rows.join("\n")),
+        )
+        .unwrap()
+    };
+    // T1 and T2 come again later with other days and amounts (the first copy wins); a.csv's
+    // rows are spilled in a run of their own before b.csv's and c.csv's arrive.
+    write(
+        "a.csv",
+        &[
+            "T1,C1,2025-03-01 10:00:00,1.00",
+            "T2,C1,2025-03-02 10:00:00,2.00",
+        ],
+    );
+    write(
+        "b.csv",
+        &[
+            "T1,C2,2025-03-02 11:00:00,9.00",
+            "T3,C2,2025-03-03 10:00:00,3.00",
+        ],
+    );
+    write(
+        "c.csv",
+        &[
+            "T2,C3,2025-03-01 12:00:00,8.00",
+            "T3,C3,2025-03-03 10:00:00,3.00",
+            "T4,C3,2025-03-04 10:00:00,4.00",
+        ],
+    );
+    let (_l, lake) = new_lake();
+    let options = IngestOptions {
+        buffer_rows: 2,
+        ..Default::default()
+    };
+    let s = ingest(
+        &lake,
+        &config(source("transactions", folder.path())),
+        &options,
+    )
+    .await
+    .unwrap();
+    assert!(s.spilled_runs >= 2, "{} runs", s.spilled_runs);
+    let per_file: Vec<(u64, u64, u64)> = s
+        .files
+        .iter()
+        .map(|f| (f.rows_read, f.accepted, f.duplicates))
+        .collect();
+    assert_eq!(per_file, vec![(2, 2, 0), (2, 1, 1), (3, 1, 2)]);
+    assert_eq!((s.rows_read, s.accepted, s.duplicates), (7, 4, 3));
+    let batches = query(
+        &lake,
+        "SELECT concat_ws('|', transaction_id, customer_id, CAST(amount AS VARCHAR), CAST(date AS VARCHAR)) \
+         FROM transactions ORDER BY transaction_id",
+    )
+    .await;
+    let rows: Vec<String> = batches.iter().flat_map(|b| strings(b.column(0))).collect();
+    assert_eq!(
+        rows,
+        vec![
+            "T1|C1|1.0|2025-03-01",
+            "T2|C1|2.0|2025-03-02",
+            "T3|C2|3.0|2025-03-03",
+            "T4|C3|4.0|2025-03-04",
+        ]
+    );
+}
+
+#[tokio::test]
 async fn a_crash_during_commit_is_seen_whole_by_readers_and_finished_by_the_next_run_without_duplicates()
  {
     let (dir, generated) = Store::new(120, 6).generate();
