@@ -54,6 +54,9 @@ pub enum IngestError {
     #[error("arrow error: {0}")]
     Arrow(#[from] arrow::error::ArrowError),
 
+    #[error("spilled run {path}: {reason}")]
+    Run { path: String, reason: String },
+
     #[error("parquet error in {path}: {source}")]
     Parquet {
         path: String,

@@ -10,6 +10,7 @@ pub mod existing;
 pub mod partition;
 pub mod reader;
 pub mod rows;
+pub mod runs;
 pub mod upsert;
 pub mod value;
 

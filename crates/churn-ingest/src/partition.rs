@@ -10,24 +10,21 @@ use std::sync::Arc;
 use arrow::array::{Array, AsArray, BooleanArray, Int32Array, RecordBatch, UInt64Array};
 use arrow::compute::{SortOptions, filter_record_batch, sort_to_indices, take_record_batch};
 use arrow::datatypes::{DataType, Date32Type, Field, Schema, UInt64Type};
-use churn_core::parquet_io::{LakeParquetWriter, ObjectStoreReader, object_writer};
+use churn_core::parquet_io::{LakeParquetWriter, object_writer};
 use churn_core::{Lake, Table};
+use futures::StreamExt;
 use futures::stream::BoxStream;
-use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectMeta;
-use parquet::arrow::ParquetRecordBatchStreamBuilder;
-use parquet::basic::Compression;
-use parquet::file::properties::WriterProperties;
 
 use crate::dedup::{BatchKeys, Duplicates};
 use crate::error::{IngestError, Result};
 use crate::existing::{KeySet, files_keys, row_keys};
+use crate::runs::{read_run, write_run};
 
 /// Columns a run adds after the table's: each row's sequence number in the batch (see
 /// [`crate::dedup`]) and its partition day, which comes last.
 const SEQ_COLUMN: &str = "__seq";
 const DAY_COLUMN: &str = "__day";
-const RUN_ROW_GROUP_ROWS: usize = 64 * 1024;
 /// Date partitions whose keys are read ahead of the merge.
 const KEY_READS_AHEAD: usize = 4;
 
@@ -108,26 +105,13 @@ impl PartitionWriter {
         self.note_days(&days);
         let first_seq = self.rows;
         self.rows += batch.num_rows() as u64;
-        let rel = format!("{}/runs/run-{:05}.parquet", self.staging, self.runs.len());
+        let rel = format!("{}/runs/run-{:05}.arrows", self.staging, self.runs.len());
         self.runs.push(rel.clone());
         let lake = self.lake.clone();
         self.in_flight = Some(tokio::spawn(async move {
             let sorted = Self::sorted_by_day(&batch, days, first_seq)?;
             drop(batch);
-            let props = WriterProperties::builder()
-                .set_compression(Compression::UNCOMPRESSED)
-                .set_max_row_group_row_count(Some(RUN_ROW_GROUP_ROWS))
-                .build();
-            let mut writer = object_writer(
-                lake.store().clone(),
-                lake.path(&rel),
-                sorted.schema(),
-                props,
-            )
-            .map_err(parquet_error(&rel))?;
-            writer.write(&sorted).await.map_err(parquet_error(&rel))?;
-            writer.close().await.map_err(parquet_error(&rel))?;
-            Ok(())
+            write_run(&lake, &rel, &sorted).await
         }));
         Ok(())
     }
@@ -176,22 +160,7 @@ impl PartitionWriter {
         let mut lake_keys = LakeKeyReads::start(&self.lake, self.table, &self.days).await?;
         let mut cursors = Vec::new();
         for rel in &self.runs {
-            let reader = ObjectStoreReader::new(self.lake.store().clone(), self.lake.path(rel));
-            let stream = ParquetRecordBatchStreamBuilder::new(reader)
-                .await
-                .map_err(parquet_error(rel))?
-                .with_batch_size(RUN_ROW_GROUP_ROWS)
-                .build()
-                .map_err(parquet_error(rel))?;
-            let rel = rel.clone();
-            cursors.push(RunCursor::new(
-                stream
-                    .map_err(move |e| IngestError::Parquet {
-                        path: rel.clone(),
-                        source: e,
-                    })
-                    .boxed(),
-            ));
+            cursors.push(RunCursor::new(read_run(&self.lake, rel).await?));
         }
         if last.num_rows() > 0 {
             let sorted = Self::sorted_by_day(&last, last_days, self.rows)?;
