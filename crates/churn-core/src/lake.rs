@@ -408,6 +408,24 @@ pub fn writer_properties() -> WriterProperties {
         .build()
 }
 
+/// Files of fewer rows than this are written uncompressed (see [`writer_properties_for_rows`]).
+pub const UNCOMPRESSED_BELOW_ROWS: usize = 4096;
+
+/// Parquet settings for a file known to hold `rows` rows. Small files are not compressed:
+/// parquet-rs sets up a ZSTD compressor and decompressor for every column chunk it writes or
+/// reads, which for a day partition of a small store (the demo's days hold 67 transactions)
+/// cost more than the bytes it saved.
+pub fn writer_properties_for_rows(rows: usize) -> WriterProperties {
+    if rows < UNCOMPRESSED_BELOW_ROWS {
+        WriterProperties::builder()
+            .set_compression(Compression::UNCOMPRESSED)
+            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+            .build()
+    } else {
+        writer_properties()
+    }
+}
+
 /// Parses an IANA time zone name.
 pub fn parse_timezone(name: &str) -> Result<chrono_tz::Tz> {
     name.parse::<chrono_tz::Tz>()

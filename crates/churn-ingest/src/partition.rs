@@ -250,7 +250,7 @@ impl PartitionWriter {
                 if gathered_rows >= churn_core::lake::ROW_GROUP_ROWS {
                     let writer = match &mut writer {
                         Some(w) => w,
-                        None => writer.insert(self.day_writer(&staged)?),
+                        None => writer.insert(self.day_writer(&staged, gathered_rows)?),
                     };
                     for batch in gathered.drain(..) {
                         writer.write(&batch).await.map_err(parquet_error(&staged))?;
@@ -264,7 +264,7 @@ impl PartitionWriter {
         }
         let mut writer = match writer {
             Some(w) => w,
-            None => self.day_writer(&staged)?,
+            None => self.day_writer(&staged, gathered_rows)?,
         };
         Ok(Some(tokio::spawn(async move {
             for batch in &gathered {
@@ -279,12 +279,14 @@ impl PartitionWriter {
         })))
     }
 
-    fn day_writer(&self, staged: &str) -> Result<LakeParquetWriter> {
+    /// The writer of a day's file; `rows` is the day's row count when all of it is gathered,
+    /// or a lower bound (row-group size) when the day is larger.
+    fn day_writer(&self, staged: &str, rows: usize) -> Result<LakeParquetWriter> {
         object_writer(
             self.lake.store().clone(),
             self.lake.path(staged),
             self.table.file_schema(),
-            churn_core::lake::writer_properties(),
+            churn_core::lake::writer_properties_for_rows(rows),
         )
         .map_err(parquet_error(staged))
     }
