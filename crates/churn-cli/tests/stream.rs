@@ -268,20 +268,24 @@ fn kill_9_at_random_moments_then_a_rerun_leaves_the_lake_of_an_uninterrupted_str
         &landing,
         "max_batch_files = 2\nsettle_secs = 0",
     );
+    let started = Instant::now();
     let reference = stream_once(&reference_file);
+    let uninterrupted_ms = started.elapsed().as_millis() as u64;
     assert_eq!(reference["files_taken"], 24, "{reference}");
     let reference_lake = uninterrupted.join("lake");
 
     let file = pipeline(dir.path(), &landing, "max_batch_files = 2\nsettle_secs = 0");
     let lake = dir.path().join("lake");
-    // A fixed sequence of kill moments (ms after start), from before the first batch to the
-    // middle of the last ones: a linear congruential walk, so a failure can be replayed.
+    // A fixed sequence of kill moments, from before the first batch to the middle of the last
+    // ones: a linear congruential walk (so a failure can be replayed) over a share of the
+    // uninterrupted run's duration, so that kills land mid-run however fast the machine is.
     let mut x: u64 = 7;
     let mut kills = 0;
     let deadline = Instant::now() + Duration::from_secs(120);
     for _ in 0..16 {
         x = (x * 1_103_515_245 + 12_345) % (1 << 31);
-        let after_ms = 30 + x % 900;
+        // At most a third of the whole run: every run that is not killed finishes the rest.
+        let after_ms = 30 + x % (uninterrupted_ms / 3).max(100);
         let mut child: Child = CHURN
             .command()
             .args(["stream", s(&file), "--once", "--json"])

@@ -232,7 +232,10 @@ impl PartitionWriter {
     ) -> Result<Option<tokio::task::JoinHandle<Result<StagedFile>>>> {
         let partition = self.partition(day)?;
         let file = format!("part-{}.parquet", self.batch_id);
-        let staged = format!("{}/{partition}/{file}", self.staging);
+        // Staged beside the other days rather than in a folder of its own: creating a folder
+        // costs the file system far more than a file (on ext4 a new folder searches for a
+        // free inode group), and a batch of two years has 730 days.
+        let staged = format!("{}/{partition}.parquet", self.staging);
         let target = format!("{partition}/{file}");
         let mut writer = None;
         let mut gathered: Vec<RecordBatch> = Vec::new();
