@@ -17,7 +17,9 @@ use serde::{Deserialize, Serialize};
 use crate::btyd_input::{BtydInput, Grain, btyd_inputs_in};
 use crate::error::{FeatureError, Result};
 use crate::history::EventHistory;
-use crate::snapshot::{Scope, register_empty_tables, register_snapshot_views, snapshot_session};
+use crate::snapshot::{
+    Scope, hold_population, register_empty_tables, register_snapshot_views, snapshot_session,
+};
 use crate::sqlfile::FeatureFile;
 use crate::write::{PartitionManifest, job_id, write_parquet, write_partition};
 
@@ -268,6 +270,7 @@ pub async fn build_snapshot(
         Scope::Everyone,
     )
     .await?;
+    hold_population(&ctx, &options.session).await?;
     let session_ms = started.elapsed().as_millis() as u64;
     let (used, skipped) = register_feature_views(&ctx, &options.files, &present).await?;
     let planned_ms = started.elapsed().as_millis() as u64;
