@@ -5,6 +5,7 @@
 
 pub mod commit;
 pub mod committed;
+pub mod constant_row;
 pub mod engine;
 pub mod error;
 pub mod lake;

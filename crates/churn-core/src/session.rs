@@ -185,6 +185,7 @@ pub async fn new_session(lake: &Lake, options: &SessionOptions) -> Result<Sessio
         .with_config(config)
         .with_runtime_env(runtime)
         .with_default_features()
+        .with_optimizer_rules(crate::constant_row::optimizer_rules())
         .build();
     context_on(&options.engine, state).await
 }
