@@ -22,39 +22,38 @@ pub const RUN_BATCH_ROWS: usize = 16 * 1024;
 /// Bytes fetched per read of a run (two in flight per run).
 const RUN_READ_BYTES: u64 = 1 << 20;
 
-fn run_error(rel: &str) -> impl Fn(String) -> IngestError + '_ {
+/// A run's read or write failure, naming the run: the maker of a `map_err` closure.
+fn run_error<E: std::fmt::Display>(rel: &str) -> impl Fn(E) -> IngestError + '_ {
     move |reason| IngestError::Run {
         path: rel.to_string(),
-        reason,
+        reason: reason.to_string(),
     }
 }
 
 /// Writes `sorted` to the lake at `rel` (relative to its root) in messages of
 /// [`RUN_BATCH_ROWS`] rows.
 pub async fn write_run(lake: &Lake, rel: &str, sorted: &RecordBatch) -> Result<()> {
-    let err = run_error(rel);
     let mut upload = BufWriter::new(lake.store().clone(), lake.path(rel));
-    let mut writer =
-        StreamWriter::try_new(Vec::new(), &sorted.schema()).map_err(|e| err(e.to_string()))?;
+    let mut writer = StreamWriter::try_new(Vec::new(), &sorted.schema()).map_err(run_error(rel))?;
     let mut offset = 0;
     while offset < sorted.num_rows() {
         let rows = RUN_BATCH_ROWS.min(sorted.num_rows() - offset);
         writer
             .write(&sorted.slice(offset, rows))
-            .map_err(|e| err(e.to_string()))?;
+            .map_err(run_error(rel))?;
         offset += rows;
         upload
             .write_all(writer.get_mut())
             .await
-            .map_err(|e| err(e.to_string()))?;
+            .map_err(run_error(rel))?;
         writer.get_mut().clear();
     }
-    writer.finish().map_err(|e| err(e.to_string()))?;
+    writer.finish().map_err(run_error(rel))?;
     upload
         .write_all(writer.get_mut())
         .await
-        .map_err(|e| err(e.to_string()))?;
-    upload.shutdown().await.map_err(|e| err(e.to_string()))?;
+        .map_err(run_error(rel))?;
+    upload.shutdown().await.map_err(run_error(rel))?;
     Ok(())
 }
 
@@ -62,11 +61,7 @@ pub async fn write_run(lake: &Lake, rel: &str, sorted: &RecordBatch) -> Result<(
 pub async fn read_run(lake: &Lake, rel: &str) -> Result<BoxStream<'static, Result<RecordBatch>>> {
     let store = lake.store().clone();
     let path = lake.path(rel);
-    let size = store
-        .head(&path)
-        .await
-        .map_err(|e| run_error(rel)(e.to_string()))?
-        .size;
+    let size = store.head(&path).await.map_err(run_error(rel))?.size;
     let ranges: Vec<std::ops::Range<u64>> = (0..size.div_ceil(RUN_READ_BYTES))
         .map(|i| i * RUN_READ_BYTES..((i + 1) * RUN_READ_BYTES).min(size))
         .collect();
@@ -88,9 +83,7 @@ pub async fn read_run(lake: &Lake, rel: &str) -> Result<BoxStream<'static, Resul
         |(mut chunks, mut decoder, mut pending, rel)| async move {
             loop {
                 if !pending.is_empty() {
-                    let decoded = decoder
-                        .decode(&mut pending)
-                        .map_err(|e| run_error(&rel)(e.to_string()))?;
+                    let decoded = decoder.decode(&mut pending).map_err(run_error(&rel))?;
                     if let Some(batch) = decoded {
                         return Ok(Some((batch, (chunks, decoder, pending, rel))));
                     }
@@ -98,12 +91,10 @@ pub async fn read_run(lake: &Lake, rel: &str) -> Result<BoxStream<'static, Resul
                 }
                 match chunks.next().await {
                     Some(chunk) => {
-                        pending = Buffer::from(chunk.map_err(|e| run_error(&rel)(e.to_string()))?);
+                        pending = Buffer::from(chunk.map_err(run_error(&rel))?);
                     }
                     None => {
-                        decoder
-                            .finish()
-                            .map_err(|e| run_error(&rel)(e.to_string()))?;
+                        decoder.finish().map_err(run_error(&rel))?;
                         return Ok(None);
                     }
                 }
