@@ -293,7 +293,11 @@ fn fit_gbdt(
         .set_l2(p.l2 as f32)
         .set_min_leaf_weight(p.min_leaf_weight as f32)
         .set_seed(seed)
-        .set_parallel(true);
+        .set_parallel(true)
+        // Histograms filled row by row from a tiled copy of the binned data: the column-wise
+        // fill was half of a 1M-customer train (fit 41.3 s -> 27.7 s, the same test AUC), for
+        // a second copy of the binned matrix (2 bytes per value).
+        .set_tiled_histograms(true);
     booster
         .fit(&matrix, y, w, None)
         .map_err(|e| training_error("gbdt", e))?;
