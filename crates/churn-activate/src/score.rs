@@ -207,7 +207,7 @@ pub(crate) fn score_rows(
     if spec.btyd_features {
         add_btyd_columns(&mut frame, &outlooks.model_horizon);
     }
-    let x = artifact.preprocessor.transform(&frame)?;
+    let x = artifact.preprocessor.transform_for(&frame, &spec.learner)?;
     let probabilities: Vec<f64> = artifact
         .classifier
         .predict(&x)

@@ -27,7 +27,7 @@ impl Artifact {
     /// Calibrated churn probabilities of every row of `frame`, after checking that the frame
     /// has every input the model needs, with the kind it was trained on.
     pub fn predict(&self, frame: &Frame) -> Result<Vec<f64>> {
-        let x = self.preprocessor.transform(frame)?;
+        let x = self.preprocessor.transform_for(frame, &self.spec.learner)?;
         Ok(self
             .classifier
             .predict(&x)

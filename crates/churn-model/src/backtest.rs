@@ -456,7 +456,7 @@ pub fn fit_artifact(
     if calibration.rows() > 0 {
         preprocessor.check(calibration)?;
     }
-    let x_fit = preprocessor.transform(fit)?;
+    let x_fit = preprocessor.transform_for(fit, &spec.learner)?;
     let weights = sample_weights(spec.class_weight, &fit.churned);
     let started = Instant::now();
     let model = classifier::fit(&spec.learner, &x_fit, &fit.churned, &weights, spec.seed)?;
@@ -469,7 +469,7 @@ pub fn fit_artifact(
         "model fitted"
     );
     let calibrator = if spec.calibration != Calibration::None && calibration.rows() > 0 {
-        let x_cal = preprocessor.transform(calibration)?;
+        let x_cal = preprocessor.transform_for(calibration, &spec.learner)?;
         Calibrator::fit(
             spec.calibration,
             &model.predict(&x_cal),
@@ -543,7 +543,7 @@ pub fn backtest(
 
     let Fitted { artifact, fit_ms } = fit_artifact(spec, &features, fit, cal, descriptions)?;
     let preprocessor = &artifact.preprocessor;
-    let x_test = preprocessor.transform(test)?;
+    let x_test = preprocessor.transform_for(test, &spec.learner)?;
     let scores: Vec<f64> = artifact
         .classifier
         .predict(&x_test)

@@ -5,6 +5,8 @@
 //! models are stored as plain serde data (coefficients, flattened trees, forust's own
 //! booster) so an artifact reads back without the training libraries' internal types.
 
+use std::borrow::Cow;
+
 use forust_ml::GradientBooster;
 use forust_ml::data::Matrix;
 use linfa::prelude::*;
@@ -271,9 +273,14 @@ fn fit_forest(
     Ok(Classifier::Trees { trees })
 }
 
-/// Column-major copy of a design matrix, as forust wants it.
-fn column_major(x: &Array2<f64>) -> Vec<f64> {
-    x.t().iter().copied().collect()
+/// A design matrix's values column after column, as forust wants them: borrowed when the
+/// matrix is column-major already (as `Preprocessor::transform` builds it), else copied.
+fn column_major(x: &Array2<f64>) -> Cow<'_, [f64]> {
+    let columns = x.t();
+    match columns.to_slice() {
+        Some(values) => Cow::Borrowed(values),
+        None => Cow::Owned(columns.iter().copied().collect()),
+    }
 }
 
 fn fit_gbdt(
