@@ -274,7 +274,8 @@ fn fit_forest(
 }
 
 /// A design matrix's values column after column, as forust wants them: borrowed when the
-/// matrix is column-major already (as `Preprocessor::transform` builds it), else copied.
+/// matrix is column-major already (as `Preprocessor::transform_for` builds it for gbdt), else
+/// copied (the row blocks that explanations take one at a time).
 fn column_major(x: &Array2<f64>) -> Cow<'_, [f64]> {
     let columns = x.t();
     match columns.to_slice() {
