@@ -387,6 +387,13 @@ impl Learner {
             Learner::Gbdt(_) => Algorithm::Gbdt,
         }
     }
+
+    /// Whether the learner reads its design matrix a column at a time (forust takes it
+    /// column-major and borrows it) rather than a row at a time (logistic's Newton steps, the
+    /// trees' paths).
+    pub fn reads_columns(&self) -> bool {
+        matches!(self, Learner::Gbdt(_))
+    }
 }
 
 /// A validated model file.
