@@ -14,6 +14,7 @@ use futures::{StreamExt, TryStreamExt};
 use parquet::arrow::ParquetRecordBatchStreamBuilder;
 use serde::{Deserialize, Serialize};
 
+use crate::block::CsvBlock;
 use crate::config::{Format, SourceConfig};
 use crate::dedup::BatchKeys;
 use crate::error::{IngestError, Result};
@@ -377,7 +378,9 @@ impl Run<'_> {
     async fn read_csv(&mut self, input: &InputFile) -> Result<()> {
         let mut stream = read_chunks(input);
         let mut splitter = CsvSplitter::new(self.cfg.delimiter);
-        let mut header: Option<(Vec<Option<usize>>, Vec<String>, usize)> = None;
+        // Once the header is read: its mapping, its names, and the block of records waiting
+        // to be parsed.
+        let mut header: Option<(Vec<Option<usize>>, Vec<String>, CsvBlock)> = None;
         loop {
             let chunk = match stream.next().await {
                 Some(c) => c.map_err(|e| self.file_error(input, e))?,
@@ -385,21 +388,34 @@ impl Run<'_> {
             };
             let at_end = chunk.is_empty();
             splitter.feed(&chunk, |record: CsvRecord<'_>| -> Result<()> {
-                match &header {
+                match &mut header {
                     None => {
                         let names: Vec<String> = record
                             .fields()
                             .map(|f| decode_lossy(f, self.cfg.encoding))
                             .collect();
                         let mapping = self.map_header(&input.display, &names)?;
-                        header = Some((mapping, names.clone(), names.len()));
+                        let block = CsvBlock::new(names.len());
+                        header = Some((mapping, names, block));
                     }
-                    Some((mapping, names, width)) => {
-                        self.route_csv(&record, mapping, names, *width)
+                    Some((mapping, names, block)) => {
+                        if self.cfg.keep_extra_columns || record.len() != block.width() {
+                            // Rows are kept in arrival order: the block goes first.
+                            self.parse_csv_block(block, mapping);
+                            self.route_csv(&record, mapping, names, block.width());
+                        } else {
+                            block.push(&record);
+                            if block.is_full() {
+                                self.parse_csv_block(block, mapping);
+                            }
+                        }
                     }
                 }
                 Ok(())
             })?;
+            if let Some((mapping, _, block)) = &mut header {
+                self.parse_csv_block(block, mapping);
+            }
             self.file.had_bom = splitter.had_bom;
             if at_end {
                 break;
@@ -414,6 +430,34 @@ impl Run<'_> {
         Ok(())
     }
 
+    /// Parses the records waiting in `block` column by column (see [`crate::block`]), routes
+    /// them, and empties the block.
+    fn parse_csv_block(&mut self, block: &mut CsvBlock, mapping: &[Option<usize>]) {
+        if block.is_empty() {
+            return;
+        }
+        let rows = block.len() as u64;
+        self.summary.rows_read += rows;
+        self.file.rows_read += rows;
+        let date_partitioned = self.cfg.table.is_date_partitioned();
+        let keys = &mut self.keys;
+        let outcome = self
+            .parser
+            .parse_block(block, mapping, &mut self.accepted, |key| {
+                if date_partitioned {
+                    keys.push(key);
+                }
+            });
+        self.summary.accepted += outcome.accepted as u64;
+        self.file.accepted += outcome.accepted as u64;
+        for (row, reject) in &outcome.rejected {
+            self.reject(block.line(*row), block.raw(*row), reject);
+        }
+        block.clear();
+    }
+
+    /// Routes a record the block does not take (one of the wrong width, or any when the
+    /// source keeps its extra columns) by the row path.
     fn route_csv(
         &mut self,
         record: &CsvRecord<'_>,

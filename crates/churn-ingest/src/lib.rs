@@ -3,6 +3,7 @@
 //! used with the reason, drops duplicates, and commits the rest atomically into the lake's
 //! date partitions. The counts always add up: read = accepted + rejected + duplicates.
 
+pub mod block;
 pub mod config;
 pub mod dedup;
 pub mod error;

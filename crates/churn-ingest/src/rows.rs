@@ -119,7 +119,16 @@ impl RowParser {
             };
             values.push(self.typed(spec.name, spec.kind, text)?);
         }
-        let (key, day) = self.key_and_day(&values);
+        let (key, day) = self.key_and_day(
+            |i| match &values[i] {
+                Value::Str(s) => s.as_ref(),
+                _ => "",
+            },
+            |i| match values[i] {
+                Value::Micros(m) => m,
+                _ => 0,
+            },
+        );
         Ok(ParsedRow { values, key, day })
     }
 
@@ -211,24 +220,22 @@ impl RowParser {
         })
     }
 
-    /// Dedup key (128-bit hash of the table's key columns) and local partition day.
-    fn key_and_day(&self, values: &[Value<'_>]) -> (u128, i32) {
-        let s = |i: usize| match &values[i] {
-            Value::Str(s) => s.as_ref(),
-            _ => "",
-        };
-        let micros = |i: usize| match values[i] {
-            Value::Micros(m) => m,
-            _ => 0,
-        };
+    /// Dedup key (128-bit hash of the table's key columns) and local partition day, from the
+    /// row's text (`text(i)`, "" when null) and timestamp (`micros(i)`, 0 when null) of
+    /// canonical column `i`.
+    pub(crate) fn key_and_day<'s>(
+        &self,
+        text: impl Fn(usize) -> &'s str,
+        micros: impl Fn(usize) -> i64,
+    ) -> (u128, i32) {
         match self.table {
             Table::Transactions => (
-                dedup_key(self.table, s(0), "", 0, ""),
+                dedup_key(self.table, text(0), "", 0, ""),
                 local_day(micros(2), &self.lake_tz),
             ),
-            Table::Customers => (dedup_key(self.table, s(0), "", 0, ""), 0),
+            Table::Customers => (dedup_key(self.table, text(0), "", 0, ""), 0),
             Table::CampaignEvents => (
-                dedup_key(self.table, s(0), s(1), micros(2), s(3)),
+                dedup_key(self.table, text(0), text(1), micros(2), text(3)),
                 local_day(micros(2), &self.lake_tz),
             ),
         }
@@ -249,7 +256,7 @@ pub fn dedup_key(table: Table, id: &str, campaign_id: &str, micros: i64, event: 
     }
 }
 
-fn trim_bytes(b: &[u8]) -> &[u8] {
+pub(crate) fn trim_bytes(b: &[u8]) -> &[u8] {
     let start = b
         .iter()
         .position(|c| !c.is_ascii_whitespace())
@@ -261,7 +268,7 @@ fn trim_bytes(b: &[u8]) -> &[u8] {
     &b[start..end]
 }
 
-enum ColumnBuilder {
+pub(crate) enum ColumnBuilder {
     Str(StringBuilder),
     Ts(TimestampMicrosecondBuilder),
     Num(Float64Builder),
@@ -273,9 +280,9 @@ enum ColumnBuilder {
 /// driver checks them as rows arrive, and customers recompute them from the id column.)
 pub struct TableBuilder {
     table: Table,
-    columns: Vec<ColumnBuilder>,
-    extra: StringBuilder,
-    days: Vec<i32>,
+    pub(crate) columns: Vec<ColumnBuilder>,
+    pub(crate) extra: StringBuilder,
+    pub(crate) days: Vec<i32>,
 }
 
 impl TableBuilder {

@@ -1,0 +1,458 @@
+//! Column-at-a-time parsing of CSV records: the fast path of a large ingest.
+//!
+//! Parsing a row at a time (a vector of cells per row, a typed value per cell, a builder call
+//! per value, each behind a match on the column's kind) was most of a CSV ingest's parse
+//! thread. Instead a block of records is held and each column is parsed in one loop, with the
+//! same value parsers the row path uses. Rows some cell of which that loop does not take (an
+//! empty required value, bytes that are not plain text, a value that does not parse) go through
+//! the row path ([`RowParser::parse`]), which accepts them exactly as before or rejects them
+//! with their reason; their values take their place in the block, so arrival order is kept.
+//! Both paths share the value parsers, so a row gets the same values whichever took it.
+
+use churn_core::table::CAMPAIGN_EVENT_KINDS;
+use churn_core::{ColumnKind, ColumnSpec, Table};
+
+use crate::config::Encoding;
+use crate::reader::CsvRecord;
+use crate::rows::{ParsedRow, Reject, RowParser, TableBuilder, Value, trim_bytes};
+
+/// Records held for column-at-a-time parsing: the decoded fields of each, with the raw bytes
+/// and line number that a rejected row is quarantined with.
+pub struct CsvBlock {
+    width: usize,
+    fields: Vec<u8>,
+    /// Where each field ends in `fields`, `width` per record; a field starts where the one
+    /// before it (of its record, or the last of the record before) ends.
+    field_ends: Vec<usize>,
+    raw: Vec<u8>,
+    raw_ends: Vec<usize>,
+    lines: Vec<u64>,
+}
+
+impl CsvBlock {
+    /// Records parsed together: enough that each column's loop runs long, few enough that a
+    /// block's cells stay a few megabytes.
+    pub const RECORDS: usize = 32 * 1024;
+
+    /// A block for records of `width` fields (the header's).
+    pub fn new(width: usize) -> Self {
+        Self {
+            width,
+            fields: Vec::new(),
+            field_ends: Vec::new(),
+            raw: Vec::new(),
+            raw_ends: Vec::new(),
+            lines: Vec::new(),
+        }
+    }
+
+    pub fn width(&self) -> usize {
+        self.width
+    }
+
+    pub fn len(&self) -> usize {
+        self.lines.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lines.is_empty()
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.len() >= Self::RECORDS
+    }
+
+    /// Adds a record of the block's width.
+    pub fn push(&mut self, record: &CsvRecord<'_>) {
+        debug_assert_eq!(record.len(), self.width);
+        for field in record.fields() {
+            self.fields.extend_from_slice(field);
+            self.field_ends.push(self.fields.len());
+        }
+        self.raw.extend_from_slice(record.raw);
+        self.raw_ends.push(self.raw.len());
+        self.lines.push(record.line);
+    }
+
+    pub fn clear(&mut self) {
+        self.fields.clear();
+        self.field_ends.clear();
+        self.raw.clear();
+        self.raw_ends.clear();
+        self.lines.clear();
+    }
+
+    /// The decoded bytes of field `column` of record `row`.
+    pub fn field(&self, row: usize, column: usize) -> &[u8] {
+        let i = row * self.width + column;
+        let start = if i == 0 { 0 } else { self.field_ends[i - 1] };
+        &self.fields[start..self.field_ends[i]]
+    }
+
+    /// The raw bytes of record `row`, as read.
+    pub fn raw(&self, row: usize) -> &[u8] {
+        let start = if row == 0 { 0 } else { self.raw_ends[row - 1] };
+        &self.raw[start..self.raw_ends[row]]
+    }
+
+    /// The line record `row` starts on.
+    pub fn line(&self, row: usize) -> u64 {
+        self.lines[row]
+    }
+}
+
+/// One column of a block, parsed: a value per record, `None` where the cell is empty (or the
+/// column absent) or where the record was left to the row path.
+enum Cells<'a> {
+    Str(Vec<Option<&'a str>>),
+    Micros(Vec<Option<i64>>),
+    Days(Vec<Option<i32>>),
+    Number(Vec<Option<f64>>),
+    Bool(Vec<Option<bool>>),
+}
+
+/// What became of a block's records.
+pub struct BlockOutcome {
+    /// Records appended to the table builder.
+    pub accepted: usize,
+    /// Rejected records (their index in the block) with the reason, in block order.
+    pub rejected: Vec<(usize, Reject)>,
+}
+
+impl RowParser {
+    /// Parses every record of `block` (fields mapped to canonical columns by `mapping`),
+    /// appends the accepted rows to `out` in block order, and pushes their dedup keys to
+    /// `on_key` in the same order.
+    pub fn parse_block(
+        &mut self,
+        block: &CsvBlock,
+        mapping: &[Option<usize>],
+        out: &mut TableBuilder,
+        mut on_key: impl FnMut(u128),
+    ) -> BlockOutcome {
+        let n = block.len();
+        let columns = self.table.columns();
+        let mut to_row_path = vec![false; n];
+        let cells: Vec<Cells<'_>> = columns
+            .iter()
+            .zip(mapping)
+            .map(|(spec, source)| self.parse_column(block, spec, *source, &mut to_row_path))
+            .collect();
+
+        let mut row_path: Vec<(usize, ParsedRow<'_>)> = Vec::new();
+        let mut rejected = Vec::new();
+        for row in (0..n).filter(|r| to_row_path[*r]) {
+            let values: Vec<Option<&[u8]>> = mapping
+                .iter()
+                .map(|m| m.map(|c| block.field(row, c)))
+                .collect();
+            match self.parse(&values) {
+                Ok(parsed) => row_path.push((row, parsed)),
+                Err(reject) => rejected.push((row, reject)),
+            }
+        }
+        let mut is_rejected = vec![false; n];
+        for (row, _) in &rejected {
+            is_rejected[*row] = true;
+        }
+        let taken = Taken {
+            to_row_path: &to_row_path,
+            row_path: &row_path,
+            rejected: &is_rejected,
+        };
+        for (i, column) in cells.iter().enumerate() {
+            append_column(out, i, column, &taken, columns[i].name == "channel");
+        }
+        let mut accepted = 0;
+        let mut next = row_path.iter();
+        for row in 0..n {
+            if is_rejected[row] {
+                continue;
+            }
+            let (key, day) = match to_row_path[row].then(|| next.next()).flatten() {
+                Some((_, parsed)) => (parsed.key, parsed.day),
+                None => self.key_and_day_of_cells(&cells, row),
+            };
+            on_key(key);
+            out.days.push(day);
+            accepted += 1;
+        }
+        out.extra.append_nulls(accepted);
+        BlockOutcome { accepted, rejected }
+    }
+
+    /// One column's cells; marks the records it cannot take in `to_row_path`.
+    fn parse_column<'a>(
+        &self,
+        block: &'a CsvBlock,
+        spec: &ColumnSpec,
+        source: Option<usize>,
+        to_row_path: &mut [bool],
+    ) -> Cells<'a> {
+        let n = block.len();
+        let empty_bool =
+            (spec.kind == ColumnKind::Bool && self.table == Table::Transactions).then_some(false);
+        let Some(source) = source else {
+            if spec.required {
+                to_row_path.iter_mut().for_each(|r| *r = true);
+            }
+            return match spec.kind {
+                ColumnKind::Id | ColumnKind::Text | ColumnKind::Event => Cells::Str(vec![None; n]),
+                ColumnKind::Timestamp => Cells::Micros(vec![None; n]),
+                ColumnKind::Date => Cells::Days(vec![None; n]),
+                ColumnKind::Number => Cells::Number(vec![None; n]),
+                ColumnKind::Bool => Cells::Bool(vec![empty_bool; n]),
+            };
+        };
+        let encoding = self.encoding;
+        // The text of each cell, trimmed: `Ok(None)` when empty, `Err` when the record is
+        // the row path's (required value empty, or bytes this path does not read as text).
+        let text = |row: usize| -> Result<Option<&'a str>, ()> {
+            let bytes = trim_bytes(block.field(row, source));
+            if bytes.is_empty() {
+                return if spec.required { Err(()) } else { Ok(None) };
+            }
+            plain_text(bytes, encoding).map(Some).ok_or(())
+        };
+        macro_rules! parse_each {
+            ($variant:ident, $empty:expr, $parse:expr) => {{
+                let mut values = Vec::with_capacity(n);
+                for (row, left) in to_row_path.iter_mut().enumerate() {
+                    let value = match text(row) {
+                        Ok(Some(t)) => match $parse(t) {
+                            Some(v) => Some(v),
+                            None => {
+                                *left = true;
+                                None
+                            }
+                        },
+                        Ok(None) => $empty,
+                        Err(()) => {
+                            *left = true;
+                            None
+                        }
+                    };
+                    values.push(value);
+                }
+                Cells::$variant(values)
+            }};
+        }
+        let timestamps = &self.timestamps;
+        match spec.kind {
+            ColumnKind::Id | ColumnKind::Text => parse_each!(Str, None, Some),
+            ColumnKind::Event => parse_each!(Str, None, |t: &str| CAMPAIGN_EVENT_KINDS
+                .iter()
+                .find(|k| k.eq_ignore_ascii_case(t))
+                .copied()),
+            ColumnKind::Timestamp => {
+                parse_each!(Micros, None, |t: &str| timestamps.parse_micros(t))
+            }
+            ColumnKind::Date => parse_each!(Days, None, |t: &str| timestamps
+                .parse_date(t)
+                .map(arrow::datatypes::Date32Type::from_naive_date)),
+            ColumnKind::Number => parse_each!(Number, None, crate::value::parse_number),
+            ColumnKind::Bool => parse_each!(Bool, empty_bool, crate::value::parse_bool),
+        }
+    }
+
+    fn key_and_day_of_cells(&self, cells: &[Cells<'_>], row: usize) -> (u128, i32) {
+        self.key_and_day(
+            |i| match &cells[i] {
+                Cells::Str(v) => v[row].unwrap_or(""),
+                _ => "",
+            },
+            |i| match &cells[i] {
+                Cells::Micros(v) => v[row].unwrap_or(0),
+                _ => 0,
+            },
+        )
+    }
+}
+
+/// Text the column loop reads as it is: ASCII, or valid UTF-8 in a UTF-8 source. Other bytes
+/// (GB18030 text, invalid bytes) are the row path's, which decodes or repairs them.
+fn plain_text(bytes: &[u8], encoding: Encoding) -> Option<&str> {
+    match encoding {
+        Encoding::Utf8 => std::str::from_utf8(bytes).ok(),
+        Encoding::Gb18030 => bytes
+            .is_ascii()
+            .then(|| std::str::from_utf8(bytes).ok())
+            .flatten(),
+    }
+}
+
+/// Which path took each record of a block.
+struct Taken<'b, 'a> {
+    to_row_path: &'b [bool],
+    /// The row path's accepted records, in block order.
+    row_path: &'b [(usize, ParsedRow<'a>)],
+    rejected: &'b [bool],
+}
+
+/// Where an accepted record's value of a column comes from.
+enum From<'v, 'a> {
+    /// The column loop's cell of this record.
+    Cell(usize),
+    /// The row path's value.
+    Row(&'v Value<'a>),
+}
+
+/// Calls `append` for every accepted record of the block, in order.
+fn each_accepted<'v, 'a>(taken: &Taken<'v, 'a>, i: usize, mut append: impl FnMut(From<'v, 'a>)) {
+    let mut next = taken.row_path.iter();
+    for row in 0..taken.rejected.len() {
+        if taken.rejected[row] {
+            continue;
+        }
+        if taken.to_row_path[row] {
+            // The row path's accepted records are in block order, one per record it took
+            // and did not reject.
+            if let Some((_, parsed)) = next.next() {
+                append(From::Row(&parsed.values[i]));
+            }
+        } else {
+            append(From::Cell(row));
+        }
+    }
+}
+
+/// Appends column `i` of the block's accepted records to `out`. `lower`: the column's text is
+/// lower-cased (as the row path does for `channel`).
+fn append_column(out: &mut TableBuilder, i: usize, cells: &Cells<'_>, taken: &Taken, lower: bool) {
+    use crate::rows::ColumnBuilder as B;
+    match (&mut out.columns[i], cells) {
+        (B::Str(b), Cells::Str(v)) => each_accepted(taken, i, |from| match from {
+            From::Cell(row) => match v[row] {
+                Some(s) if lower && s.bytes().any(|c| c.is_ascii_uppercase() || !c.is_ascii()) => {
+                    b.append_value(s.to_lowercase())
+                }
+                other => b.append_option(other),
+            },
+            From::Row(Value::Str(s)) => b.append_value(s),
+            From::Row(_) => b.append_null(),
+        }),
+        (B::Ts(b), Cells::Micros(v)) => each_accepted(taken, i, |from| match from {
+            From::Cell(row) => b.append_option(v[row]),
+            From::Row(Value::Micros(m)) => b.append_value(*m),
+            From::Row(_) => b.append_null(),
+        }),
+        (B::Date(b), Cells::Days(v)) => each_accepted(taken, i, |from| match from {
+            From::Cell(row) => b.append_option(v[row]),
+            From::Row(Value::Days(d)) => b.append_value(*d),
+            From::Row(_) => b.append_null(),
+        }),
+        (B::Num(b), Cells::Number(v)) => each_accepted(taken, i, |from| match from {
+            From::Cell(row) => b.append_option(v[row]),
+            From::Row(Value::Number(x)) => b.append_value(*x),
+            From::Row(_) => b.append_null(),
+        }),
+        (B::Bool(b), Cells::Bool(v)) => each_accepted(taken, i, |from| match from {
+            From::Cell(row) => b.append_option(v[row]),
+            From::Row(Value::Bool(x)) => b.append_value(*x),
+            From::Row(_) => b.append_null(),
+        }),
+        // Cells are made from the same column kinds as the builders.
+        _ => unreachable!("column {i}: cells and builder of different kinds"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reader::CsvSplitter;
+    use crate::rows::dedup_key;
+    use crate::value::TimestampParser;
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::{Float64Type, TimestampMicrosecondType};
+    use chrono_tz::Tz;
+
+    fn block_of(csv: &[u8]) -> CsvBlock {
+        let mut splitter = CsvSplitter::new(b',');
+        let mut block: Option<CsvBlock> = None;
+        for chunk in [csv, b""] {
+            splitter
+                .feed::<()>(chunk, |record| {
+                    match &mut block {
+                        None => block = Some(CsvBlock::new(record.len())),
+                        Some(b) => b.push(&record),
+                    }
+                    Ok(())
+                })
+                .unwrap();
+        }
+        block.unwrap()
+    }
+
+    #[test]
+    fn a_block_keeps_clean_rows_in_order_and_sends_the_others_to_the_row_path() {
+        let csv = b"transaction_id,customer_id,ts,amount,quantity,product_category,store_id,channel,discount,is_return\n\
+T1,C1,2024-03-05 14:07:09,10.5,2,Pet,S1,Store,0,no\n\
+T2,C1,yesterday,1,1,Pet,S1,store,0,false\n\
+T3, C2 ,2024-03-06,  -3 ,,,,,,true\n\
+T4,C3,2024-03-07 01:00:00,5,1,Caf\xE9,S2,online,,\n\
+T5,,2024-03-07,5,1,Pet,S1,store,0,false\n\
+T6,C4,2024-03-08 00:00:00,NaN,1,Pet,S1,store,0,false\n";
+        let block = block_of(csv);
+        assert_eq!(block.len(), 6);
+        let mut parser = RowParser {
+            table: Table::Transactions,
+            encoding: Encoding::Utf8,
+            timestamps: TimestampParser::new(Tz::UTC),
+            lake_tz: Tz::UTC,
+            repaired_invalid_utf8: 0,
+        };
+        let mapping: Vec<Option<usize>> = (0..10).map(Some).collect();
+        let mut out = TableBuilder::new(Table::Transactions);
+        let mut keys = Vec::new();
+        let outcome = parser.parse_block(&block, &mapping, &mut out, |k| keys.push(k));
+
+        assert_eq!(outcome.accepted, 3);
+        let rejected: Vec<(u64, &str, Option<&str>)> = outcome
+            .rejected
+            .iter()
+            .map(|(row, r)| (block.line(*row), r.code, r.column))
+            .collect();
+        assert_eq!(
+            rejected,
+            [
+                (3, "malformed_timestamp", Some("ts")),
+                (6, "missing_value", Some("customer_id")),
+                (7, "non_finite_number", Some("amount")),
+            ]
+        );
+        assert_eq!(block.raw(1), b"T2,C1,yesterday,1,1,Pet,S1,store,0,false");
+        // The invalid byte of T4's category is repaired by the row path, in T4's place.
+        assert_eq!(parser.repaired_invalid_utf8, 1);
+
+        let (batch, days) = out.finish();
+        let text = |c: usize| -> Vec<Option<String>> {
+            let a = batch.column(c).as_string::<i32>();
+            (0..a.len())
+                .map(|i| a.is_valid(i).then(|| a.value(i).to_string()))
+                .collect()
+        };
+        let s = |v: &str| Some(v.to_string());
+        assert_eq!(text(0), [s("T1"), s("T3"), s("T4")]);
+        assert_eq!(text(1), [s("C1"), s("C2"), s("C3")]);
+        assert_eq!(text(5), [s("Pet"), None, s("Caf\u{FFFD}")]);
+        assert_eq!(text(7), [s("store"), None, s("online")]);
+        let ts = batch.column(2).as_primitive::<TimestampMicrosecondType>();
+        // 2024-03-05T14:07:09Z: 1709647629 s since the epoch (Python's datetime.timestamp()).
+        assert_eq!(ts.value(0), 1_709_647_629_000_000);
+        let amount = batch.column(3).as_primitive::<Float64Type>();
+        assert_eq!(amount.values().to_vec(), [10.5, -3.0, 5.0]);
+        let quantity = batch.column(4).as_primitive::<Float64Type>();
+        assert_eq!((quantity.value(0), quantity.is_null(1)), (2.0, true));
+        let is_return = batch.column(9).as_boolean();
+        assert_eq!(
+            (0..3).map(|i| is_return.value(i)).collect::<Vec<_>>(),
+            [false, true, false]
+        );
+        assert_eq!(is_return.null_count(), 0);
+        assert_eq!(batch.column(10).null_count(), 3);
+        // 2024-03-05 is day 19787 of the Unix epoch.
+        assert_eq!(days, [19787, 19788, 19789]);
+        let key = |id: &str| dedup_key(Table::Transactions, id, "", 0, "");
+        assert_eq!(keys, [key("T1"), key("T3"), key("T4")]);
+    }
+}
