@@ -206,6 +206,18 @@ impl Table {
             .and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
     }
 
+    /// Columns whose values hardly repeat within one of the table's files: a day's
+    /// transactions have their own ids and mostly different customers (few buy twice a day),
+    /// the customers file one row per customer, a day's campaign events mostly different
+    /// customers.
+    pub fn rarely_repeated_columns(self) -> &'static [&'static str] {
+        match self {
+            Table::Transactions => &["transaction_id", "customer_id"],
+            Table::Customers => &["customer_id"],
+            Table::CampaignEvents => &["customer_id"],
+        }
+    }
+
     /// Column holding free-form extra source columns (JSON object) when a source keeps them.
     pub const EXTRA_COLUMN: &'static str = "extra";
 

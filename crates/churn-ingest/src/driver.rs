@@ -798,7 +798,7 @@ impl Run<'_> {
             self.lake.store().clone(),
             self.lake.path(&staged),
             Table::Customers.file_schema(),
-            churn_core::lake::writer_properties(),
+            churn_core::lake::table_writer_properties(Table::Customers, usize::MAX),
         )
         .map_err(parquet_err)?;
         let mut rows = 0u64;

@@ -289,7 +289,7 @@ impl PartitionWriter {
             self.lake.store().clone(),
             self.lake.path(staged),
             self.table.file_schema(),
-            churn_core::lake::writer_properties_for_rows(rows),
+            churn_core::lake::table_writer_properties(self.table, rows),
         )
         .map_err(parquet_error(staged))
     }
