@@ -14,16 +14,21 @@ use churn_core::{ColumnKind, ColumnSpec, Table};
 
 use crate::config::Encoding;
 use crate::reader::CsvRecord;
-use crate::rows::{ParsedRow, Reject, RowParser, TableBuilder, Value, trim_bytes};
+use crate::rows::{
+    ParsedRow, Reject, RowParser, TableBuilder, Value, trim_bytes, wrong_field_count,
+};
 
 /// Records held for column-at-a-time parsing: the decoded fields of each, with the raw bytes
-/// and line number that a rejected row is quarantined with.
+/// and line number that a rejected row is quarantined with. Records of another width than
+/// the header's are held too, in their place, to be rejected.
 pub struct CsvBlock {
     width: usize,
     fields: Vec<u8>,
-    /// Where each field ends in `fields`, `width` per record; a field starts where the one
-    /// before it (of its record, or the last of the record before) ends.
+    /// Where each field ends in `fields`; a field starts where the one before it (of its
+    /// record, or the last of the record before) ends.
     field_ends: Vec<usize>,
+    /// Where each record's fields end in `field_ends`.
+    record_ends: Vec<usize>,
     raw: Vec<u8>,
     raw_ends: Vec<usize>,
     lines: Vec<u64>,
@@ -40,6 +45,7 @@ impl CsvBlock {
             width,
             fields: Vec::new(),
             field_ends: Vec::new(),
+            record_ends: Vec::new(),
             raw: Vec::new(),
             raw_ends: Vec::new(),
             lines: Vec::new(),
@@ -62,13 +68,13 @@ impl CsvBlock {
         self.len() >= Self::RECORDS
     }
 
-    /// Adds a record of the block's width.
+    /// Adds a record.
     pub fn push(&mut self, record: &CsvRecord<'_>) {
-        debug_assert_eq!(record.len(), self.width);
         for field in record.fields() {
             self.fields.extend_from_slice(field);
             self.field_ends.push(self.fields.len());
         }
+        self.record_ends.push(self.field_ends.len());
         self.raw.extend_from_slice(record.raw);
         self.raw_ends.push(self.raw.len());
         self.lines.push(record.line);
@@ -77,14 +83,29 @@ impl CsvBlock {
     pub fn clear(&mut self) {
         self.fields.clear();
         self.field_ends.clear();
+        self.record_ends.clear();
         self.raw.clear();
         self.raw_ends.clear();
         self.lines.clear();
     }
 
-    /// The decoded bytes of field `column` of record `row`.
+    /// Where record `row`'s fields start in `field_ends`.
+    fn first_field(&self, row: usize) -> usize {
+        if row == 0 {
+            0
+        } else {
+            self.record_ends[row - 1]
+        }
+    }
+
+    /// The number of fields of record `row`.
+    pub fn record_width(&self, row: usize) -> usize {
+        self.record_ends[row] - self.first_field(row)
+    }
+
+    /// The decoded bytes of field `column` of record `row` (which has that field).
     pub fn field(&self, row: usize, column: usize) -> &[u8] {
-        let i = row * self.width + column;
+        let i = self.first_field(row) + column;
         let start = if i == 0 { 0 } else { self.field_ends[i - 1] };
         &self.fields[start..self.field_ends[i]]
     }
@@ -119,6 +140,37 @@ pub struct BlockOutcome {
     pub rejected: Vec<(usize, Reject)>,
 }
 
+/// A block parsed on a thread of its own: its accepted rows as batches (at most one), with
+/// their days and dedup keys, and its rejected records, which `block` holds.
+pub struct ParsedBlock {
+    pub block: CsvBlock,
+    pub batches: Vec<arrow::array::RecordBatch>,
+    pub days: Vec<i32>,
+    pub keys: Vec<u128>,
+    pub rejected: Vec<(usize, Reject)>,
+    /// Text values whose invalid bytes were replaced with U+FFFD.
+    pub repaired_invalid_text: u64,
+}
+
+impl ParsedBlock {
+    /// Parses `block` with a copy of the source's parser.
+    pub fn parse(mut parser: RowParser, block: CsvBlock, mapping: &[Option<usize>]) -> Self {
+        parser.repaired_invalid_utf8 = 0;
+        let mut out = TableBuilder::new(parser.table);
+        let mut keys = Vec::with_capacity(block.len());
+        let outcome = parser.parse_block(&block, mapping, &mut out, |key| keys.push(key));
+        let (batches, days) = out.finish();
+        Self {
+            block,
+            batches,
+            days,
+            keys,
+            rejected: outcome.rejected,
+            repaired_invalid_text: parser.repaired_invalid_utf8,
+        }
+    }
+}
+
 impl RowParser {
     /// Parses every record of `block` (fields mapped to canonical columns by `mapping`),
     /// appends the accepted rows to `out` in block order, and pushes their dedup keys to
@@ -132,7 +184,17 @@ impl RowParser {
     ) -> BlockOutcome {
         let n = block.len();
         let columns = self.table.columns();
-        let mut to_row_path = vec![false; n];
+        let mut rejected = Vec::new();
+        // Records of the wrong width are rejected at once; the column loops skip them.
+        let mut to_row_path: Vec<bool> = (0..n)
+            .map(|row| block.record_width(row) != block.width())
+            .collect();
+        for row in (0..n).filter(|r| to_row_path[*r]) {
+            rejected.push((
+                row,
+                wrong_field_count(block.width(), block.record_width(row)),
+            ));
+        }
         let cells: Vec<Cells<'_>> = columns
             .iter()
             .zip(mapping)
@@ -140,8 +202,12 @@ impl RowParser {
             .collect();
 
         let mut row_path: Vec<(usize, ParsedRow<'_>)> = Vec::new();
-        let mut rejected = Vec::new();
-        for row in (0..n).filter(|r| to_row_path[*r]) {
+        let wrong_width = rejected.len();
+        let mut is_rejected = vec![false; n];
+        for (row, _) in &rejected {
+            is_rejected[*row] = true;
+        }
+        for row in (0..n).filter(|r| to_row_path[*r] && !is_rejected[*r]) {
             let values: Vec<Option<&[u8]>> = mapping
                 .iter()
                 .map(|m| m.map(|c| block.field(row, c)))
@@ -151,10 +217,11 @@ impl RowParser {
                 Err(reject) => rejected.push((row, reject)),
             }
         }
-        let mut is_rejected = vec![false; n];
-        for (row, _) in &rejected {
+        for (row, _) in &rejected[wrong_width..] {
             is_rejected[*row] = true;
         }
+        // Both kinds of rejects, in block order.
+        rejected.sort_by_key(|(row, _)| *row);
         let taken = Taken {
             to_row_path: &to_row_path,
             row_path: &row_path,
@@ -178,6 +245,7 @@ impl RowParser {
             accepted += 1;
         }
         out.extra.append_nulls(accepted);
+        out.built_rows += accepted;
         BlockOutcome { accepted, rejected }
     }
 
@@ -218,6 +286,12 @@ impl RowParser {
             ($variant:ident, $empty:expr, $parse:expr) => {{
                 let mut values = Vec::with_capacity(n);
                 for (row, left) in to_row_path.iter_mut().enumerate() {
+                    if *left {
+                        // The row path's record (or one of the wrong width): its cell is not
+                        // read here.
+                        values.push(None);
+                        continue;
+                    }
                     let value = match text(row) {
                         Ok(Some(t)) => match $parse(t) {
                             Some(v) => Some(v),
@@ -384,16 +458,18 @@ mod tests {
     }
 
     #[test]
-    fn a_block_keeps_clean_rows_in_order_and_sends_the_others_to_the_row_path() {
+    fn a_block_keeps_clean_rows_in_order_rejects_wrong_widths_and_sends_the_others_to_the_row_path()
+    {
         let csv = b"transaction_id,customer_id,ts,amount,quantity,product_category,store_id,channel,discount,is_return\n\
 T1,C1,2024-03-05 14:07:09,10.5,2,Pet,S1,Store,0,no\n\
 T2,C1,yesterday,1,1,Pet,S1,store,0,false\n\
 T3, C2 ,2024-03-06,  -3 ,,,,,,true\n\
+T7,C5,2024-03-08\n\
 T4,C3,2024-03-07 01:00:00,5,1,Caf\xE9,S2,online,,\n\
 T5,,2024-03-07,5,1,Pet,S1,store,0,false\n\
 T6,C4,2024-03-08 00:00:00,NaN,1,Pet,S1,store,0,false\n";
         let block = block_of(csv);
-        assert_eq!(block.len(), 6);
+        assert_eq!(block.len(), 7);
         let mut parser = RowParser {
             table: Table::Transactions,
             encoding: Encoding::Utf8,
@@ -416,15 +492,18 @@ T6,C4,2024-03-08 00:00:00,NaN,1,Pet,S1,store,0,false\n";
             rejected,
             [
                 (3, "malformed_timestamp", Some("ts")),
-                (6, "missing_value", Some("customer_id")),
-                (7, "non_finite_number", Some("amount")),
+                (5, "wrong_field_count", None),
+                (7, "missing_value", Some("customer_id")),
+                (8, "non_finite_number", Some("amount")),
             ]
         );
         assert_eq!(block.raw(1), b"T2,C1,yesterday,1,1,Pet,S1,store,0,false");
         // The invalid byte of T4's category is repaired by the row path, in T4's place.
         assert_eq!(parser.repaired_invalid_utf8, 1);
 
-        let (batch, days) = out.finish();
+        let (batches, days) = out.finish();
+        assert_eq!(batches.len(), 1);
+        let batch = &batches[0];
         let text = |c: usize| -> Vec<Option<String>> {
             let a = batch.column(c).as_string::<i32>();
             (0..a.len())

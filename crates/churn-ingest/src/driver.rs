@@ -1,6 +1,6 @@
 //! The ingest run: from a validated source to a committed batch and its summary.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -14,7 +14,7 @@ use futures::{StreamExt, TryStreamExt};
 use parquet::arrow::ParquetRecordBatchStreamBuilder;
 use serde::{Deserialize, Serialize};
 
-use crate::block::CsvBlock;
+use crate::block::{CsvBlock, ParsedBlock};
 use crate::config::{Format, SourceConfig};
 use crate::dedup::BatchKeys;
 use crate::error::{IngestError, Result};
@@ -122,6 +122,13 @@ pub struct IngestSummary {
     pub duration_ms: u64,
     pub rows_per_second: f64,
 }
+
+/// What a CSV file's header gave: canonical column -> field position, the header's names,
+/// and the block of records waiting to be parsed.
+type CsvHeader = (Arc<[Option<usize>]>, Vec<String>, CsvBlock);
+
+/// Blocks of CSV records parsed at a time on other threads, besides the one taken back next.
+const BLOCKS_PARSING: usize = 2;
 
 /// Quarantine rows per staged file.
 const QUARANTINE_FILE_ROWS: usize = 200_000;
@@ -297,11 +304,13 @@ impl Run<'_> {
     /// Spills buffers that are full.
     async fn flush_if_full(&mut self) -> Result<()> {
         if self.accepted.len() >= self.options.buffer_rows {
-            let (batch, days) = self.accepted.finish();
+            let (batches, days) = self.accepted.finish();
             if self.cfg.table.is_date_partitioned() {
-                self.partitions.spill(batch, days).await?;
+                self.partitions.spill(batches, days).await?;
             } else {
-                self.customers.push(batch)?;
+                for batch in batches {
+                    self.customers.push(batch)?;
+                }
             }
         }
         if self.quarantine.len() >= QUARANTINE_FILE_ROWS {
@@ -378,9 +387,9 @@ impl Run<'_> {
     async fn read_csv(&mut self, input: &InputFile) -> Result<()> {
         let mut stream = read_chunks(input);
         let mut splitter = CsvSplitter::new(self.cfg.delimiter);
-        // Once the header is read: its mapping, its names, and the block of records waiting
-        // to be parsed.
-        let mut header: Option<(Vec<Option<usize>>, Vec<String>, CsvBlock)> = None;
+        let mut header: Option<CsvHeader> = None;
+        let mut full_blocks: Vec<CsvBlock> = Vec::new();
+        let mut parsing: VecDeque<tokio::task::JoinHandle<ParsedBlock>> = VecDeque::new();
         loop {
             let chunk = match stream.next().await {
                 Some(c) => c.map_err(|e| self.file_error(input, e))?,
@@ -396,17 +405,17 @@ impl Run<'_> {
                             .collect();
                         let mapping = self.map_header(&input.display, &names)?;
                         let block = CsvBlock::new(names.len());
-                        header = Some((mapping, names, block));
+                        header = Some((mapping.into(), names, block));
                     }
                     Some((mapping, names, block)) => {
-                        if self.cfg.keep_extra_columns || record.len() != block.width() {
-                            // Rows are kept in arrival order: the block goes first.
-                            self.parse_csv_block(block, mapping);
+                        if self.cfg.keep_extra_columns {
+                            // Extra columns are gathered by the row path, record by record.
                             self.route_csv(&record, mapping, names, block.width());
                         } else {
                             block.push(&record);
                             if block.is_full() {
-                                self.parse_csv_block(block, mapping);
+                                let width = block.width();
+                                full_blocks.push(std::mem::replace(block, CsvBlock::new(width)));
                             }
                         }
                     }
@@ -414,13 +423,32 @@ impl Run<'_> {
                 Ok(())
             })?;
             if let Some((mapping, _, block)) = &mut header {
-                self.parse_csv_block(block, mapping);
+                if !block.is_empty() {
+                    let width = block.width();
+                    full_blocks.push(std::mem::replace(block, CsvBlock::new(width)));
+                }
+                // Blocks are parsed on other threads while this one splits the next chunk;
+                // they are taken back in order.
+                for block in full_blocks.drain(..) {
+                    let (parser, mapping) = (self.parser.clone(), mapping.clone());
+                    parsing.push_back(tokio::task::spawn_blocking(move || {
+                        ParsedBlock::parse(parser, block, &mapping)
+                    }));
+                }
+            }
+            let keep_parsing = if at_end { 0 } else { BLOCKS_PARSING };
+            while parsing.len() > keep_parsing {
+                let task = parsing.pop_front().expect("more than none");
+                let parsed = task.await.map_err(|e| {
+                    IngestError::Arrow(arrow::error::ArrowError::ExternalError(Box::new(e)))
+                })?;
+                self.take_parsed_block(parsed);
             }
             self.file.had_bom = splitter.had_bom;
+            self.flush_if_full().await?;
             if at_end {
                 break;
             }
-            self.flush_if_full().await?;
         }
         if header.is_none() {
             return Err(IngestError::EmptyFile {
@@ -430,34 +458,27 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// Parses the records waiting in `block` column by column (see [`crate::block`]), routes
-    /// them, and empties the block.
-    fn parse_csv_block(&mut self, block: &mut CsvBlock, mapping: &[Option<usize>]) {
-        if block.is_empty() {
-            return;
-        }
-        let rows = block.len() as u64;
+    /// Counts and routes the rows of a block parsed column by column (see [`crate::block`]).
+    fn take_parsed_block(&mut self, parsed: ParsedBlock) {
+        let rows = parsed.block.len() as u64;
         self.summary.rows_read += rows;
         self.file.rows_read += rows;
-        let date_partitioned = self.cfg.table.is_date_partitioned();
-        let keys = &mut self.keys;
-        let outcome = self
-            .parser
-            .parse_block(block, mapping, &mut self.accepted, |key| {
-                if date_partitioned {
-                    keys.push(key);
-                }
-            });
-        self.summary.accepted += outcome.accepted as u64;
-        self.file.accepted += outcome.accepted as u64;
-        for (row, reject) in &outcome.rejected {
-            self.reject(block.line(*row), block.raw(*row), reject);
+        let accepted = parsed.keys.len() as u64;
+        self.summary.accepted += accepted;
+        self.file.accepted += accepted;
+        self.parser.repaired_invalid_utf8 += parsed.repaired_invalid_text;
+        if self.cfg.table.is_date_partitioned() {
+            for key in parsed.keys {
+                self.keys.push(key);
+            }
         }
-        block.clear();
+        self.accepted.push_batches(parsed.batches, parsed.days);
+        for (row, reject) in &parsed.rejected {
+            self.reject(parsed.block.line(*row), parsed.block.raw(*row), reject);
+        }
     }
 
-    /// Routes a record the block does not take (one of the wrong width, or any when the
-    /// source keeps its extra columns) by the row path.
+    /// Routes a record by the row path (sources that keep their extra columns).
     fn route_csv(
         &mut self,
         record: &CsvRecord<'_>,
@@ -466,14 +487,7 @@ impl Run<'_> {
         width: usize,
     ) {
         if record.len() != width {
-            let reject = Reject {
-                code: "wrong_field_count",
-                column: None,
-                message: format!(
-                    "expected {width} fields as in the header, got {}",
-                    record.len()
-                ),
-            };
+            let reject = crate::rows::wrong_field_count(width, record.len());
             self.summary.rows_read += 1;
             self.file.rows_read += 1;
             self.reject(record.line, record.raw, &reject);
@@ -690,7 +704,9 @@ impl Run<'_> {
             }
             (data, Vec::new())
         } else {
-            self.customers.push(last)?;
+            for batch in last {
+                self.customers.push(batch)?;
+            }
             self.merge_customers().await?
         };
         self.summary.partitions = data.len();

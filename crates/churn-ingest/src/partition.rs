@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, BooleanArray, Int32Array, RecordBatch, UInt64Array};
-use arrow::compute::{SortOptions, filter_record_batch, sort_to_indices, take_record_batch};
+use arrow::compute::filter_record_batch;
 use arrow::datatypes::{DataType, Date32Type, Field, Schema, UInt64Type};
 use churn_core::parquet_io::{LakeParquetWriter, object_writer};
 use churn_core::{Lake, Table};
@@ -49,9 +49,9 @@ pub struct PartitionWriter {
     rows: u64,
     /// Every partition day of the batch's rows so far.
     days: BTreeSet<i32>,
-    /// The spill being written in the background while the next buffer fills; at most one,
-    /// so memory holds at most two buffers.
-    in_flight: Option<tokio::task::JoinHandle<Result<()>>>,
+    /// The spill being written in the background while the next buffer fills (at most one,
+    /// so memory holds at most two buffers); it returns the days of its rows.
+    in_flight: Option<tokio::task::JoinHandle<Result<Vec<i32>>>>,
 }
 
 fn parquet_error(path: &str) -> impl Fn(parquet::errors::ParquetError) -> IngestError + '_ {
@@ -75,56 +75,62 @@ impl PartitionWriter {
         }
     }
 
-    /// The batch with its rows' sequence numbers (from `first_seq`) and days appended, sorted
-    /// by day (stable, so file order is kept within a day).
-    fn sorted_by_day(batch: &RecordBatch, days: Vec<i32>, first_seq: u64) -> Result<RecordBatch> {
-        let days = Int32Array::from(days);
-        let order = sort_to_indices(
-            &days,
-            Some(SortOptions {
-                descending: false,
-                nulls_first: false,
-            }),
-            None,
-        )?;
-        let mut fields: Vec<Arc<Field>> = batch.schema().fields().iter().cloned().collect();
+    /// The rows of `batches` (in order) with their sequence numbers (from `first_seq`) and
+    /// days appended, sorted by day (stable, so file order is kept within a day).
+    fn sorted_by_day(batches: &[RecordBatch], days: &[i32], first_seq: u64) -> Result<RecordBatch> {
+        let mut order: Vec<u32> = (0..days.len() as u32).collect();
+        order.sort_by_key(|&row| days[row as usize]);
+        // (batch, row within it) of each row, in the order of `order`: one gather from all
+        // batches, instead of joining them and then taking from the joined batch.
+        let starts: Vec<usize> = batches
+            .iter()
+            .scan(0, |start, b| {
+                let at = *start;
+                *start += b.num_rows();
+                Some(at)
+            })
+            .collect();
+        let at: Vec<(usize, usize)> = order
+            .iter()
+            .map(|&row| {
+                let batch = starts.partition_point(|s| *s <= row as usize) - 1;
+                (batch, row as usize - starts[batch])
+            })
+            .collect();
+        let batch_refs: Vec<&RecordBatch> = batches.iter().collect();
+        let sorted = arrow::compute::interleave_record_batch(&batch_refs, &at)?;
+        let mut fields: Vec<Arc<Field>> = sorted.schema().fields().iter().cloned().collect();
         fields.push(Arc::new(Field::new(SEQ_COLUMN, DataType::UInt64, false)));
         fields.push(Arc::new(Field::new(DAY_COLUMN, DataType::Int32, false)));
-        let mut columns = batch.columns().to_vec();
-        let seqs = first_seq..first_seq + batch.num_rows() as u64;
-        columns.push(Arc::new(UInt64Array::from_iter_values(seqs)));
-        columns.push(Arc::new(days));
-        let with_day = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?;
-        Ok(take_record_batch(&with_day, &order)?)
+        let mut columns = sorted.columns().to_vec();
+        columns.push(Arc::new(UInt64Array::from_iter_values(
+            order.iter().map(|&row| first_seq + row as u64),
+        )));
+        columns.push(Arc::new(Int32Array::from_iter_values(
+            order.iter().map(|&row| days[row as usize]),
+        )));
+        Ok(RecordBatch::try_new(
+            Arc::new(Schema::new(fields)),
+            columns,
+        )?)
     }
 
     /// Sorts a full buffer by day and spills it to staging, in the background: parsing goes
     /// on while the run is sorted and written.
-    pub async fn spill(&mut self, batch: RecordBatch, days: Vec<i32>) -> Result<()> {
+    pub async fn spill(&mut self, batches: Vec<RecordBatch>, days: Vec<i32>) -> Result<()> {
         self.wait_for_spill().await?;
-        self.note_days(&days);
         let first_seq = self.rows;
-        self.rows += batch.num_rows() as u64;
+        self.rows += days.len() as u64;
         let rel = format!("{}/runs/run-{:05}.arrows", self.staging, self.runs.len());
         self.runs.push(rel.clone());
         let lake = self.lake.clone();
         self.in_flight = Some(tokio::spawn(async move {
-            let sorted = Self::sorted_by_day(&batch, days, first_seq)?;
-            drop(batch);
-            write_run(&lake, &rel, &sorted).await
+            let sorted = Self::sorted_by_day(&batches, &days, first_seq)?;
+            drop(batches);
+            write_run(&lake, &rel, &sorted).await?;
+            Ok(distinct_days(&sorted))
         }));
         Ok(())
-    }
-
-    fn note_days(&mut self, days: &[i32]) {
-        let mut last = None;
-        for &day in days {
-            // Exports are mostly in time order: runs of one day cost one comparison a row.
-            if last != Some(day) {
-                self.days.insert(day);
-                last = Some(day);
-            }
-        }
     }
 
     /// Runs spilled so far.
@@ -133,10 +139,10 @@ impl PartitionWriter {
     }
 
     async fn wait_for_spill(&mut self) -> Result<()> {
-        match self.in_flight.take() {
-            Some(handle) => join(handle).await,
-            None => Ok(()),
+        if let Some(handle) = self.in_flight.take() {
+            self.days.extend(join(handle).await?);
         }
+        Ok(())
     }
 
     /// Merges the spilled runs and the last buffer into one staged file per date, leaving
@@ -146,12 +152,18 @@ impl PartitionWriter {
     /// out.
     pub async fn finish(
         mut self,
-        last: RecordBatch,
+        last: Vec<RecordBatch>,
         last_days: Vec<i32>,
         keys: BatchKeys,
     ) -> Result<(Vec<StagedFile>, Vec<u64>)> {
         self.wait_for_spill().await?;
-        self.note_days(&last_days);
+        let last = if last_days.is_empty() {
+            None
+        } else {
+            let sorted = Self::sorted_by_day(&last, &last_days, self.rows)?;
+            self.days.extend(distinct_days(&sorted));
+            Some(sorted)
+        };
         let duplicates = tokio::task::spawn_blocking(move || keys.into_duplicates())
             .await
             .map_err(|e| {
@@ -162,8 +174,7 @@ impl PartitionWriter {
         for rel in &self.runs {
             cursors.push(RunCursor::new(read_run(&self.lake, rel).await?));
         }
-        if last.num_rows() > 0 {
-            let sorted = Self::sorted_by_day(&last, last_days, self.rows)?;
+        if let Some(sorted) = last {
             cursors.push(RunCursor::new(futures::stream::iter([Ok(sorted)]).boxed()));
         }
         let mut staged = Vec::new();
@@ -408,6 +419,13 @@ impl DayDedup<'_> {
             .collect();
         Ok(filter_record_batch(&slice, &keep)?.project(&table_columns)?)
     }
+}
+
+/// The distinct days of a day-sorted run, in order.
+fn distinct_days(sorted: &RecordBatch) -> Vec<i32> {
+    let mut days: Vec<i32> = RunCursor::days(sorted).values().to_vec();
+    days.dedup();
+    days
 }
 
 async fn join<T>(task: tokio::task::JoinHandle<Result<T>>) -> Result<T> {

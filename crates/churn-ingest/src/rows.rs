@@ -37,6 +37,15 @@ impl Reject {
     }
 }
 
+/// The reject of a CSV record whose field count is not the header's.
+pub(crate) fn wrong_field_count(width: usize, got: usize) -> Reject {
+    Reject {
+        code: "wrong_field_count",
+        column: None,
+        message: format!("expected {width} fields as in the header, got {got}"),
+    }
+}
+
 /// A typed value of one canonical column.
 #[derive(Debug, Clone)]
 pub enum Value<'a> {
@@ -49,6 +58,7 @@ pub enum Value<'a> {
 }
 
 /// Parses rows of one table.
+#[derive(Clone)]
 pub struct RowParser {
     pub table: Table,
     pub encoding: Encoding,
@@ -276,12 +286,18 @@ pub(crate) enum ColumnBuilder {
     Date(Date32Builder),
 }
 
-/// Accepted rows of one table, with their partition days. (Dedup keys are not kept: the
+/// Accepted rows of one table, in order, with their partition days: rows appended one by
+/// one, and batches of rows parsed elsewhere. (Dedup keys are not kept: the
 /// driver checks them as rows arrive, and customers recompute them from the id column.)
 pub struct TableBuilder {
     table: Table,
     pub(crate) columns: Vec<ColumnBuilder>,
     pub(crate) extra: StringBuilder,
+    /// Rows appended one by one (to the builders) since the last batch.
+    pub(crate) built_rows: usize,
+    /// Rows before those, as batches, in order.
+    batches: Vec<RecordBatch>,
+    /// The day of every row held, in order.
     pub(crate) days: Vec<i32>,
 }
 
@@ -306,6 +322,8 @@ impl TableBuilder {
             table,
             columns,
             extra: StringBuilder::new(),
+            built_rows: 0,
+            batches: Vec::new(),
             days: Vec::new(),
         }
     }
@@ -335,11 +353,37 @@ impl TableBuilder {
         }
         self.extra.append_option(extra);
         self.days.push(row.day);
+        self.built_rows += 1;
     }
 
-    /// Takes the rows built so far as a record batch in the table's file schema, with their
-    /// days.
-    pub fn finish(&mut self) -> (RecordBatch, Vec<i32>) {
+    /// Adds rows already made into batches (in the table's file schema), with their days,
+    /// after the rows held so far.
+    pub fn push_batches(&mut self, batches: Vec<RecordBatch>, days: Vec<i32>) {
+        debug_assert_eq!(
+            batches.iter().map(|b| b.num_rows()).sum::<usize>(),
+            days.len()
+        );
+        self.finish_built();
+        self.batches.extend(batches);
+        self.days.extend(days);
+    }
+
+    /// Takes the rows held so far as record batches in the table's file schema (none when
+    /// there are no rows), with their days.
+    pub fn finish(&mut self) -> (Vec<RecordBatch>, Vec<i32>) {
+        self.finish_built();
+        (
+            std::mem::take(&mut self.batches),
+            std::mem::take(&mut self.days),
+        )
+    }
+
+    /// Moves the rows appended one by one since the last batch into a batch of their own.
+    fn finish_built(&mut self) {
+        if self.built_rows == 0 {
+            return;
+        }
+        self.built_rows = 0;
         let mut arrays: Vec<ArrayRef> = self
             .columns
             .iter_mut()
@@ -356,7 +400,7 @@ impl TableBuilder {
         arrays.push(Arc::new(self.extra.finish()));
         let batch = RecordBatch::try_new(self.table.file_schema(), arrays)
             .expect("builders follow the table schema");
-        (batch, std::mem::take(&mut self.days))
+        self.batches.push(batch);
     }
 }
 
