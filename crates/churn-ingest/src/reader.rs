@@ -194,6 +194,11 @@ impl<'a> CsvRecord<'a> {
         &self.decoded[start..self.ends[i]]
     }
 
+    /// Every field's decoded bytes back to back, and where each field ends in them.
+    pub fn decoded(&self) -> (&'a [u8], &'a [usize]) {
+        (self.decoded, self.ends)
+    }
+
     pub fn fields(&self) -> impl Iterator<Item = &'a [u8]> + '_ {
         (0..self.len()).map(|i| self.field(i))
     }
