@@ -82,13 +82,9 @@ impl CsvBlock {
         self.lines.push(record.line);
     }
 
-    pub fn clear(&mut self) {
-        self.fields.clear();
-        self.field_ends.clear();
-        self.record_ends.clear();
-        self.raw.clear();
-        self.raw_ends.clear();
-        self.lines.clear();
+    /// The records held, as a block of their own, leaving this one empty.
+    pub fn take(&mut self) -> CsvBlock {
+        std::mem::replace(self, CsvBlock::new(self.width))
     }
 
     /// Where record `row`'s fields start in `field_ends`.

@@ -414,8 +414,7 @@ impl Run<'_> {
                         } else {
                             block.push(&record);
                             if block.is_full() {
-                                let width = block.width();
-                                full_blocks.push(std::mem::replace(block, CsvBlock::new(width)));
+                                full_blocks.push(block.take());
                             }
                         }
                     }
@@ -424,8 +423,7 @@ impl Run<'_> {
             })?;
             if let Some((mapping, _, block)) = &mut header {
                 if !block.is_empty() {
-                    let width = block.width();
-                    full_blocks.push(std::mem::replace(block, CsvBlock::new(width)));
+                    full_blocks.push(block.take());
                 }
                 // Blocks are parsed on other threads while this one splits the next chunk;
                 // they are taken back in order.
