@@ -183,15 +183,18 @@ impl RowParser {
         let n = block.len();
         let columns = self.table.columns();
         let mut rejected = Vec::new();
+        let mut is_rejected = vec![false; n];
         // Records of the wrong width are rejected at once; the column loops skip them.
-        let mut to_row_path: Vec<bool> = (0..n)
-            .map(|row| block.record_width(row) != block.width())
-            .collect();
-        for row in (0..n).filter(|r| to_row_path[*r]) {
-            rejected.push((
-                row,
-                wrong_field_count(block.width(), block.record_width(row)),
-            ));
+        let mut to_row_path = vec![false; n];
+        for row in 0..n {
+            if block.record_width(row) != block.width() {
+                to_row_path[row] = true;
+                is_rejected[row] = true;
+                rejected.push((
+                    row,
+                    wrong_field_count(block.width(), block.record_width(row)),
+                ));
+            }
         }
         let cells: Vec<Cells<'_>> = columns
             .iter()
@@ -200,23 +203,21 @@ impl RowParser {
             .collect();
 
         let mut row_path: Vec<(usize, ParsedRow<'_>)> = Vec::new();
-        let wrong_width = rejected.len();
-        let mut is_rejected = vec![false; n];
-        for (row, _) in &rejected {
-            is_rejected[*row] = true;
-        }
-        for row in (0..n).filter(|r| to_row_path[*r] && !is_rejected[*r]) {
+        for row in 0..n {
+            if !to_row_path[row] || is_rejected[row] {
+                continue;
+            }
             let values: Vec<Option<&[u8]>> = mapping
                 .iter()
                 .map(|m| m.map(|c| block.field(row, c)))
                 .collect();
             match self.parse(&values) {
                 Ok(parsed) => row_path.push((row, parsed)),
-                Err(reject) => rejected.push((row, reject)),
+                Err(reject) => {
+                    is_rejected[row] = true;
+                    rejected.push((row, reject));
+                }
             }
-        }
-        for (row, _) in &rejected[wrong_width..] {
-            is_rejected[*row] = true;
         }
         // Both kinds of rejects, in block order.
         rejected.sort_by_key(|(row, _)| *row);

@@ -437,9 +437,7 @@ impl Run<'_> {
             let keep_parsing = if at_end { 0 } else { BLOCKS_PARSING };
             while parsing.len() > keep_parsing {
                 let task = parsing.pop_front().expect("more than none");
-                let parsed = task.await.map_err(|e| {
-                    IngestError::Arrow(arrow::error::ArrowError::ExternalError(Box::new(e)))
-                })?;
+                let parsed = task.await?;
                 self.take_parsed_block(parsed);
             }
             self.file.had_bom = splitter.had_bom;

@@ -93,4 +93,12 @@ impl IngestError {
     }
 }
 
+/// A background task of the ingest that panicked or was cancelled: an internal error, carried
+/// as Arrow's external error as before.
+impl From<tokio::task::JoinError> for IngestError {
+    fn from(e: tokio::task::JoinError) -> Self {
+        IngestError::Arrow(arrow::error::ArrowError::ExternalError(Box::new(e)))
+    }
+}
+
 pub type Result<T, E = IngestError> = std::result::Result<T, E>;

@@ -164,11 +164,7 @@ impl PartitionWriter {
             self.days.extend(distinct_days(&sorted));
             Some(sorted)
         };
-        let duplicates = tokio::task::spawn_blocking(move || keys.into_duplicates())
-            .await
-            .map_err(|e| {
-                IngestError::Arrow(arrow::error::ArrowError::ExternalError(Box::new(e)))
-            })?;
+        let duplicates = tokio::task::spawn_blocking(move || keys.into_duplicates()).await?;
         let mut lake_keys = LakeKeyReads::start(&self.lake, self.table, &self.days).await?;
         let mut cursors = Vec::new();
         for rel in &self.runs {
@@ -429,8 +425,7 @@ fn distinct_days(sorted: &RecordBatch) -> Vec<i32> {
 }
 
 async fn join<T>(task: tokio::task::JoinHandle<Result<T>>) -> Result<T> {
-    task.await
-        .map_err(|e| IngestError::Arrow(arrow::error::ArrowError::ExternalError(Box::new(e))))?
+    task.await?
 }
 
 /// Read position in one day-sorted run.
