@@ -16,6 +16,7 @@ use ndarray::{Array1, Array2, ArrayView1};
 use rand_08::SeedableRng;
 use serde::{Deserialize, Serialize};
 
+use crate::boosted::FlatBooster;
 use crate::error::{ModelError, Result};
 use crate::spec::{ForestParams, GbdtParams, Learner, LogisticParams, TreeParams};
 
@@ -346,15 +347,11 @@ impl Classifier {
                         / trees.len() as f64
                 })
                 .collect(),
-            Classifier::Gbdt { booster } => {
-                let data = column_major(x);
-                let matrix = Matrix::new(&data, x.nrows(), x.ncols());
-                booster
-                    .predict(&matrix, true)
-                    .into_iter()
-                    .map(sigmoid)
-                    .collect()
-            }
+            Classifier::Gbdt { booster } => FlatBooster::new(booster)
+                .raw_scores(x)
+                .into_iter()
+                .map(sigmoid)
+                .collect(),
         }
     }
 
@@ -382,20 +379,7 @@ impl Classifier {
                     }
                 }
             }
-            Classifier::Gbdt { booster } => {
-                let data = column_major(x);
-                let matrix = Matrix::new(&data, n, p);
-                let c = booster.predict_contributions(
-                    &matrix,
-                    forust_ml::gradientbooster::ContributionsMethod::Weight,
-                    true,
-                );
-                for i in 0..n {
-                    for j in 0..p {
-                        out[[i, j]] = c[i * (p + 1) + j];
-                    }
-                }
-            }
+            Classifier::Gbdt { booster } => return FlatBooster::new(booster).contributions(x),
         }
         out
     }

@@ -7,6 +7,7 @@
 
 pub mod artifact;
 pub mod backtest;
+mod boosted;
 pub mod btyd;
 pub mod calibrate;
 pub mod classifier;

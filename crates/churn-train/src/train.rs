@@ -11,6 +11,7 @@ use chrono::NaiveDate;
 use churn_core::Lake;
 use churn_features::{
     FeatureOptions, ensure_labels, ensure_snapshot, for_each_date, lake_transaction_days,
+    snapshots_at_once,
 };
 use churn_model::ModelSpec;
 use churn_model::artifact::Artifact;
@@ -23,7 +24,7 @@ use churn_model::dataset::Frame;
 use churn_model::metrics::Metrics;
 use serde::{Deserialize, Serialize};
 
-use crate::error::Result;
+use crate::error::{Result, TrainError};
 use crate::frames::{labelled_shape, read_labelled_snapshot};
 use crate::outlook::outlooks;
 use crate::registry::{self, ManifestSnapshots, ScoringFit, TrainingManifest};
@@ -333,32 +334,46 @@ pub async fn train(
         outlooks: btyd_outlooks(lake, spec, &schedule.all(), features).await?,
         unusable: Vec::new(),
     };
+    // The BG/NBD baseline summarises every transaction before the test snapshot; unless the
+    // BTYD columns fitted it already, it runs beside the snapshot reads, which leave a core
+    // mostly idle.
+    let baseline_dates: Vec<NaiveDate> = if reads.outlooks.contains_key(&schedule.test) {
+        Vec::new()
+    } else {
+        vec![schedule.test]
+    };
+    let baseline = for_each_date(&baseline_dates, &features.session, |as_of| {
+        let (lake, session) = (lake.clone(), features.session.clone());
+        let horizon_days = spec.horizon_days;
+        async move { outlooks(&lake, as_of, horizon_days, false, &session).await }
+    });
     let cal_dates: Vec<NaiveDate> = schedule.calibration.into_iter().collect();
-    let fit = read_slice(lake, spec, &schedule.fit, &[], features, &mut reads).await?;
-    let calibration = read_slice(lake, spec, &cal_dates, &[], features, &mut reads).await?;
-    let test = read_slice(lake, spec, &[schedule.test], &[], features, &mut reads).await?;
+    let read_slices = async {
+        let fit = read_slice(lake, spec, &schedule.fit, &[], features, &mut reads).await?;
+        let calibration = read_slice(lake, spec, &cal_dates, &[], features, &mut reads).await?;
+        let test = read_slice(lake, spec, &[schedule.test], &[], features, &mut reads).await?;
+        Ok::<_, TrainError>((fit, calibration, test))
+    };
+    // Beside each other only where snapshots are built several at once: under a memory
+    // limit each session's pool has the whole limit.
+    let ((fit, calibration, test), baseline) = if snapshots_at_once(&features.session) > 1 {
+        futures::future::try_join(read_slices, baseline).await?
+    } else {
+        let slices = read_slices.await?;
+        (slices, baseline.await?)
+    };
     let slices = Slices {
         fit,
         calibration,
         test,
         unusable: std::mem::take(&mut reads.unusable),
     };
-    let p_alive: HashMap<String, f64> = match reads.outlooks.get(&schedule.test) {
-        Some(found) => found
+    let p_alive: HashMap<String, f64> = match baseline.into_iter().next() {
+        Some(fitted) => fitted.into_iter().map(|(id, o)| (id, o.p_alive)).collect(),
+        None => reads.outlooks[&schedule.test]
             .iter()
             .map(|(id, o)| (id.clone(), o.p_alive))
             .collect(),
-        None => outlooks(
-            lake,
-            schedule.test,
-            spec.horizon_days,
-            false,
-            &features.session,
-        )
-        .await?
-        .into_iter()
-        .map(|(id, o)| (id, o.p_alive))
-        .collect(),
     };
 
     tracing::debug!(

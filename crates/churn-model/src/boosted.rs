@@ -1,0 +1,257 @@
+//! Scoring and explaining forust's gradient-boosted trees a block of rows at a time. forust
+//! scores one tree over every row at a time, with a fresh vector of every row's leaf weight
+//! per tree and the column-major matrix read at scattered places, and copies each row into a
+//! fresh vector to explain it; the test and calibration scores and explanations of a
+//! 1M-customer training run took seconds that way. Here the trees are flattened into one
+//! compact array, a block of rows is copied row after row, and rows walk each tree together.
+//! A row's score starts at the base score and adds the leaf weights in tree order, and its
+//! contributions add the same differences in the same order as forust's: the same bits.
+
+use forust_ml::GradientBooster;
+use ndarray::Array2;
+
+use crate::parallel;
+
+/// A node of a flattened tree; children are indices into [`FlatBooster::nodes`].
+struct FlatNode {
+    split_value: f64,
+    /// The node's weight (the leaf weight for a leaf), as forust adds it: `f32` widened.
+    weight: f64,
+    /// [`LEAF`] for a leaf.
+    feature: usize,
+    /// The left and the right child.
+    children: [usize; 2],
+    missing: usize,
+}
+
+const LEAF: usize = usize::MAX;
+
+/// The trees a booster predicts with, flattened.
+pub(crate) struct FlatBooster {
+    nodes: Vec<FlatNode>,
+    roots: Vec<usize>,
+    base_score: f64,
+    missing: f64,
+}
+
+impl FlatBooster {
+    pub(crate) fn new(booster: &GradientBooster) -> Self {
+        let used = booster
+            .prediction_iteration
+            .unwrap_or(booster.trees.len())
+            .min(booster.trees.len());
+        let mut nodes = Vec::new();
+        let mut roots = Vec::with_capacity(used);
+        for tree in &booster.trees[..used] {
+            let offset = nodes.len();
+            roots.push(offset);
+            nodes.extend(tree.nodes.iter().map(|node| FlatNode {
+                split_value: node.split_value,
+                weight: node.weight_value as f64,
+                feature: if node.is_leaf {
+                    LEAF
+                } else {
+                    node.split_feature
+                },
+                children: [offset + node.left_child, offset + node.right_child],
+                missing: offset + node.missing_node,
+            }));
+        }
+        Self {
+            nodes,
+            roots,
+            base_score: booster.base_score,
+            missing: booster.missing,
+        }
+    }
+
+    /// forust's test for a missing value.
+    fn is_missing(&self, value: f64) -> bool {
+        if self.missing.is_nan() {
+            value.is_nan()
+        } else {
+            value == self.missing
+        }
+    }
+
+    /// The child of internal node `node` that `row` goes to: left below the split value,
+    /// else right (as forust, a NaN that is not the missing value goes right).
+    fn child(&self, node: &FlatNode, row: &[f64]) -> usize {
+        let value = row[node.feature];
+        if self.is_missing(value) {
+            node.missing
+        } else {
+            // An index rather than a branch: which way a row goes is a coin toss to the
+            // processor, and a mispredicted branch per node was most of the time. Not `>=`:
+            // a NaN goes right, as in forust's `else`.
+            #[allow(clippy::neg_cmp_op_on_partial_ord)]
+            let right = !(value < node.split_value);
+            node.children[usize::from(right)]
+        }
+    }
+
+    /// Walks every tree with each of the `rows` rows of `width` values laid one after the
+    /// other in `block`: `step(row, node, child)` for each node a row passes through,
+    /// `leaf(row, leaf)` where it ends; for each row, tree after tree in order. Rows walk a
+    /// tree [`LANES`] at a time, so that their walks (each a chain of dependent loads)
+    /// overlap.
+    fn walk(
+        &self,
+        block: &[f64],
+        rows: usize,
+        width: usize,
+        mut step: impl FnMut(usize, &FlatNode, &FlatNode),
+        mut leaf: impl FnMut(usize, &FlatNode),
+    ) {
+        for first in (0..rows).step_by(LANES) {
+            let lanes = LANES.min(rows - first);
+            for &root in &self.roots {
+                let mut at = [root; LANES];
+                let mut walking = true;
+                while walking {
+                    walking = false;
+                    for (k, node) in at.iter_mut().enumerate().take(lanes) {
+                        let here = &self.nodes[*node];
+                        if here.feature != LEAF {
+                            let row = first + k;
+                            let child = self.child(here, &block[row * width..(row + 1) * width]);
+                            step(row, here, &self.nodes[child]);
+                            *node = child;
+                            walking = true;
+                        }
+                    }
+                }
+                for (k, node) in at.iter().enumerate().take(lanes) {
+                    leaf(first + k, &self.nodes[*node]);
+                }
+            }
+        }
+    }
+
+    /// The log-odds score of every row of `x`, on every core: the base score plus the leaf
+    /// weights in tree order, as forust adds them.
+    pub(crate) fn raw_scores(&self, x: &Array2<f64>) -> Vec<f64> {
+        let width = x.ncols();
+        let rows: Vec<usize> = (0..x.nrows()).collect();
+        parallel::map_chunks(&rows, |chunk| {
+            let mut scores = vec![self.base_score; chunk.len()];
+            let block = row_major(x, chunk);
+            self.walk(
+                &block,
+                chunk.len(),
+                width,
+                |_, _, _| {},
+                |row, leaf| {
+                    scores[row] += leaf.weight;
+                },
+            );
+            scores
+        })
+        .into_iter()
+        .flatten()
+        .collect()
+    }
+
+    /// Per row of `x` and design column, the column's contribution to the row's log-odds
+    /// score (forust's `ContributionsMethod::Weight`), on every core.
+    pub(crate) fn contributions(&self, x: &Array2<f64>) -> Array2<f64> {
+        let (n, width) = x.dim();
+        let rows: Vec<usize> = (0..n).collect();
+        let values: Vec<f64> = parallel::map_chunks(&rows, |chunk| {
+            let block = row_major(x, chunk);
+            let mut out = vec![0.0; block.len()];
+            // forust's "weight" contributions, without its bias column: for every node on a
+            // row's path, the child's weight minus the node's, added to the node's split
+            // feature, in forust's order.
+            self.walk(
+                &block,
+                chunk.len(),
+                width,
+                |row, node, child| out[row * width + node.feature] += child.weight - node.weight,
+                |_, _| {},
+            );
+            out
+        })
+        .into_iter()
+        .flatten()
+        .collect();
+        Array2::from_shape_vec((n, width), values).expect("n rows of width values")
+    }
+}
+
+/// Rows walking a tree together.
+const LANES: usize = 8;
+
+/// Rows `rows` of `x` one after the other, read a column at a time (gbdt's design matrices
+/// are column-major).
+fn row_major(x: &Array2<f64>, rows: &[usize]) -> Vec<f64> {
+    let width = x.ncols();
+    let mut block = vec![0.0; rows.len() * width];
+    for (j, column) in x.columns().into_iter().enumerate() {
+        for (k, &r) in rows.iter().enumerate() {
+            block[k * width + j] = column[r];
+        }
+    }
+    block
+}
+
+#[cfg(test)]
+mod tests {
+    use forust_ml::data::Matrix;
+    use ndarray::ShapeBuilder;
+
+    use super::*;
+
+    #[test]
+    fn flattened_trees_score_every_row_as_forust_does_to_the_bit() {
+        // Three columns, one with missing values, so that missing branches are taken.
+        let n = 3000;
+        let mut x = Array2::<f64>::zeros((n, 3));
+        let mut y = Vec::new();
+        for i in 0..n {
+            let a = ((i * 37) % 101) as f64 / 10.0;
+            let b = ((i * 53) % 17) as f64 - 8.0;
+            let c = if i % 7 == 0 {
+                f64::NAN
+            } else {
+                ((i * 11) % 13) as f64
+            };
+            x[[i, 0]] = a;
+            x[[i, 1]] = b;
+            x[[i, 2]] = c;
+            y.push(if a + b / 4.0 + if c.is_nan() { 2.0 } else { 0.0 } > 6.0 {
+                1.0
+            } else {
+                0.0
+            });
+        }
+        let columns: Vec<f64> = x.t().iter().copied().collect();
+        let matrix = Matrix::new(&columns, n, 3);
+        let mut booster = GradientBooster::default()
+            .set_objective_type(forust_ml::objective::ObjectiveType::LogLoss)
+            .set_iterations(40)
+            .set_max_depth(4)
+            .set_parallel(false);
+        booster.fit(&matrix, &y, &vec![1.0; n], None).unwrap();
+        let expected = booster.predict(&matrix, false);
+        // Row-major and column-major layouts of the same rows score alike.
+        let flat = FlatBooster::new(&booster);
+        assert_eq!(flat.raw_scores(&x), expected);
+        let column_major = Array2::from_shape_vec((n, 3).f(), columns.clone()).unwrap();
+        assert_eq!(flat.raw_scores(&column_major), expected);
+        // Contributions, row after row, without forust's bias column.
+        let forust_contributions = booster.predict_contributions(
+            &matrix,
+            forust_ml::gradientbooster::ContributionsMethod::Weight,
+            false,
+        );
+        let ours = flat.contributions(&column_major);
+        for i in 0..n {
+            assert_eq!(
+                ours.row(i).to_vec(),
+                forust_contributions[i * 4..i * 4 + 3].to_vec(),
+                "row {i}"
+            );
+        }
+    }
+}
