@@ -188,7 +188,16 @@ async fn read_slice(
             continue;
         }
         let reading = Instant::now();
-        let mut read = read_labelled_snapshot(lake, as_of, &features.session, reads.keep).await?;
+        // On a task of the runtime (for_each_date of the one date) rather than on the thread
+        // driving the run: there its conversion to a frame was a third thread beside the
+        // query's tasks on two cores (a scoring fit's read took 1.2-1.9 s, on a task 0.8 s).
+        let keep = reads.keep;
+        let mut read = for_each_date(&[as_of], &features.session, |as_of| {
+            let (lake, session) = (lake.clone(), features.session.clone());
+            async move { read_labelled_snapshot(&lake, as_of, &session, keep).await }
+        })
+        .await?
+        .remove(0);
         tracing::debug!(%as_of, rows = read.frame.customer_ids.len(), elapsed_ms = reading.elapsed().as_millis() as u64, "labelled snapshot read");
         if spec.btyd_features {
             let found = match reads.outlooks.entry(as_of) {
