@@ -1,7 +1,8 @@
 //! The learners behind one interface: fit on a design matrix with labels and sample weights,
 //! predict churn scores, and split each score into per-column contributions for
 //! explanations. Logistic regression is our own weighted Newton fit ([`crate::logistic`]), decision trees and bagged
-//! forests from linfa-trees / linfa-ensemble, gradient-boosted trees from forust-ml. Fitted
+//! forests from linfa-trees / linfa-ensemble, gradient-boosted trees from forust-ml (scored
+//! and explained by our own walk of its trees, `boosted.rs`). Fitted
 //! models are stored as plain serde data (coefficients, flattened trees, forust's own
 //! booster) so an artifact reads back without the training libraries' internal types.
 
@@ -274,9 +275,9 @@ fn fit_forest(
     Ok(Classifier::Trees { trees })
 }
 
-/// A design matrix's values column after column, as forust wants them: borrowed when the
-/// matrix is column-major already (as `Preprocessor::transform_for` builds it for gbdt), else
-/// copied (the row blocks that explanations take one at a time).
+/// A design matrix's values column after column, as forust's fit wants them: borrowed when
+/// the matrix is column-major already (as `Preprocessor::transform_for` builds it for gbdt),
+/// else copied.
 fn column_major(x: &Array2<f64>) -> Cow<'_, [f64]> {
     let columns = x.t();
     match columns.to_slice() {
