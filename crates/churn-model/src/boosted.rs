@@ -131,15 +131,12 @@ impl FlatBooster {
     /// The log-odds score of every row of `x`, on every core: the base score plus the leaf
     /// weights in tree order, as forust adds them.
     pub(crate) fn raw_scores(&self, x: &Array2<f64>) -> Vec<f64> {
-        let width = x.ncols();
-        let rows: Vec<usize> = (0..x.nrows()).collect();
-        parallel::map_chunks(&rows, |chunk| {
-            let mut scores = vec![self.base_score; chunk.len()];
-            let block = row_major(x, chunk);
+        map_row_blocks(x, |block, rows| {
+            let mut scores = vec![self.base_score; rows];
             self.walk(
-                &block,
-                chunk.len(),
-                width,
+                block,
+                rows,
+                x.ncols(),
                 |_, _, _| {},
                 |row, leaf| {
                     scores[row] += leaf.weight;
@@ -147,36 +144,38 @@ impl FlatBooster {
             );
             scores
         })
-        .into_iter()
-        .flatten()
-        .collect()
     }
 
     /// Per row of `x` and design column, the column's contribution to the row's log-odds
     /// score (forust's `ContributionsMethod::Weight`), on every core.
     pub(crate) fn contributions(&self, x: &Array2<f64>) -> Array2<f64> {
         let (n, width) = x.dim();
-        let rows: Vec<usize> = (0..n).collect();
-        let values: Vec<f64> = parallel::map_chunks(&rows, |chunk| {
-            let block = row_major(x, chunk);
+        let values = map_row_blocks(x, |block, rows| {
             let mut out = vec![0.0; block.len()];
             // forust's "weight" contributions, without its bias column: for every node on a
             // row's path, the child's weight minus the node's, added to the node's split
             // feature, in forust's order.
             self.walk(
-                &block,
-                chunk.len(),
+                block,
+                rows,
                 width,
                 |row, node, child| out[row * width + node.feature] += child.weight - node.weight,
                 |_, _| {},
             );
             out
-        })
-        .into_iter()
-        .flatten()
-        .collect();
+        });
         Array2::from_shape_vec((n, width), values).expect("n rows of width values")
     }
+}
+
+/// `f(block, rows)` of each block of rows of `x` laid row after row, on every core, the
+/// results joined in row order.
+fn map_row_blocks<T: Send>(x: &Array2<f64>, f: impl Fn(&[f64], usize) -> Vec<T> + Sync) -> Vec<T> {
+    let rows: Vec<usize> = (0..x.nrows()).collect();
+    parallel::map_chunks(&rows, |chunk| f(&row_major(x, chunk), chunk.len()))
+        .into_iter()
+        .flatten()
+        .collect()
 }
 
 /// Rows walking a tree together.
