@@ -569,18 +569,7 @@ async fn the_snapshots_btyd_columns_equal_the_btyd_inputs_of_every_customer() {
     let dates = [date("2024-06-21"), date("2024-07-01")];
     build_features(&lake, &dates, &built_in()).await.unwrap();
     for as_of in dates {
-        let inputs: HashMap<String, churn_features::BtydInput> = churn_features::btyd_inputs(
-            &lake,
-            as_of,
-            churn_features::Grain::Day,
-            &SessionOptions::default(),
-            churn_features::Scope::Everyone,
-        )
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|i| (i.customer_id.clone(), i))
-        .collect();
+        let inputs = btyd_inputs_by_customer(&lake, as_of).await;
         let (_, rows) = table(
             &lake,
             &format!(
@@ -761,4 +750,83 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     out.sort();
     out
+}
+
+/// The BTYD summaries of a lake holding `rows` (transactions CSV lines after the header),
+/// by customer: (frequency, recency, age, monetary).
+async fn btyd_summaries(rows: &[&str], as_of: NaiveDate) -> HashMap<String, [f64; 4]> {
+    let dir = tempfile::tempdir().unwrap();
+    let header = "transaction_id,customer_id,ts,amount,quantity,product_category,store_id,channel,discount,is_return";
+    std::fs::write(
+        dir.path().join("transactions.csv"),
+        format!("{header}\n{}\n", rows.join("\n")),
+    )
+    .unwrap();
+    let (_tmp, lake) = lake_from(dir.path()).await;
+    btyd_inputs_by_customer(&lake, as_of)
+        .await
+        .into_iter()
+        .map(|(id, i)| (id, [i.frequency, i.recency_weeks, i.age_weeks, i.monetary]))
+        .collect()
+}
+
+/// The daily-grain BTYD summaries of every customer of `lake` at `as_of`, by customer.
+async fn btyd_inputs_by_customer(
+    lake: &Lake,
+    as_of: NaiveDate,
+) -> HashMap<String, churn_features::BtydInput> {
+    churn_features::btyd_inputs(
+        lake,
+        as_of,
+        churn_features::Grain::Day,
+        &SessionOptions::default(),
+        churn_features::Scope::Everyone,
+    )
+    .await
+    .unwrap()
+    .into_iter()
+    .map(|i| (i.customer_id.clone(), i))
+    .collect()
+}
+
+#[tokio::test]
+async fn btyd_summaries_equal_hand_computed_ones_also_with_spend_beyond_a_hundred_trillion() {
+    let ordinary = [
+        // C1: two purchases on 01-01 make one purchase day; repeat days 01-08 and 01-15;
+        // a refund is no purchase.
+        "T1,C1,2024-01-01 09:00:00,10.00,1,Dairy,S1,store,0,false",
+        "T2,C1,2024-01-01 18:00:00,5.50,1,Dairy,S1,store,0,false",
+        "T3,C1,2024-01-08 09:00:00,7.25,1,Dairy,S1,store,0,false",
+        "T4,C1,2024-01-15 09:00:00,3.10,1,Dairy,S1,store,0,false",
+        "T5,C1,2024-01-20 09:00:00,-3.10,1,Dairy,S1,store,0,true",
+        // C2: one purchase day, so no repeat spend.
+        "T6,C2,2024-01-10 12:00:00,12.00,1,Dairy,S1,store,0,false",
+        // Purchases on D and after are not before D.
+        "T7,C2,2024-02-01 00:00:00,99.00,1,Dairy,S1,store,0,false",
+    ];
+    let as_of = date("2024-02-01");
+    // Age runs from the first purchase day to 01-31, the day before D.
+    let c1 = [2.0, 14.0 / 7.0, 30.0 / 7.0, 5.175];
+    let c2 = [0.0, 0.0, 21.0 / 7.0, 0.0];
+    let summaries = btyd_summaries(&ordinary, as_of).await;
+    assert_eq!(summaries.len(), 2);
+    assert_eq!(summaries["C1"], c1);
+    assert_eq!(summaries["C2"], c2);
+
+    // A day's spend of 10^14 or more does not fit beside its day in one 38-digit decimal;
+    // the first day's spend is then found another way, with the same results.
+    let mut with_large = ordinary.to_vec();
+    with_large.extend([
+        "T8,C3,2024-01-05 09:00:00,200000000000000.00,1,Cars,S1,store,0,false",
+        "T9,C3,2024-01-06 09:00:00,300000000000000.25,1,Cars,S1,store,0,false",
+        "T10,C3,2024-01-07 09:00:00,100000000000000.75,1,Cars,S1,store,0,false",
+    ]);
+    let summaries = btyd_summaries(&with_large, as_of).await;
+    assert_eq!(summaries.len(), 3);
+    assert_eq!(summaries["C1"], c1);
+    assert_eq!(summaries["C2"], c2);
+    assert_eq!(
+        summaries["C3"],
+        [2.0, 2.0 / 7.0, 26.0 / 7.0, 200_000_000_000_000.5]
+    );
 }
