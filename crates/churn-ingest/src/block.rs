@@ -6,7 +6,8 @@
 //! same value parsers the row path uses. Rows some cell of which that loop does not take (an
 //! empty required value, bytes that are not plain text, a value that does not parse) go through
 //! the row path ([`RowParser::parse`]), which accepts them exactly as before or rejects them
-//! with their reason; their values take their place in the block, so arrival order is kept.
+//! with their reason; their values take their place in the block, so arrival order is kept
+//! (a date-partitioned table's rows are then put in day order, their arrival order noted).
 //! Both paths share the value parsers, so a row gets the same values whichever took it.
 
 use churn_core::table::CAMPAIGN_EVENT_KINDS;
@@ -15,7 +16,7 @@ use churn_core::{ColumnKind, ColumnSpec, Table};
 use crate::config::Encoding;
 use crate::reader::CsvRecord;
 use crate::rows::{
-    ParsedRow, Reject, RowParser, TableBuilder, Value, trim_bytes, wrong_field_count,
+    HeldRows, ParsedRow, Reject, RowParser, TableBuilder, Value, trim_bytes, wrong_field_count,
 };
 
 /// Records held for column-at-a-time parsing: the decoded fields of each, with the raw bytes
@@ -138,12 +139,12 @@ pub struct BlockOutcome {
     pub rejected: Vec<(usize, Reject)>,
 }
 
-/// A block parsed on a thread of its own: its accepted rows as batches (at most one), with
-/// their days and dedup keys, and its rejected records, which `block` holds.
+/// A block parsed on a thread of its own: its accepted rows (at most one batch, in day order
+/// for a date-partitioned table) with their days, their dedup keys in arrival order, and its
+/// rejected records, which `block` holds.
 pub struct ParsedBlock {
     pub block: CsvBlock,
-    pub batches: Vec<arrow::array::RecordBatch>,
-    pub days: Vec<i32>,
+    pub rows: HeldRows,
     pub keys: Vec<u128>,
     pub rejected: Vec<(usize, Reject)>,
     /// Text values whose invalid bytes were replaced with U+FFFD.
@@ -157,11 +158,9 @@ impl ParsedBlock {
         let mut out = TableBuilder::new(parser.table);
         let mut keys = Vec::with_capacity(block.len());
         let outcome = parser.parse_block(&block, mapping, &mut out, |key| keys.push(key));
-        let (batches, days) = out.finish();
         Self {
             block,
-            batches,
-            days,
+            rows: out.finish(),
             keys,
             rejected: outcome.rejected,
             repaired_invalid_text: parser.repaired_invalid_utf8,
@@ -171,8 +170,10 @@ impl ParsedBlock {
 
 impl RowParser {
     /// Parses every record of `block` (fields mapped to canonical columns by `mapping`),
-    /// appends the accepted rows to `out` in block order, and pushes their dedup keys to
-    /// `on_key` in the same order.
+    /// appends the accepted rows to `out` and pushes their dedup keys to `on_key` in block
+    /// order. A date-partitioned table's rows are appended in day order (stable: block order
+    /// within a day), with their places in block order noted in `out`: spilling the rows
+    /// sorted by day then merges blocks instead of gathering every value one by one.
     pub fn parse_block(
         &mut self,
         block: &CsvBlock,
@@ -221,28 +222,41 @@ impl RowParser {
         }
         // Both kinds of rejects, in block order.
         rejected.sort_by_key(|(row, _)| *row);
-        let taken = Taken {
-            to_row_path: &to_row_path,
-            row_path: &row_path,
-            rejected: &is_rejected,
-        };
-        for (i, column) in cells.iter().enumerate() {
-            append_column(out, i, column, &taken, columns[i].name == "channel");
-        }
-        let mut accepted = 0;
+        let mut records = Vec::with_capacity(n - rejected.len());
+        let mut days = Vec::with_capacity(n - rejected.len());
         let mut next = row_path.iter();
         for row in 0..n {
             if is_rejected[row] {
                 continue;
             }
-            let (key, day) = match to_row_path[row].then(|| next.next()).flatten() {
-                Some((_, parsed)) => (parsed.key, parsed.day),
-                None => self.key_and_day_of_cells(&cells, row),
+            // The row path's accepted records are in block order, one per record it took and
+            // did not reject.
+            let (record, key, day) = match to_row_path[row].then(|| next.next()).flatten() {
+                Some((_, parsed)) => (Record::Row(parsed), parsed.key, parsed.day),
+                None => {
+                    let (key, day) = self.key_and_day_of_cells(&cells, row);
+                    (Record::Cell(row), key, day)
+                }
             };
             on_key(key);
-            out.days.push(day);
-            accepted += 1;
+            records.push(record);
+            days.push(day);
         }
+        let accepted = records.len();
+        let day_order = (self.table.is_date_partitioned() && !days.is_sorted()).then(|| {
+            let mut order: Vec<u32> = (0..accepted as u32).collect();
+            order.sort_by_key(|&k| days[k as usize]);
+            order
+        });
+        if let Some(order) = &day_order {
+            records = order.iter().map(|&k| records[k as usize]).collect();
+            days = order.iter().map(|&k| days[k as usize]).collect();
+        }
+        out.note_arrival(day_order.as_deref(), accepted);
+        for (i, column) in cells.iter().enumerate() {
+            append_column(out, i, column, &records, columns[i].name == "channel");
+        }
+        out.days.extend(days);
         out.extra.append_nulls(accepted);
         out.built_rows += accepted;
         BlockOutcome { accepted, rejected }
@@ -354,47 +368,45 @@ fn plain_text(bytes: &[u8], encoding: Encoding) -> Option<&str> {
     }
 }
 
-/// Which path took each record of a block.
-struct Taken<'b, 'a> {
-    to_row_path: &'b [bool],
-    /// The row path's accepted records, in block order.
-    row_path: &'b [(usize, ParsedRow<'a>)],
-    rejected: &'b [bool],
+/// Where an accepted record's values come from.
+#[derive(Clone, Copy)]
+enum Record<'v, 'a> {
+    /// The column loops' cells of this record of the block.
+    Cell(usize),
+    /// The row path's values.
+    Row(&'v ParsedRow<'a>),
 }
 
-/// Where an accepted record's value of a column comes from.
+/// Where an accepted record's value of one column comes from.
 enum From<'v, 'a> {
-    /// The column loop's cell of this record.
+    /// The column loop's cell of this record of the block.
     Cell(usize),
     /// The row path's value.
     Row(&'v Value<'a>),
 }
 
-/// Calls `append` for every accepted record of the block, in order.
-fn each_accepted<'v, 'a>(taken: &Taken<'v, 'a>, i: usize, mut append: impl FnMut(From<'v, 'a>)) {
-    let mut next = taken.row_path.iter();
-    for row in 0..taken.rejected.len() {
-        if taken.rejected[row] {
-            continue;
-        }
-        if taken.to_row_path[row] {
-            // The row path's accepted records are in block order, one per record it took
-            // and did not reject.
-            if let Some((_, parsed)) = next.next() {
-                append(From::Row(&parsed.values[i]));
-            }
-        } else {
-            append(From::Cell(row));
+/// Calls `append` with column `i`'s value of each of `records`, in order.
+fn each_value<'v, 'a>(records: &[Record<'v, 'a>], i: usize, mut append: impl FnMut(From<'v, 'a>)) {
+    for record in records {
+        match record {
+            Record::Cell(row) => append(From::Cell(*row)),
+            Record::Row(parsed) => append(From::Row(&parsed.values[i])),
         }
     }
 }
 
-/// Appends column `i` of the block's accepted records to `out`. `lower`: the column's text is
+/// Appends column `i` of `records` (accepted records of the block) to `out`. `lower`: the column's text is
 /// lower-cased (as the row path does for `channel`).
-fn append_column(out: &mut TableBuilder, i: usize, cells: &Cells<'_>, taken: &Taken, lower: bool) {
+fn append_column(
+    out: &mut TableBuilder,
+    i: usize,
+    cells: &Cells<'_>,
+    records: &[Record<'_, '_>],
+    lower: bool,
+) {
     use crate::rows::ColumnBuilder as B;
     match (&mut out.columns[i], cells) {
-        (B::Str(b), Cells::Str(v)) => each_accepted(taken, i, |from| match from {
+        (B::Str(b), Cells::Str(v)) => each_value(records, i, |from| match from {
             From::Cell(row) => match v[row] {
                 Some(s) if lower && s.bytes().any(|c| c.is_ascii_uppercase() || !c.is_ascii()) => {
                     b.append_value(s.to_lowercase())
@@ -404,22 +416,22 @@ fn append_column(out: &mut TableBuilder, i: usize, cells: &Cells<'_>, taken: &Ta
             From::Row(Value::Str(s)) => b.append_value(s),
             From::Row(_) => b.append_null(),
         }),
-        (B::Ts(b), Cells::Micros(v)) => each_accepted(taken, i, |from| match from {
+        (B::Ts(b), Cells::Micros(v)) => each_value(records, i, |from| match from {
             From::Cell(row) => b.append_option(v[row]),
             From::Row(Value::Micros(m)) => b.append_value(*m),
             From::Row(_) => b.append_null(),
         }),
-        (B::Date(b), Cells::Days(v)) => each_accepted(taken, i, |from| match from {
+        (B::Date(b), Cells::Days(v)) => each_value(records, i, |from| match from {
             From::Cell(row) => b.append_option(v[row]),
             From::Row(Value::Days(d)) => b.append_value(*d),
             From::Row(_) => b.append_null(),
         }),
-        (B::Num(b), Cells::Number(v)) => each_accepted(taken, i, |from| match from {
+        (B::Num(b), Cells::Number(v)) => each_value(records, i, |from| match from {
             From::Cell(row) => b.append_option(v[row]),
             From::Row(Value::Number(x)) => b.append_value(*x),
             From::Row(_) => b.append_null(),
         }),
-        (B::Bool(b), Cells::Bool(v)) => each_accepted(taken, i, |from| match from {
+        (B::Bool(b), Cells::Bool(v)) => each_value(records, i, |from| match from {
             From::Cell(row) => b.append_option(v[row]),
             From::Row(Value::Bool(x)) => b.append_value(*x),
             From::Row(_) => b.append_null(),
@@ -438,6 +450,18 @@ mod tests {
     use arrow::array::{Array, AsArray};
     use arrow::datatypes::{Float64Type, TimestampMicrosecondType};
     use chrono_tz::Tz;
+
+    /// A parser of UTC transactions, and the mapping of a header in the contract's order.
+    fn transactions_parser() -> (RowParser, Vec<Option<usize>>) {
+        let parser = RowParser {
+            table: Table::Transactions,
+            encoding: Encoding::Utf8,
+            timestamps: TimestampParser::new(Tz::UTC),
+            lake_tz: Tz::UTC,
+            repaired_invalid_utf8: 0,
+        };
+        (parser, (0..10).map(Some).collect())
+    }
 
     fn block_of(csv: &[u8]) -> CsvBlock {
         let mut splitter = CsvSplitter::new(b',');
@@ -469,14 +493,7 @@ T5,,2024-03-07,5,1,Pet,S1,store,0,false\n\
 T6,C4,2024-03-08 00:00:00,NaN,1,Pet,S1,store,0,false\n";
         let block = block_of(csv);
         assert_eq!(block.len(), 7);
-        let mut parser = RowParser {
-            table: Table::Transactions,
-            encoding: Encoding::Utf8,
-            timestamps: TimestampParser::new(Tz::UTC),
-            lake_tz: Tz::UTC,
-            repaired_invalid_utf8: 0,
-        };
-        let mapping: Vec<Option<usize>> = (0..10).map(Some).collect();
+        let (mut parser, mapping) = transactions_parser();
         let mut out = TableBuilder::new(Table::Transactions);
         let mut keys = Vec::new();
         let outcome = parser.parse_block(&block, &mapping, &mut out, |k| keys.push(k));
@@ -500,8 +517,13 @@ T6,C4,2024-03-08 00:00:00,NaN,1,Pet,S1,store,0,false\n";
         // The invalid byte of T4's category is repaired by the row path, in T4's place.
         assert_eq!(parser.repaired_invalid_utf8, 1);
 
-        let (batches, days) = out.finish();
+        let HeldRows {
+            batches,
+            days,
+            arrival,
+        } = out.finish();
         assert_eq!(batches.len(), 1);
+        assert_eq!(arrival, [None]);
         let batch = &batches[0];
         let text = |c: usize| -> Vec<Option<String>> {
             let a = batch.column(c).as_string::<i32>();
@@ -532,5 +554,37 @@ T6,C4,2024-03-08 00:00:00,NaN,1,Pet,S1,store,0,false\n";
         assert_eq!(days, [19787, 19788, 19789]);
         let key = |id: &str| dedup_key(Table::Transactions, id, "", 0, "");
         assert_eq!(keys, [key("T1"), key("T3"), key("T4")]);
+    }
+
+    #[test]
+    fn a_blocks_rows_are_held_in_day_order_with_their_keys_in_arrival_order() {
+        let csv = b"transaction_id,customer_id,ts,amount,quantity,product_category,store_id,channel,discount,is_return\n\
+T1,C1,2024-03-07 10:00:00,1,1,Pet,S1,store,0,false\n\
+T2,C2,2024-03-05 10:00:00,2,1,Pet,S1,store,0,false\n\
+T3,C3,yesterday,3,1,Pet,S1,store,0,false\n\
+T4,C4,2024-03-06 10:00:00,4,1,Caf\xE9,S1,store,0,false\n\
+T5,C5,2024-03-05 11:00:00,5,1,Pet,S1,store,0,false\n";
+        let (parser, mapping) = transactions_parser();
+        let parsed = ParsedBlock::parse(parser, block_of(csv), &mapping);
+
+        let key = |id: &str| dedup_key(Table::Transactions, id, "", 0, "");
+        assert_eq!(parsed.keys, [key("T1"), key("T2"), key("T4"), key("T5")]);
+        assert_eq!(parsed.rejected.len(), 1);
+        let rows = &parsed.rows;
+        assert_eq!(rows.batches.len(), 1);
+        let text = |c: usize| -> Vec<&str> {
+            rows.batches[0]
+                .column(c)
+                .as_string::<i32>()
+                .iter()
+                .flatten()
+                .collect()
+        };
+        // 2024-03-05 is day 19787 of the Unix epoch; T4 came by the row path (its category's
+        // invalid byte repaired) and keeps its place among the days.
+        assert_eq!(text(0), ["T2", "T5", "T4", "T1"]);
+        assert_eq!(text(5), ["Pet", "Pet", "Caf\u{FFFD}", "Pet"]);
+        assert_eq!(rows.days, [19787, 19787, 19788, 19789]);
+        assert_eq!(rows.arrival, [Some(vec![1, 3, 2, 0])]);
     }
 }

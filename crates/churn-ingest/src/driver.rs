@@ -304,11 +304,11 @@ impl Run<'_> {
     /// Spills buffers that are full.
     async fn flush_if_full(&mut self) -> Result<()> {
         if self.accepted.len() >= self.options.buffer_rows {
-            let (batches, days) = self.accepted.finish();
+            let rows = self.accepted.finish();
             if self.cfg.table.is_date_partitioned() {
-                self.partitions.spill(batches, days).await?;
+                self.partitions.spill(rows).await?;
             } else {
-                for batch in batches {
+                for batch in rows.batches {
                     self.customers.push(batch)?;
                 }
             }
@@ -468,7 +468,7 @@ impl Run<'_> {
                 self.keys.push(key);
             }
         }
-        self.accepted.push_batches(parsed.batches, parsed.days);
+        self.accepted.push_rows(parsed.rows);
         for (row, reject) in &parsed.rejected {
             self.reject(parsed.block.line(*row), parsed.block.raw(*row), reject);
         }
@@ -683,7 +683,7 @@ impl Run<'_> {
         if !self.quarantine.is_empty() {
             self.write_quarantine().await?;
         }
-        let (last, last_days) = self.accepted.finish();
+        let last = self.accepted.finish();
         let (data, deletes) = if self.cfg.table.is_date_partitioned() {
             self.summary.spilled_runs = self.partitions.spilled_runs();
             let partitions = std::mem::replace(
@@ -691,7 +691,7 @@ impl Run<'_> {
                 PartitionWriter::new(self.lake.clone(), self.cfg.table, "", ""),
             );
             let keys = std::mem::replace(&mut self.keys, BatchKeys::with_expected_rows(0));
-            let (data, left_out) = partitions.finish(last, last_days, keys).await?;
+            let (data, left_out) = partitions.finish(last, keys).await?;
             for (file, n) in self.summary.files.iter_mut().zip(left_out) {
                 file.accepted -= n;
                 file.duplicates += n;
@@ -700,7 +700,7 @@ impl Run<'_> {
             }
             (data, Vec::new())
         } else {
-            for batch in last {
+            for batch in last.batches {
                 self.customers.push(batch)?;
             }
             self.merge_customers().await?

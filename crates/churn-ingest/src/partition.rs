@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, BooleanArray, Int32Array, RecordBatch, UInt64Array};
 use arrow::compute::filter_record_batch;
-use arrow::datatypes::{DataType, Date32Type, Field, Schema, UInt64Type};
+use arrow::datatypes::{DataType, Date32Type, Field, Schema, SchemaRef, UInt64Type};
 use churn_core::parquet_io::{LakeParquetWriter, object_writer};
 use churn_core::{Lake, Table};
 use futures::StreamExt;
@@ -19,6 +19,7 @@ use object_store::ObjectMeta;
 use crate::dedup::{BatchKeys, Duplicates};
 use crate::error::{IngestError, Result};
 use crate::existing::{KeySet, files_keys, row_keys};
+use crate::rows::HeldRows;
 use crate::runs::{read_run, write_run};
 
 /// Columns a run adds after the table's: each row's sequence number in the batch (see
@@ -75,40 +76,52 @@ impl PartitionWriter {
         }
     }
 
-    /// The rows of `batches` (in order) with their sequence numbers (from `first_seq`) and
-    /// days appended, sorted by day (stable, so file order is kept within a day).
-    fn sorted_by_day(batches: &[RecordBatch], days: &[i32], first_seq: u64) -> Result<RecordBatch> {
-        let mut order: Vec<u32> = (0..days.len() as u32).collect();
-        order.sort_by_key(|&row| days[row as usize]);
-        // (batch, row within it) of each row, in the order of `order`: one gather from all
-        // batches, instead of joining them and then taking from the joined batch.
-        let starts: Vec<usize> = batches
-            .iter()
-            .scan(0, |start, b| {
-                let at = *start;
-                *start += b.num_rows();
-                Some(at)
-            })
-            .collect();
-        let at: Vec<(usize, usize)> = order
-            .iter()
-            .map(|&row| {
-                let batch = starts.partition_point(|s| *s <= row as usize) - 1;
-                (batch, row as usize - starts[batch])
-            })
-            .collect();
-        let batch_refs: Vec<&RecordBatch> = batches.iter().collect();
-        let sorted = arrow::compute::interleave_record_batch(&batch_refs, &at)?;
-        let mut fields: Vec<Arc<Field>> = sorted.schema().fields().iter().cloned().collect();
+    /// The rows held, with their sequence numbers (from `first_seq`, in arrival order) and
+    /// days appended, sorted by day (stable: arrival order within a day).
+    ///
+    /// Each batch is put in day order on its own (blocks of CSV records come so already), then
+    /// the batches are merged by copying each one's run of rows of a day, day after day:
+    /// gathering the rows one value at a time from every batch was a fifth of a large
+    /// ingest's CPU time.
+    fn sorted_by_day(schema: SchemaRef, rows: &HeldRows, first_seq: u64) -> Result<RecordBatch> {
+        let mut sorted = Vec::with_capacity(rows.batches.len());
+        let mut start = 0;
+        for (batch, arrival) in rows.batches.iter().zip(&rows.arrival) {
+            let n = batch.num_rows();
+            sorted.push(DaySorted::of(
+                batch,
+                &rows.days[start..start + n],
+                arrival.as_deref(),
+                first_seq + start as u64,
+            )?);
+            start += n;
+        }
+        let mut days: Vec<i32> = sorted.iter().flat_map(|s| s.days.iter().copied()).collect();
+        days.sort_unstable();
+        days.dedup();
+        let mut slices = Vec::new();
+        let mut seqs = Vec::with_capacity(rows.days.len());
+        let mut row_days = Vec::with_capacity(rows.days.len());
+        let mut read = vec![0; sorted.len()];
+        for day in days {
+            for (batch, read) in sorted.iter().zip(read.iter_mut()) {
+                let from = *read;
+                let to = from + batch.days[from..].partition_point(|d| *d <= day);
+                if to > from {
+                    slices.push(batch.batch.slice(from, to - from));
+                    seqs.extend_from_slice(&batch.seqs[from..to]);
+                    row_days.extend_from_slice(&batch.days[from..to]);
+                    *read = to;
+                }
+            }
+        }
+        let merged = arrow::compute::concat_batches(&schema, &slices)?;
+        let mut fields: Vec<Arc<Field>> = schema.fields().iter().cloned().collect();
         fields.push(Arc::new(Field::new(SEQ_COLUMN, DataType::UInt64, false)));
         fields.push(Arc::new(Field::new(DAY_COLUMN, DataType::Int32, false)));
-        let mut columns = sorted.columns().to_vec();
-        columns.push(Arc::new(UInt64Array::from_iter_values(
-            order.iter().map(|&row| first_seq + row as u64),
-        )));
-        columns.push(Arc::new(Int32Array::from_iter_values(
-            order.iter().map(|&row| days[row as usize]),
-        )));
+        let mut columns = merged.columns().to_vec();
+        columns.push(Arc::new(UInt64Array::from(seqs)));
+        columns.push(Arc::new(Int32Array::from(row_days)));
         Ok(RecordBatch::try_new(
             Arc::new(Schema::new(fields)),
             columns,
@@ -117,16 +130,16 @@ impl PartitionWriter {
 
     /// Sorts a full buffer by day and spills it to staging, in the background: parsing goes
     /// on while the run is sorted and written.
-    pub async fn spill(&mut self, batches: Vec<RecordBatch>, days: Vec<i32>) -> Result<()> {
+    pub async fn spill(&mut self, rows: HeldRows) -> Result<()> {
         self.wait_for_spill().await?;
         let first_seq = self.rows;
-        self.rows += days.len() as u64;
+        self.rows += rows.days.len() as u64;
         let rel = format!("{}/runs/run-{:05}.arrows", self.staging, self.runs.len());
         self.runs.push(rel.clone());
-        let lake = self.lake.clone();
+        let (lake, schema) = (self.lake.clone(), self.table.file_schema());
         self.in_flight = Some(tokio::spawn(async move {
-            let sorted = Self::sorted_by_day(&batches, &days, first_seq)?;
-            drop(batches);
+            let sorted = Self::sorted_by_day(schema, &rows, first_seq)?;
+            drop(rows);
             write_run(&lake, &rel, &sorted).await?;
             Ok(distinct_days(&sorted))
         }));
@@ -152,15 +165,14 @@ impl PartitionWriter {
     /// out.
     pub async fn finish(
         mut self,
-        last: Vec<RecordBatch>,
-        last_days: Vec<i32>,
+        last: HeldRows,
         keys: BatchKeys,
     ) -> Result<(Vec<StagedFile>, Vec<u64>)> {
         self.wait_for_spill().await?;
-        let last = if last_days.is_empty() {
+        let last = if last.days.is_empty() {
             None
         } else {
-            let sorted = Self::sorted_by_day(&last, &last_days, self.rows)?;
+            let sorted = Self::sorted_by_day(self.table.file_schema(), &last, self.rows)?;
             self.days.extend(distinct_days(&sorted));
             Some(sorted)
         };
@@ -299,6 +311,42 @@ impl PartitionWriter {
             churn_core::lake::table_writer_properties(self.table, rows),
         )
         .map_err(parquet_error(staged))
+    }
+}
+
+/// One batch of held rows in day order, with each row's day and sequence number.
+struct DaySorted {
+    batch: RecordBatch,
+    days: Vec<i32>,
+    seqs: Vec<u64>,
+}
+
+impl DaySorted {
+    /// `batch` in day order (stable). `days` are its rows' days, `arrival` where its rows came
+    /// in arrival order (`None`: as they are), `first_seq` the sequence number of the first of
+    /// them to arrive.
+    fn of(
+        batch: &RecordBatch,
+        days: &[i32],
+        arrival: Option<&[u32]>,
+        first_seq: u64,
+    ) -> Result<DaySorted> {
+        let seq = |row: usize| first_seq + arrival.map_or(row, |a| a[row] as usize) as u64;
+        if days.is_sorted() {
+            return Ok(DaySorted {
+                batch: batch.clone(),
+                days: days.to_vec(),
+                seqs: (0..days.len()).map(seq).collect(),
+            });
+        }
+        let mut order: Vec<u32> = (0..days.len() as u32).collect();
+        order.sort_by_key(|&row| days[row as usize]);
+        let indices = arrow::array::UInt32Array::from(order.clone());
+        Ok(DaySorted {
+            batch: arrow::compute::take_record_batch(batch, &indices)?,
+            days: order.iter().map(|&row| days[row as usize]).collect(),
+            seqs: order.iter().map(|&row| seq(row as usize)).collect(),
+        })
     }
 }
 
@@ -487,5 +535,49 @@ impl RunCursor {
         }
         self.offset = end;
         Ok(Some(batch.slice(start, end - start)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::StringArray;
+
+    use super::*;
+
+    fn batch(schema: &SchemaRef, ids: &[&str]) -> RecordBatch {
+        let ids = StringArray::from(ids.to_vec());
+        RecordBatch::try_new(schema.clone(), vec![Arc::new(ids)]).unwrap()
+    }
+
+    #[test]
+    fn held_rows_sort_by_day_in_arrival_order_with_their_sequence_numbers() {
+        let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Utf8, false)]));
+        // Rows a0..a3 arrived in that order on days 5, 3, 5, 3 and are held in day order;
+        // b0..b2 arrived after them on days 4, 3, 5, held as they came.
+        let rows = HeldRows {
+            batches: vec![
+                batch(&schema, &["a1", "a3", "a0", "a2"]),
+                batch(&schema, &["b0", "b1", "b2"]),
+            ],
+            days: vec![3, 3, 5, 5, 4, 3, 5],
+            arrival: vec![Some(vec![1, 3, 0, 2]), None],
+        };
+        let sorted = PartitionWriter::sorted_by_day(schema, &rows, 100).unwrap();
+        let column = |name: &str| sorted.column_by_name(name).unwrap().clone();
+        let ids = column("id");
+        let ids: Vec<&str> = ids.as_string::<i32>().iter().flatten().collect();
+        assert_eq!(ids, ["a1", "a3", "b1", "b0", "a0", "a2", "b2"]);
+        let seqs = column(SEQ_COLUMN);
+        assert_eq!(
+            seqs.as_primitive::<UInt64Type>().values().to_vec(),
+            [101, 103, 105, 104, 100, 102, 106]
+        );
+        let days = column(DAY_COLUMN);
+        assert_eq!(
+            days.as_primitive::<arrow::datatypes::Int32Type>()
+                .values()
+                .to_vec(),
+            [3, 3, 3, 4, 5, 5, 5]
+        );
     }
 }

@@ -295,10 +295,27 @@ pub struct TableBuilder {
     pub(crate) extra: StringBuilder,
     /// Rows appended one by one (to the builders) since the last batch.
     pub(crate) built_rows: usize,
+    /// Where each row appended since the last batch came in arrival order, when they were
+    /// not appended in it (a block parsed in day order, see [`crate::block`]).
+    built_arrival: Option<Vec<u32>>,
     /// Rows before those, as batches, in order.
     batches: Vec<RecordBatch>,
     /// The day of every row held, in order.
     pub(crate) days: Vec<i32>,
+    /// Per batch, where its rows came in arrival order (see [`HeldRows::arrival`]).
+    arrival: Vec<Option<Vec<u32>>>,
+}
+
+/// The rows a [`TableBuilder`] held: batches in the table's file schema, the partition day of
+/// each row (batch after batch, in each batch's row order), and where each batch's rows came.
+#[derive(Default)]
+pub struct HeldRows {
+    pub batches: Vec<RecordBatch>,
+    pub days: Vec<i32>,
+    /// Per batch: `None` when its rows are in the order they arrived in; otherwise, for each
+    /// of its rows, its place among the batch's rows in arrival order. Blocks of a
+    /// date-partitioned table are held in day order, which spares sorting them when spilled.
+    pub arrival: Vec<Option<Vec<u32>>>,
 }
 
 impl TableBuilder {
@@ -323,8 +340,10 @@ impl TableBuilder {
             columns,
             extra: StringBuilder::new(),
             built_rows: 0,
+            built_arrival: None,
             batches: Vec::new(),
             days: Vec::new(),
+            arrival: Vec::new(),
         }
     }
 
@@ -353,29 +372,47 @@ impl TableBuilder {
         }
         self.extra.append_option(extra);
         self.days.push(row.day);
+        if let Some(arrival) = &mut self.built_arrival {
+            arrival.push(self.built_rows as u32);
+        }
         self.built_rows += 1;
     }
 
     /// Adds rows already made into batches (in the table's file schema), with their days,
     /// after the rows held so far.
-    pub fn push_batches(&mut self, batches: Vec<RecordBatch>, days: Vec<i32>) {
+    pub fn push_rows(&mut self, rows: HeldRows) {
         debug_assert_eq!(
-            batches.iter().map(|b| b.num_rows()).sum::<usize>(),
-            days.len()
+            rows.batches.iter().map(|b| b.num_rows()).sum::<usize>(),
+            rows.days.len()
         );
         self.finish_built();
-        self.batches.extend(batches);
-        self.days.extend(days);
+        self.batches.extend(rows.batches);
+        self.days.extend(rows.days);
+        self.arrival.extend(rows.arrival);
     }
 
-    /// Takes the rows held so far as record batches in the table's file schema (none when
-    /// there are no rows), with their days.
-    pub fn finish(&mut self) -> (Vec<RecordBatch>, Vec<i32>) {
+    /// Notes where the next `rows` rows appended to the builders came in arrival order:
+    /// `order[k]` is the place of the k-th of them, or `None` when they come in it.
+    pub(crate) fn note_arrival(&mut self, order: Option<&[u32]>, rows: usize) {
+        let base = self.built_rows as u32;
+        match (order, &mut self.built_arrival) {
+            (None, None) => {}
+            (None, Some(arrival)) => arrival.extend(base..base + rows as u32),
+            (Some(order), arrival) => {
+                let arrival = arrival.get_or_insert_with(|| (0..base).collect());
+                arrival.extend(order.iter().map(|k| base + k));
+            }
+        }
+    }
+
+    /// Takes the rows held so far (no batches when there are none).
+    pub fn finish(&mut self) -> HeldRows {
         self.finish_built();
-        (
-            std::mem::take(&mut self.batches),
-            std::mem::take(&mut self.days),
-        )
+        HeldRows {
+            batches: std::mem::take(&mut self.batches),
+            days: std::mem::take(&mut self.days),
+            arrival: std::mem::take(&mut self.arrival),
+        }
     }
 
     /// Moves the rows appended one by one since the last batch into a batch of their own.
@@ -401,6 +438,7 @@ impl TableBuilder {
         let batch = RecordBatch::try_new(self.table.file_schema(), arrays)
             .expect("builders follow the table schema");
         self.batches.push(batch);
+        self.arrival.push(self.built_arrival.take());
     }
 }
 
