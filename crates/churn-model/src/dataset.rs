@@ -368,11 +368,20 @@ impl Preprocessor {
                 .unwrap_or_else(|| "unknown".into()),
             None => "unknown".to_string(),
         };
-        if feature.description.is_empty() {
-            format!("{} = {value}", feature.name)
-        } else {
-            format!("{} = {value} ({})", feature.name, feature.description)
+        // Sized once: `format!` grew each text two or three times, and training tells six
+        // of them for every test customer.
+        let description = &feature.description;
+        let mut text =
+            String::with_capacity(feature.name.len() + value.len() + description.len() + 6);
+        text.push_str(&feature.name);
+        text.push_str(" = ");
+        text.push_str(&value);
+        if !description.is_empty() {
+            text.push_str(" (");
+            text.push_str(description);
+            text.push(')');
         }
+        text
     }
 }
 
@@ -539,6 +548,20 @@ mod tests {
         assert_eq!(x.row(0).to_vec(), [1.0, 0.0]);
         assert_eq!(x.row(1).to_vec(), [0.0, 0.0]);
         assert_eq!(x.row(2).to_vec(), [0.0, 1.0]);
+    }
+
+    #[test]
+    fn a_value_is_told_with_its_name_and_the_description_when_there_is_one() {
+        let f = frame();
+        let descriptions = HashMap::from([("recency_days".to_string(), "days since".to_string())]);
+        let p = Preprocessor::fit(&f, &["recency_days".into(), "tier".into()], &descriptions);
+        assert_eq!(p.describe_value(0, &f, 0), "recency_days = 10 (days since)");
+        assert_eq!(
+            p.describe_value(0, &f, 1),
+            "recency_days = unknown (days since)"
+        );
+        assert_eq!(p.describe_value(1, &f, 2), "tier = silver");
+        assert_eq!(p.describe_value(1, &f, 1), "tier = unknown");
     }
 
     fn dated(mut f: Frame, day: u32) -> Frame {
