@@ -21,7 +21,9 @@ use churn_core::Lake;
 use churn_features::write::PartitionManifest;
 use churn_features::{BtydInput, FeatureOptions, Grain, Scope, btyd_inputs, ensure_snapshot};
 use churn_model::backtest::add_btyd_columns;
-use churn_model::btyd::{BgNbd, CustomerOutlook, GammaGamma, Summary, fit_bgnbd, fit_gamma_gamma};
+use churn_model::btyd::{
+    BgNbd, CustomerOutlook, ExpectedPurchases, GammaGamma, Summary, fit_bgnbd, fit_gamma_gamma,
+};
 use churn_model::dataset::Frame;
 use churn_model::explain::explain_each;
 use churn_model::spec::ScoringSpec;
@@ -105,11 +107,23 @@ pub fn expected_value_12m(
     s: &Summary,
     annual_rate: f64,
 ) -> f64 {
-    let spend = gamma_gamma.expected_spend(s);
+    let by_month: Vec<f64> = month_ends_weeks()
+        .map(|t| bgnbd.expected_purchases(s, t))
+        .collect();
+    discounted_value(gamma_gamma.expected_spend(s), &by_month, annual_rate)
+}
+
+/// The ends of the next twelve months, in weeks from D.
+fn month_ends_weeks() -> impl Iterator<Item = f64> {
+    (1..=12).map(|month| month as f64 * MONTH_DAYS / 7.0)
+}
+
+/// [`expected_value_12m`] from the expected spend per purchase and the expected purchases by
+/// the end of each of the twelve months.
+fn discounted_value(spend: f64, purchases_by_month: &[f64], annual_rate: f64) -> f64 {
     let mut value = 0.0;
     let mut before = 0.0;
-    for month in 1..=12 {
-        let purchases = bgnbd.expected_purchases(s, month as f64 * MONTH_DAYS / 7.0);
+    for (month, &purchases) in (1..=12).zip(purchases_by_month) {
         value += (purchases - before) * spend / (1.0 + annual_rate).powf(month as f64 / 12.0);
         before = purchases;
     }
@@ -152,24 +166,30 @@ impl Outlooks {
         let horizon_weeks = spec.horizon_days as f64 / 7.0;
         let mut model_horizon = HashMap::new();
         let mut scores = HashMap::new();
+        // The model's horizon, 90 days, then the ends of the next twelve months.
+        let mut horizons = vec![horizon_weeks, 90.0 / 7.0];
+        horizons.extend(month_ends_weeks());
+        let mut expected_purchases = ExpectedPurchases::new(bgnbd, &horizons);
         for input in inputs {
             let s = summary(input);
-            let purchases = bgnbd.expected_purchases(&s, horizon_weeks);
+            let purchases = expected_purchases.of(&s);
             let p_alive = bgnbd.p_alive(&s);
+            let spend = gamma_gamma.expected_spend(&s);
             model_horizon.insert(
                 input.customer_id.clone(),
                 CustomerOutlook {
                     p_alive,
-                    expected_purchases: purchases,
-                    expected_value: purchases * gamma_gamma.expected_spend(&s),
+                    expected_purchases: purchases[0],
+                    expected_value: purchases[0] * spend,
                 },
             );
+            let rate = spec.scoring.annual_discount_rate;
             scores.insert(
                 input.customer_id.clone(),
                 [
                     p_alive,
-                    bgnbd.expected_purchases(&s, 90.0 / 7.0),
-                    expected_value_12m(bgnbd, gamma_gamma, &s, spec.scoring.annual_discount_rate),
+                    purchases[1],
+                    discounted_value(spend, &purchases[2..], rate),
                 ],
             );
         }
