@@ -99,27 +99,14 @@ pub fn percentiles(values: &[f64]) -> Vec<f64> {
     out
 }
 
-/// Expected spend over the next twelve months, each month's expected purchases discounted at
-/// `annual_rate` to today.
-pub fn expected_value_12m(
-    bgnbd: &BgNbd,
-    gamma_gamma: &GammaGamma,
-    s: &Summary,
-    annual_rate: f64,
-) -> f64 {
-    let by_month: Vec<f64> = month_ends_weeks()
-        .map(|t| bgnbd.expected_purchases(s, t))
-        .collect();
-    discounted_value(gamma_gamma.expected_spend(s), &by_month, annual_rate)
-}
-
 /// The ends of the next twelve months, in weeks from D.
 fn month_ends_weeks() -> impl Iterator<Item = f64> {
     (1..=12).map(|month| month as f64 * MONTH_DAYS / 7.0)
 }
 
-/// [`expected_value_12m`] from the expected spend per purchase and the expected purchases by
-/// the end of each of the twelve months.
+/// The expected spend over the next twelve months (`expected_value_12m`), each month's
+/// expected purchases discounted at `annual_rate` to today, from the expected spend per
+/// purchase and the expected purchases by the end of each of the twelve months.
 fn discounted_value(spend: f64, purchases_by_month: &[f64], annual_rate: f64) -> f64 {
     let mut value = 0.0;
     let mut before = 0.0;
@@ -414,10 +401,14 @@ mod tests {
             age: 38.86,
             monetary: 22.35,
         };
-        let undiscounted = expected_value_12m(&bgnbd, &gamma_gamma, &s, 0.0);
+        let by_month: Vec<f64> = month_ends_weeks()
+            .map(|t| bgnbd.expected_purchases(&s, t))
+            .collect();
+        let spend = gamma_gamma.expected_spend(&s);
+        let undiscounted = discounted_value(spend, &by_month, 0.0);
         let by_hand = bgnbd.expected_purchases(&s, 365.25 / 7.0) * gamma_gamma.expected_spend(&s);
         assert!((undiscounted - by_hand).abs() < 1e-9 * by_hand);
-        let discounted = expected_value_12m(&bgnbd, &gamma_gamma, &s, 0.10);
+        let discounted = discounted_value(spend, &by_month, 0.10);
         assert!(discounted < undiscounted && discounted > undiscounted / 1.1);
     }
 }

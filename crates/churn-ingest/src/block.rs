@@ -16,7 +16,8 @@ use churn_core::{ColumnKind, ColumnSpec, Table};
 use crate::config::Encoding;
 use crate::reader::CsvRecord;
 use crate::rows::{
-    HeldRows, ParsedRow, Reject, RowParser, TableBuilder, Value, trim_bytes, wrong_field_count,
+    HeldRows, ParsedRow, Reject, RowParser, TableBuilder, Value, day_order, trim_bytes,
+    wrong_field_count,
 };
 
 /// Records held for column-at-a-time parsing: the decoded fields of each, with the raw bytes
@@ -243,11 +244,8 @@ impl RowParser {
             days.push(day);
         }
         let accepted = records.len();
-        let day_order = (self.table.is_date_partitioned() && !days.is_sorted()).then(|| {
-            let mut order: Vec<u32> = (0..accepted as u32).collect();
-            order.sort_by_key(|&k| days[k as usize]);
-            order
-        });
+        let day_order =
+            (self.table.is_date_partitioned() && !days.is_sorted()).then(|| day_order(&days));
         if let Some(order) = &day_order {
             records = order.iter().map(|&k| records[k as usize]).collect();
             days = order.iter().map(|&k| days[k as usize]).collect();

@@ -19,7 +19,7 @@ use object_store::ObjectMeta;
 use crate::dedup::{BatchKeys, Duplicates};
 use crate::error::{IngestError, Result};
 use crate::existing::{KeySet, files_keys, row_keys};
-use crate::rows::HeldRows;
+use crate::rows::{HeldRows, day_order};
 use crate::runs::{read_run, write_run};
 
 /// Columns a run adds after the table's: each row's sequence number in the batch (see
@@ -339,8 +339,7 @@ impl DaySorted {
                 seqs: (0..days.len()).map(seq).collect(),
             });
         }
-        let mut order: Vec<u32> = (0..days.len() as u32).collect();
-        order.sort_by_key(|&row| days[row as usize]);
+        let order = day_order(days);
         let indices = arrow::array::UInt32Array::from(order.clone());
         Ok(DaySorted {
             batch: arrow::compute::take_record_batch(batch, &indices)?,

@@ -286,6 +286,14 @@ pub(crate) enum ColumnBuilder {
     Date(Date32Builder),
 }
 
+/// The places of `days` in day order, stable (equal days keep their order): how blocks are
+/// held and batches spilled in day order.
+pub(crate) fn day_order(days: &[i32]) -> Vec<u32> {
+    let mut order: Vec<u32> = (0..days.len() as u32).collect();
+    order.sort_by_key(|&k| days[k as usize]);
+    order
+}
+
 /// Accepted rows of one table, in order, with their partition days: rows appended one by
 /// one, and batches of rows parsed elsewhere. (Dedup keys are not kept: the
 /// driver checks them as rows arrive, and customers recompute them from the id column.)
