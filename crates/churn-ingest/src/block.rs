@@ -14,25 +14,30 @@ use churn_core::table::CAMPAIGN_EVENT_KINDS;
 use churn_core::{ColumnKind, ColumnSpec, Table};
 
 use crate::config::Encoding;
-use crate::reader::CsvRecord;
+use crate::reader::{CsvRecord, RecordFields};
 use crate::rows::{
     HeldRows, ParsedRow, Reject, RowParser, TableBuilder, Value, day_order, trim_bytes,
     wrong_field_count,
 };
 
-/// Records held for column-at-a-time parsing: the decoded fields of each, with the raw bytes
-/// and line number that a rejected row is quarantined with. Records of another width than
+/// Records held for column-at-a-time parsing: the raw bytes and line number of each (that a
+/// rejected row is quarantined with) and where its fields are: in those raw bytes for a
+/// record without quotes, else in a decoded copy after them. Records of another width than
 /// the header's are held too, in their place, to be rejected.
 pub struct CsvBlock {
     width: usize,
-    fields: Vec<u8>,
-    /// Where each field ends in `fields`; a field starts where the one before it (of its
-    /// record, or the last of the record before) ends.
+    /// Each record's raw bytes, and after them its decoded fields where they differ.
+    text: Vec<u8>,
+    raw_ranges: Vec<std::ops::Range<usize>>,
+    /// Where each record's first field starts in `text`.
+    fields_starts: Vec<usize>,
+    /// Whether a record's fields are in its raw bytes (one delimiter between each and the
+    /// next) rather than decoded back to back.
+    fields_in_raw: Vec<bool>,
+    /// Where each field ends in `text`.
     field_ends: Vec<usize>,
     /// Where each record's fields end in `field_ends`.
     record_ends: Vec<usize>,
-    raw: Vec<u8>,
-    raw_ends: Vec<usize>,
     lines: Vec<u64>,
 }
 
@@ -43,14 +48,20 @@ impl CsvBlock {
 
     /// A block for records of `width` fields (the header's).
     pub fn new(width: usize) -> Self {
+        Self::with_capacity(width, 0, 0)
+    }
+
+    /// A block with room for `records` records of `text_bytes` bytes in all.
+    fn with_capacity(width: usize, records: usize, text_bytes: usize) -> Self {
         Self {
             width,
-            fields: Vec::new(),
-            field_ends: Vec::new(),
-            record_ends: Vec::new(),
-            raw: Vec::new(),
-            raw_ends: Vec::new(),
-            lines: Vec::new(),
+            text: Vec::with_capacity(text_bytes),
+            raw_ranges: Vec::with_capacity(records),
+            fields_starts: Vec::with_capacity(records),
+            fields_in_raw: Vec::with_capacity(records),
+            field_ends: Vec::with_capacity(records * width),
+            record_ends: Vec::with_capacity(records),
+            lines: Vec::with_capacity(records),
         }
     }
 
@@ -72,21 +83,31 @@ impl CsvBlock {
 
     /// Adds a record.
     pub fn push(&mut self, record: &CsvRecord<'_>) {
-        // One copy per record rather than per field: a block copies every byte of the file.
-        let (decoded, ends) = record.decoded();
-        let base = self.fields.len();
-        self.fields
-            .extend_from_slice(&decoded[..ends.last().copied().unwrap_or(0)]);
-        self.field_ends.extend(ends.iter().map(|end| base + end));
+        let raw_start = self.text.len();
+        self.text.extend_from_slice(record.raw);
+        self.raw_ranges.push(raw_start..self.text.len());
+        let (fields_start, in_raw, ends) = match record.fields_layout() {
+            RecordFields::InRaw { ends } => (raw_start, true, ends),
+            RecordFields::Decoded { bytes, ends } => {
+                let start = self.text.len();
+                self.text
+                    .extend_from_slice(&bytes[..ends.last().copied().unwrap_or(0)]);
+                (start, false, ends)
+            }
+        };
+        self.fields_starts.push(fields_start);
+        self.fields_in_raw.push(in_raw);
+        self.field_ends
+            .extend(ends.iter().map(|end| fields_start + end));
         self.record_ends.push(self.field_ends.len());
-        self.raw.extend_from_slice(record.raw);
-        self.raw_ends.push(self.raw.len());
         self.lines.push(record.line);
     }
 
-    /// The records held, as a block of their own, leaving this one empty.
+    /// The records held, as a block of their own, leaving this one empty with room for as
+    /// many again.
     pub fn take(&mut self) -> CsvBlock {
-        std::mem::replace(self, CsvBlock::new(self.width))
+        let empty = Self::with_capacity(self.width, self.len(), self.text.len());
+        std::mem::replace(self, empty)
     }
 
     /// Where record `row`'s fields start in `field_ends`.
@@ -103,17 +124,29 @@ impl CsvBlock {
         self.record_ends[row] - self.first_field(row)
     }
 
+    /// Every record's bytes: raw, and decoded fields where they differ.
+    pub fn text(&self) -> &[u8] {
+        &self.text
+    }
+
+    /// Where field `column` of record `row` (which has that field) is in [`Self::text`].
+    pub fn field_range(&self, row: usize, column: usize) -> std::ops::Range<usize> {
+        let i = self.first_field(row) + column;
+        let start = match column {
+            0 => self.fields_starts[row],
+            _ => self.field_ends[i - 1] + usize::from(self.fields_in_raw[row]),
+        };
+        start..self.field_ends[i]
+    }
+
     /// The decoded bytes of field `column` of record `row` (which has that field).
     pub fn field(&self, row: usize, column: usize) -> &[u8] {
-        let i = self.first_field(row) + column;
-        let start = if i == 0 { 0 } else { self.field_ends[i - 1] };
-        &self.fields[start..self.field_ends[i]]
+        &self.text[self.field_range(row, column)]
     }
 
     /// The raw bytes of record `row`, as read.
     pub fn raw(&self, row: usize) -> &[u8] {
-        let start = if row == 0 { 0 } else { self.raw_ends[row - 1] };
-        &self.raw[start..self.raw_ends[row]]
+        &self.text[self.raw_ranges[row].clone()]
     }
 
     /// The line record `row` starts on.
@@ -198,10 +231,15 @@ impl RowParser {
                 ));
             }
         }
+        // One check of the whole block's text instead of one per cell: a cell of valid text
+        // is then a slice of it.
+        let block_text = plain_text(block.text(), self.encoding);
         let cells: Vec<Cells<'_>> = columns
             .iter()
             .zip(mapping)
-            .map(|(spec, source)| self.parse_column(block, spec, *source, &mut to_row_path))
+            .map(|(spec, source)| {
+                self.parse_column(block, block_text, spec, *source, &mut to_row_path)
+            })
             .collect();
 
         let mut row_path: Vec<(usize, ParsedRow<'_>)> = Vec::new();
@@ -264,6 +302,7 @@ impl RowParser {
     fn parse_column<'a>(
         &self,
         block: &'a CsvBlock,
+        block_text: Option<&'a str>,
         spec: &ColumnSpec,
         source: Option<usize>,
         to_row_path: &mut [bool],
@@ -287,11 +326,24 @@ impl RowParser {
         // The text of each cell, trimmed: `Ok(None)` when empty, `Err` when the record is
         // the row path's (required value empty, or bytes this path does not read as text).
         let text = |row: usize| -> Result<Option<&'a str>, ()> {
-            let bytes = trim_bytes(block.field(row, source));
-            if bytes.is_empty() {
+            let range = block.field_range(row, source);
+            // A field inside valid text may still not start or end on a character boundary
+            // (decoded fields lie back to back); it is then checked by itself.
+            let text = match block_text.and_then(|text| text.get(range.clone())) {
+                Some(text) => text.trim_ascii(),
+                None => {
+                    let bytes = trim_bytes(&block.text()[range]);
+                    if bytes.is_empty() {
+                        ""
+                    } else {
+                        plain_text(bytes, encoding).ok_or(())?
+                    }
+                }
+            };
+            if text.is_empty() {
                 return if spec.required { Err(()) } else { Ok(None) };
             }
-            plain_text(bytes, encoding).map(Some).ok_or(())
+            Ok(Some(text))
         };
         macro_rules! parse_each {
             ($variant:ident, $empty:expr, $parse:expr) => {{

@@ -169,34 +169,57 @@ pub fn read_chunks(
 }
 
 /// One CSV record: its first line number (1-based), its raw bytes without the line
-/// terminator, and its decoded fields.
+/// terminator, and its fields.
 pub struct CsvRecord<'a> {
     pub line: u64,
     pub raw: &'a [u8],
-    /// The decoded fields back to back; `ends[i]` is where field `i` ends.
-    decoded: &'a [u8],
-    ends: &'a [usize],
+    fields: RecordFields<'a>,
+}
+
+/// Where a record's fields are.
+#[derive(Clone, Copy)]
+pub enum RecordFields<'a> {
+    /// In the raw bytes themselves (a record without quotes), one delimiter between each
+    /// field and the next; `ends[i]` is where field `i` ends in the raw bytes.
+    InRaw { ends: &'a [usize] },
+    /// Decoded (quotes removed, doubled quotes undoubled) back to back in `bytes`; `ends[i]`
+    /// is where field `i` ends in them.
+    Decoded { bytes: &'a [u8], ends: &'a [usize] },
 }
 
 impl<'a> CsvRecord<'a> {
     /// Number of fields.
     pub fn len(&self) -> usize {
-        self.ends.len()
+        self.ends().len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.ends.is_empty()
+        self.ends().is_empty()
+    }
+
+    fn ends(&self) -> &'a [usize] {
+        match self.fields {
+            RecordFields::InRaw { ends } | RecordFields::Decoded { ends, .. } => ends,
+        }
     }
 
     /// The decoded bytes of field `i` (quotes removed, doubled quotes undoubled).
     pub fn field(&self, i: usize) -> &'a [u8] {
-        let start = if i == 0 { 0 } else { self.ends[i - 1] };
-        &self.decoded[start..self.ends[i]]
+        match self.fields {
+            RecordFields::InRaw { ends } => {
+                let start = if i == 0 { 0 } else { ends[i - 1] + 1 };
+                &self.raw[start..ends[i]]
+            }
+            RecordFields::Decoded { bytes, ends } => {
+                let start = if i == 0 { 0 } else { ends[i - 1] };
+                &bytes[start..ends[i]]
+            }
+        }
     }
 
-    /// Every field's decoded bytes back to back, and where each field ends in them.
-    pub fn decoded(&self) -> (&'a [u8], &'a [usize]) {
-        (self.decoded, self.ends)
+    /// Where the fields are: in the raw bytes or decoded apart from them.
+    pub fn fields_layout(&self) -> RecordFields<'a> {
+        self.fields
     }
 
     pub fn fields(&self) -> impl Iterator<Item = &'a [u8]> + '_ {
@@ -207,12 +230,20 @@ impl<'a> CsvRecord<'a> {
 /// Incremental CSV splitter over byte chunks (quotes, embedded delimiters and newlines,
 /// CRLF), remembering each record's raw bytes. A UTF-8 or GB18030 byte-order mark at the
 /// start of the file is dropped.
+///
+/// Runs of whole lines without a quote character, most of a typical file, are split by
+/// searching for delimiters and line ends ([`split_plain_lines`]) rather than by csv_core's
+/// byte-at-a-time state machine, which takes the rest with the same results; their fields
+/// are handed on as places in the raw bytes, not copied.
 pub struct CsvSplitter {
     reader: csv_core::Reader,
+    delimiter: u8,
     out: Vec<u8>,
     out_len: usize,
     ends: Vec<usize>,
     ends_len: usize,
+    /// Field ends in a record's raw bytes, for records handed on without decoding.
+    raw_ends: Vec<usize>,
     /// The raw bytes of a record that began in an earlier chunk. A record inside one chunk
     /// is handed on as a slice of the chunk, without copying.
     carried: Vec<u8>,
@@ -230,10 +261,12 @@ impl CsvSplitter {
         let reader = csv_core::ReaderBuilder::new().delimiter(delimiter).build();
         Self {
             reader,
+            delimiter,
             out: vec![0; 4096],
             out_len: 0,
             ends: vec![0; 64],
             ends_len: 0,
+            raw_ends: Vec::with_capacity(64),
             carried: Vec::with_capacity(1024),
             lines_before: 0,
             at_file_start: true,
@@ -273,6 +306,23 @@ impl CsvSplitter {
         let mut record_start = 0;
         let mut pos = 0;
         loop {
+            if self.carried.is_empty() && self.out_len == 0 && self.ends_len == 0 {
+                // Between records, csv_core's state needs nothing of the bytes before (it
+                // skips line ends there), so whole lines before the next quote can be split
+                // here instead.
+                let plain = plain_lines(&input[pos..]);
+                if !plain.is_empty() {
+                    split_plain_lines(
+                        plain,
+                        self.delimiter,
+                        &mut self.lines_before,
+                        &mut self.raw_ends,
+                        &mut on_record,
+                    )?;
+                    pos += plain.len();
+                    record_start = pos;
+                }
+            }
             let (result, nin, nout, nend) = self.reader.read_record(
                 &input[pos..],
                 &mut self.out[self.out_len..],
@@ -309,6 +359,7 @@ impl CsvSplitter {
                         raw,
                         &self.out[..self.out_len],
                         &self.ends[..self.ends_len],
+                        &mut self.raw_ends,
                         &mut on_record,
                     );
                     record_start = pos;
@@ -323,6 +374,53 @@ impl CsvSplitter {
     }
 }
 
+/// The whole lines at the start of `bytes` that come before its first quote character (up
+/// to and with the last line feed among them).
+fn plain_lines(bytes: &[u8]) -> &[u8] {
+    let before_quote = match memchr::memchr(b'"', bytes) {
+        Some(quote) => &bytes[..quote],
+        None => bytes,
+    };
+    match memchr::memrchr(b'\n', before_quote) {
+        Some(last) => &before_quote[..=last],
+        None => &[],
+    }
+}
+
+/// Hands on the records of `lines` (whole lines without a quote character) as csv_core would
+/// split them: a CR, an LF or a CRLF ends a record, an empty line is none, and each
+/// delimiter ends a field. Line numbers count line feeds, as [`emit`] does.
+fn split_plain_lines<E>(
+    lines: &[u8],
+    delimiter: u8,
+    lines_before: &mut u64,
+    ends: &mut Vec<usize>,
+    on_record: &mut impl FnMut(CsvRecord<'_>) -> Result<(), E>,
+) -> Result<(), E> {
+    let mut start = 0;
+    ends.clear();
+    for at in memchr::memchr3_iter(delimiter, b'\n', b'\r', lines) {
+        if lines[at] == delimiter {
+            ends.push(at - start);
+            continue;
+        }
+        if at > start {
+            ends.push(at - start);
+            on_record(CsvRecord {
+                line: *lines_before + 1,
+                raw: &lines[start..at],
+                fields: RecordFields::InRaw { ends },
+            })?;
+            ends.clear();
+        }
+        if lines[at] == b'\n' {
+            *lines_before += 1;
+        }
+        start = at + 1;
+    }
+    Ok(())
+}
+
 /// Hands on one record: `raw` is every byte the parser consumed for it, including blank lines
 /// before it and its line terminator.
 fn emit<E>(
@@ -330,6 +428,7 @@ fn emit<E>(
     raw: &[u8],
     decoded: &[u8],
     ends: &[usize],
+    raw_ends: &mut Vec<usize>,
     on_record: &mut impl FnMut(CsvRecord<'_>) -> Result<(), E>,
 ) -> Result<(), E> {
     // Blank lines before a record are skipped by the parser but still count as lines.
@@ -345,12 +444,20 @@ fn emit<E>(
     while end > 0 && (body[end - 1] == b'\n' || body[end - 1] == b'\r') {
         end -= 1;
     }
-    on_record(CsvRecord {
-        line,
-        raw: &body[..end],
-        decoded,
-        ends,
-    })
+    let raw = &body[..end];
+    // Without quotes, the fields are the raw bytes between delimiters: hand on their places
+    // there rather than a decoded copy.
+    let fields = if memchr::memchr(b'"', raw).is_none() {
+        raw_ends.clear();
+        raw_ends.extend(ends.iter().enumerate().map(|(i, end)| end + i));
+        RecordFields::InRaw { ends: raw_ends }
+    } else {
+        RecordFields::Decoded {
+            bytes: decoded,
+            ends,
+        }
+    };
+    on_record(CsvRecord { line, raw, fields })
 }
 
 /// Decodes text in the source's encoding; `None` when the bytes are not valid in it.
@@ -455,6 +562,84 @@ mod tests {
         );
         assert_eq!(rows[2], (5, "2,e".into(), vec!["2".into(), "e".into()]));
         assert_eq!(rows.len(), 3);
+    }
+
+    /// A file with CRLF and LF line ends, a lone CR (which ends a record, not a line), blank
+    /// lines, empty fields, a quoted record between plain ones and no line end at the end,
+    /// and its records worked out by hand: (line, raw, fields).
+    const MIXED: &[u8] = b"id,note,n\r\n1,a,2\r\n\r\n2,,\n3,\"q,\"\"x\"\"\",4\n4,b\rc,5\n\n5,lone cr\r6,7,8\n7,  spaced  ,9";
+
+    fn mixed_records() -> Vec<(u64, String, Vec<String>)> {
+        let record = |line: u64, raw: &str, fields: &[&str]| {
+            let fields = fields.iter().map(|f| f.to_string()).collect();
+            (line, raw.to_string(), fields)
+        };
+        vec![
+            record(1, "id,note,n", &["id", "note", "n"]),
+            record(2, "1,a,2", &["1", "a", "2"]),
+            record(4, "2,,", &["2", "", ""]),
+            record(5, "3,\"q,\"\"x\"\"\",4", &["3", "q,\"x\"", "4"]),
+            record(6, "4,b", &["4", "b"]),
+            record(6, "c,5", &["c", "5"]),
+            record(8, "5,lone cr", &["5", "lone cr"]),
+            record(8, "6,7,8", &["6", "7", "8"]),
+            record(9, "7,  spaced  ,9", &["7", "  spaced  ", "9"]),
+        ]
+    }
+
+    #[test]
+    fn records_are_the_same_wherever_the_chunks_end() {
+        let expected = mixed_records();
+        assert_eq!(split(&[MIXED]), expected);
+        for cut in 0..=MIXED.len() {
+            assert_eq!(
+                split(&[&MIXED[..cut], &MIXED[cut..]]),
+                expected,
+                "cut at {cut}"
+            );
+        }
+        let bytes: Vec<&[u8]> = MIXED.chunks(1).collect();
+        assert_eq!(split(&bytes), expected, "a byte at a time");
+    }
+
+    #[test]
+    fn lines_before_a_quote_are_split_without_the_state_machine_and_keep_fields_in_place() {
+        let lines = plain_lines(MIXED);
+        assert_eq!(
+            lines,
+            &MIXED[..MIXED.iter().position(|b| *b == b'"').unwrap() - 2]
+        );
+        let mut records = Vec::new();
+        let (mut lines_before, mut ends) = (0, Vec::new());
+        split_plain_lines::<()>(lines, b',', &mut lines_before, &mut ends, &mut |r| {
+            assert!(matches!(r.fields_layout(), RecordFields::InRaw { .. }));
+            let fields = r.fields().map(|f| String::from_utf8_lossy(f).into_owned());
+            records.push((
+                r.line,
+                String::from_utf8_lossy(r.raw).into_owned(),
+                fields.collect(),
+            ));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(records, mixed_records()[..3]);
+        assert_eq!(lines_before, 4);
+        // A chunk that ends inside its first line has no whole line to split.
+        assert!(plain_lines(b"1,a").is_empty());
+    }
+
+    #[test]
+    fn quoted_records_hand_on_decoded_fields_and_plain_ones_their_raw_places() {
+        let mut s = CsvSplitter::new(b',');
+        let mut layouts = Vec::new();
+        for chunk in [&b"a,\"b\"\"c\"\n1,2\n"[..], b""] {
+            s.feed::<()>(chunk, |r| {
+                layouts.push(matches!(r.fields_layout(), RecordFields::InRaw { .. }));
+                Ok(())
+            })
+            .unwrap();
+        }
+        assert_eq!(layouts, [false, true]);
     }
 
     #[test]
