@@ -290,6 +290,7 @@ impl RowParser {
         }
         out.note_arrival(day_order.as_deref(), accepted);
         for (i, column) in cells.iter().enumerate() {
+            reserve_for(out, i, columns[i].kind, column, &records);
             append_column(out, i, column, &records, columns[i].name == "channel");
         }
         out.days.extend(days);
@@ -443,6 +444,31 @@ fn each_value<'v, 'a>(records: &[Record<'v, 'a>], i: usize, mut append: impl FnM
             Record::Row(parsed) => append(From::Row(&parsed.values[i])),
         }
     }
+}
+
+/// Makes room in an empty builder for column `i` of `records`, so that it is filled without
+/// growing step by step (each step a copy of all it holds).
+fn reserve_for(
+    out: &mut TableBuilder,
+    i: usize,
+    kind: ColumnKind,
+    cells: &Cells<'_>,
+    records: &[Record<'_, '_>],
+) {
+    if !out.columns[i].is_empty() {
+        return;
+    }
+    let mut text_bytes = 0;
+    if let Cells::Str(v) = cells {
+        each_value(records, i, |from| {
+            text_bytes += match from {
+                From::Cell(row) => v[row].map_or(0, str::len),
+                From::Row(Value::Str(s)) => s.len(),
+                From::Row(_) => 0,
+            }
+        });
+    }
+    out.columns[i] = crate::rows::ColumnBuilder::with_capacity(kind, records.len(), text_bytes);
 }
 
 /// Appends column `i` of `records` (accepted records of the block) to `out`. `lower`: the column's text is

@@ -286,6 +286,35 @@ pub(crate) enum ColumnBuilder {
     Date(Date32Builder),
 }
 
+impl ColumnBuilder {
+    /// A builder for a column of `kind` with room for `rows` values and, for text,
+    /// `text_bytes` bytes.
+    pub(crate) fn with_capacity(kind: ColumnKind, rows: usize, text_bytes: usize) -> Self {
+        match kind {
+            ColumnKind::Id | ColumnKind::Text | ColumnKind::Event => {
+                Self::Str(StringBuilder::with_capacity(rows, text_bytes))
+            }
+            ColumnKind::Timestamp => {
+                Self::Ts(TimestampMicrosecondBuilder::with_capacity(rows).with_timezone("UTC"))
+            }
+            ColumnKind::Number => Self::Num(Float64Builder::with_capacity(rows)),
+            ColumnKind::Bool => Self::Bool(BooleanBuilder::with_capacity(rows)),
+            ColumnKind::Date => Self::Date(Date32Builder::with_capacity(rows)),
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        use arrow::array::ArrayBuilder;
+        match self {
+            Self::Str(b) => b.is_empty(),
+            Self::Ts(b) => b.is_empty(),
+            Self::Num(b) => b.is_empty(),
+            Self::Bool(b) => b.is_empty(),
+            Self::Date(b) => b.is_empty(),
+        }
+    }
+}
+
 /// The places of `days` in day order, stable (equal days keep their order): how blocks are
 /// held and batches spilled in day order.
 pub(crate) fn day_order(days: &[i32]) -> Vec<u32> {
@@ -328,20 +357,12 @@ pub struct HeldRows {
 
 impl TableBuilder {
     pub fn new(table: Table) -> Self {
+        // Arrow's default room; builders grow from there.
+        const ROWS: usize = 1024;
         let columns = table
             .columns()
             .iter()
-            .map(|c| match c.kind {
-                ColumnKind::Id | ColumnKind::Text | ColumnKind::Event => {
-                    ColumnBuilder::Str(StringBuilder::new())
-                }
-                ColumnKind::Timestamp => {
-                    ColumnBuilder::Ts(TimestampMicrosecondBuilder::new().with_timezone("UTC"))
-                }
-                ColumnKind::Number => ColumnBuilder::Num(Float64Builder::new()),
-                ColumnKind::Bool => ColumnBuilder::Bool(BooleanBuilder::new()),
-                ColumnKind::Date => ColumnBuilder::Date(Date32Builder::new()),
-            })
+            .map(|c| ColumnBuilder::with_capacity(c.kind, ROWS, ROWS))
             .collect();
         Self {
             table,
