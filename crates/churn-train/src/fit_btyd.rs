@@ -14,7 +14,9 @@ use churn_core::session::SessionOptions;
 use churn_features::write::PartitionManifest;
 use churn_features::{BtydInput, Grain, Scope, btyd_inputs};
 use churn_model::ModelError;
-use churn_model::btyd::{self, BgNbd, BtydError, Fit, GammaGamma, ParetoNbd, Summary};
+use churn_model::btyd::{
+    self, BgNbd, BtydError, ExpectedPurchases, Fit, GammaGamma, ParetoNbd, Summary,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
@@ -46,35 +48,41 @@ impl BtydModel {
         }
     }
 
-    /// The per-customer outputs of a fit of this model, by column name.
-    fn outputs(self, fit: &Fit, horizon_weeks: f64) -> Result<Vec<PerCustomer>, BtydError> {
+    /// The per-customer outputs of a fit of this model for `summaries`, by column name.
+    fn outputs(
+        self,
+        fit: &Fit,
+        horizon_weeks: f64,
+        summaries: &[Summary],
+    ) -> Result<Vec<PerCustomer>, BtydError> {
+        let each = |value: &dyn Fn(&Summary) -> f64| summaries.iter().map(value).collect();
         Ok(match self {
             BtydModel::Bgnbd => {
                 let m = BgNbd::from_fit(fit)?;
+                // Far fewer (frequency, age) pairs than customers: the series each needs is
+                // summed once per pair, with the same value to the bit.
+                let mut expected = ExpectedPurchases::new(&m, &[horizon_weeks]);
                 vec![
-                    ("p_alive", Box::new(move |s: &Summary| m.p_alive(s))),
+                    ("p_alive", each(&|s| m.p_alive(s))),
                     (
                         "expected_purchases",
-                        Box::new(move |s: &Summary| m.expected_purchases(s, horizon_weeks)),
+                        summaries.iter().map(|s| expected.of(s)[0]).collect(),
                     ),
                 ]
             }
             BtydModel::ParetoNbd => {
                 let m = ParetoNbd::from_fit(fit)?;
                 vec![
-                    ("p_alive", Box::new(move |s: &Summary| m.p_alive(s))),
+                    ("p_alive", each(&|s| m.p_alive(s))),
                     (
                         "expected_purchases",
-                        Box::new(move |s: &Summary| m.expected_purchases(s, horizon_weeks)),
+                        each(&|s| m.expected_purchases(s, horizon_weeks)),
                     ),
                 ]
             }
             BtydModel::GammaGamma => {
                 let m = GammaGamma::from_fit(fit)?;
-                vec![(
-                    "expected_spend",
-                    Box::new(move |s: &Summary| m.expected_spend(s)),
-                )]
+                vec![("expected_spend", each(&|s| m.expected_spend(s)))]
             }
         })
     }
@@ -83,8 +91,8 @@ impl BtydModel {
 /// One of a summary's own values.
 type SummaryColumn = fn(&Summary) -> f64;
 
-/// A named per-customer value computed from a summary.
-type PerCustomer = (&'static str, Box<dyn Fn(&Summary) -> f64>);
+/// A named per-customer value, one per summary in order.
+type PerCustomer = (&'static str, Vec<f64>);
 
 /// What a fit found and where its per-customer outputs went.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -111,7 +119,7 @@ pub struct BtydFitSummary {
 fn outputs_batch(
     inputs: &[BtydInput],
     summaries: &[Summary],
-    outputs: &[PerCustomer],
+    outputs: Vec<PerCustomer>,
 ) -> Result<RecordBatch> {
     let ids: StringArray = inputs
         .iter()
@@ -125,15 +133,15 @@ fn outputs_batch(
         ("age_weeks", |s| s.age),
         ("monetary", |s| s.monetary),
     ];
-    let named = summary_columns
+    let own = summary_columns
         .iter()
-        .map(|(n, f)| (*n, f as &dyn Fn(&Summary) -> f64))
-        .chain(outputs.iter().map(|(n, f)| (*n, f.as_ref())));
-    for (name, value) in named {
+        .map(|(n, f)| (*n, summaries.iter().map(f).collect::<Float64Array>()));
+    let fitted = outputs
+        .into_iter()
+        .map(|(n, values)| (n, Float64Array::from(values)));
+    for (name, values) in own.chain(fitted) {
         fields.push(Field::new(name, DataType::Float64, false));
-        columns.push(Arc::new(
-            summaries.iter().map(value).collect::<Float64Array>(),
-        ));
+        columns.push(Arc::new(values));
     }
     Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
         .map_err(datafusion::error::DataFusionError::from)?)
@@ -158,9 +166,9 @@ pub async fn fit_btyd(
     let fit = model.fit(&summaries).map_err(wrap)?;
     let fit_ms = fitting.elapsed().as_millis() as u64;
     let outputs = model
-        .outputs(&fit, horizon_days as f64 / 7.0)
+        .outputs(&fit, horizon_days as f64 / 7.0, &summaries)
         .map_err(wrap)?;
-    let batch = outputs_batch(&inputs, &summaries, &outputs)?;
+    let batch = outputs_batch(&inputs, &summaries, outputs)?;
     let df = datafusion::prelude::SessionContext::new().read_batch(batch)?;
     let name = model.name();
     let grain = match grain {
