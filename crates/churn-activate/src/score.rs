@@ -215,19 +215,15 @@ pub(crate) fn score_rows(
         add_btyd_columns(&mut frame, &outlooks.model_horizon);
     }
     let x = artifact.preprocessor.transform_for(&frame, &spec.learner)?;
-    let probabilities: Vec<f64> = artifact
-        .classifier
-        .predict(&x)
-        .into_iter()
-        .map(|s| artifact.calibrator.apply(s))
-        .collect();
+    let mut probabilities = Vec::with_capacity(x.nrows());
     let mut reasons: Vec<StringBuilder> = (0..REASONS).map(|_| StringBuilder::new()).collect();
     explain_each(
         &artifact.preprocessor,
         &artifact.classifier,
         &frame,
         &x,
-        |explanation| {
+        |probability, explanation| {
+            probabilities.push(artifact.calibrator.apply(probability));
             for (k, texts) in reasons.iter_mut().enumerate() {
                 texts.append_option(explanation.up.get(k).map(|r| r.text.as_str()));
             }

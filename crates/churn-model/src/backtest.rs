@@ -20,7 +20,7 @@ use crate::calibrate::Calibrator;
 use crate::classifier;
 use crate::dataset::{Frame, Preprocessor, Values};
 use crate::error::{ModelError, Result};
-use crate::explain::{Explanation, explain};
+use crate::explain::{Explanation, predict_and_explain};
 use crate::metrics::{self, Metrics};
 use crate::spec::{Calibration, ClassWeight, ModelSpec};
 
@@ -544,9 +544,9 @@ pub fn backtest(
     let Fitted { artifact, fit_ms } = fit_artifact(spec, &features, fit, cal, descriptions)?;
     let preprocessor = &artifact.preprocessor;
     let x_test = preprocessor.transform_for(test, &spec.learner)?;
-    let scores: Vec<f64> = artifact
-        .classifier
-        .predict(&x_test)
+    let (probabilities, explanations) =
+        predict_and_explain(preprocessor, &artifact.classifier, test, &x_test);
+    let scores: Vec<f64> = probabilities
         .into_iter()
         .map(|s| artifact.calibrator.apply(s))
         .collect();
@@ -560,7 +560,6 @@ pub fn backtest(
         .collect();
     let baseline_bgnbd = metrics::evaluate(&bgnbd, &test.churned);
     let grade = grade(&scores, &test.churned, &rule);
-    let explanations = explain(preprocessor, &artifact.classifier, test, &x_test);
     let data_fingerprint = fingerprint(&[fit, cal, test], &features);
     Ok(Backtest {
         artifact,

@@ -356,6 +356,19 @@ impl Classifier {
         }
     }
 
+    /// [`Self::predict`] and [`Self::contributions`] of every row of `x`; for gbdt from one
+    /// walk of the trees, with the same values.
+    pub fn predict_and_contributions(&self, x: &Array2<f64>) -> (Vec<f64>, Array2<f64>) {
+        match self {
+            Classifier::Gbdt { booster } => {
+                let (raw, contributions) =
+                    FlatBooster::new(booster).raw_scores_and_contributions(x);
+                (raw.into_iter().map(sigmoid).collect(), contributions)
+            }
+            _ => (self.predict(x), self.contributions(x)),
+        }
+    }
+
     /// Per row and design column, how much the column moved the score away from the
     /// model's baseline (log-odds for logistic and gbdt, probability for trees).
     pub fn contributions(&self, x: &Array2<f64>) -> Array2<f64> {

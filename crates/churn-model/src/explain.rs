@@ -31,58 +31,63 @@ pub struct Explanation {
     pub down: Vec<Reason>,
 }
 
-/// Explanations of every row of `frame`, whose design matrix is `x`.
-pub fn explain(
+/// The churn probability (before calibration) and explanation of every row of `frame`, whose
+/// design matrix is `x`.
+pub fn predict_and_explain(
     preprocessor: &Preprocessor,
     classifier: &Classifier,
     frame: &Frame,
     x: &Array2<f64>,
-) -> Vec<Explanation> {
+) -> (Vec<f64>, Vec<Explanation>) {
     explain_block(preprocessor, classifier, frame, x, 0)
 }
 
 /// Rows explained at a time by [`explain_each`].
 const BLOCK_ROWS: usize = 16_384;
 
-/// Calls `visit` with the explanation of every row of `frame` in order, explaining a block
-/// of rows at a time: the contributions and reasons of a whole population (about 1 KB per
-/// customer) are never held at once.
+/// Calls `visit` with the churn probability (before calibration) and explanation of every row
+/// of `frame` in order, explaining a block of rows at a time: the contributions and reasons of
+/// a whole population (about 1 KB per customer) are never held at once.
 pub fn explain_each(
     preprocessor: &Preprocessor,
     classifier: &Classifier,
     frame: &Frame,
     x: &Array2<f64>,
-    mut visit: impl FnMut(&Explanation),
+    mut visit: impl FnMut(f64, &Explanation),
 ) {
     for first_row in (0..x.nrows()).step_by(BLOCK_ROWS) {
         let rows = first_row..(first_row + BLOCK_ROWS).min(x.nrows());
         let block = x.slice(s![rows, ..]).to_owned();
-        for explanation in explain_block(preprocessor, classifier, frame, &block, first_row) {
-            visit(&explanation);
+        let (probabilities, explanations) =
+            explain_block(preprocessor, classifier, frame, &block, first_row);
+        for (probability, explanation) in probabilities.into_iter().zip(&explanations) {
+            visit(probability, explanation);
         }
     }
 }
 
-/// Explanations of rows `first_row..` of `frame`, whose design matrix rows are `x`. The rows'
-/// reasons are ranked and told on every core: a test snapshot's hundreds of thousands of
-/// rows, six texts each, took seconds on one.
+/// Churn probabilities and explanations of rows `first_row..` of `frame`, whose design
+/// matrix rows are `x`: a gbdt model's trees are walked once for both. The rows' reasons are
+/// ranked and told on every core: a test snapshot's hundreds of thousands of rows, six texts
+/// each, took seconds on one.
 fn explain_block(
     preprocessor: &Preprocessor,
     classifier: &Classifier,
     frame: &Frame,
     x: &Array2<f64>,
     first_row: usize,
-) -> Vec<Explanation> {
-    let contributions = classifier.contributions(x);
+) -> (Vec<f64>, Vec<Explanation>) {
+    let (probabilities, contributions) = classifier.predict_and_contributions(x);
     let rows: Vec<usize> = (0..contributions.nrows()).collect();
-    parallel::map(&rows, |&block_row| {
+    let explanations = parallel::map(&rows, |&block_row| {
         explain_row(
             preprocessor,
             frame,
             contributions.row(block_row),
             first_row + block_row,
         )
-    })
+    });
+    (probabilities, explanations)
 }
 
 /// The explanation of row `row` of `frame` from its design-matrix contributions.
@@ -150,9 +155,15 @@ mod tests {
             intercept: 0.0,
             coefficients: vec![1.0, -0.5, 2.0],
         };
-        let mut each = Vec::new();
-        explain_each(&p, &model, &frame, &x, |e| each.push(e.clone()));
-        assert_eq!(each, explain(&p, &model, &frame, &x));
+        let (mut each, mut each_probability) = (Vec::new(), Vec::new());
+        explain_each(&p, &model, &frame, &x, |probability, e| {
+            each_probability.push(probability);
+            each.push(e.clone());
+        });
+        let (probabilities, explanations) = predict_and_explain(&p, &model, &frame, &x);
+        assert_eq!(each, explanations);
+        assert_eq!(each_probability, probabilities);
+        assert_eq!(probabilities, model.predict(&x));
         // The last row's reasons tell its own values.
         let last = &each[rows - 1];
         let told: Vec<&str> = last
@@ -193,7 +204,7 @@ mod tests {
             intercept: 0.0,
             coefficients: vec![2.0, 0.0, 0.5, -1.0],
         };
-        let e = explain(&p, &model, &frame, &x);
+        let (_, e) = predict_and_explain(&p, &model, &frame, &x);
         // Row b: f1 +2, f3 -0.5, f4 -1.
         assert_eq!(e[1].up.len(), 1);
         assert_eq!(e[1].up[0].feature, "f1");
