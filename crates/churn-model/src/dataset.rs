@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use ndarray::{Array2, ArrayViewMut2, Axis, ShapeBuilder};
+use ndarray::{Array2, ArrayViewMut2, ShapeBuilder};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ModelError, Result};
@@ -322,16 +322,9 @@ impl Preprocessor {
         }
         // Blocks of rows on every core: each value is written once, so the matrix is the same
         // whatever the split (at 2.2M rows one thread took about 2 s).
-        let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
-        let rows_per_block = n.div_ceil(threads).max(crate::parallel::CHUNK);
-        std::thread::scope(|scope| {
-            for (b, mut block) in x.axis_chunks_iter_mut(Axis(0), rows_per_block).enumerate() {
-                let encoders = &encoders;
-                scope.spawn(move || {
-                    for (col, encoder) in encoders {
-                        encoder.fill(block.view_mut(), *col, b * rows_per_block);
-                    }
-                });
+        crate::parallel::for_row_blocks_mut(&mut x, |first, mut block| {
+            for (col, encoder) in &encoders {
+                encoder.fill(block.view_mut(), *col, first);
             }
         });
         Ok(x)

@@ -45,6 +45,26 @@ pub(crate) fn map_chunks<T: Sync, U: Send>(items: &[T], f: impl Fn(&[T]) -> U + 
     results.into_iter().flatten().collect()
 }
 
+/// `f(first_row, block)` for blocks of consecutive rows of `x` (one per available core, each
+/// of at least [`CHUNK`] rows), on all available cores. Each call writes its own block only,
+/// so what `x` holds afterwards does not depend on the split.
+pub(crate) fn for_row_blocks_mut<T: Send>(
+    x: &mut ndarray::Array2<T>,
+    f: impl Fn(usize, ndarray::ArrayViewMut2<'_, T>) + Sync,
+) {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let rows_per_block = x.nrows().div_ceil(threads).max(CHUNK);
+    std::thread::scope(|scope| {
+        for (b, block) in x
+            .axis_chunks_iter_mut(ndarray::Axis(0), rows_per_block)
+            .enumerate()
+        {
+            let f = &f;
+            scope.spawn(move || f(b * rows_per_block, block));
+        }
+    });
+}
+
 /// `f` of each item, in order, computed on all available cores.
 pub(crate) fn map<T: Sync, U: Send>(items: &[T], f: impl Fn(&T) -> U + Sync) -> Vec<U> {
     map_chunks(items, |chunk| chunk.iter().map(&f).collect::<Vec<U>>())
