@@ -1,5 +1,6 @@
--- Purchase rhythm: gaps between consecutive distinct purchase days, and the
--- buy-till-you-die summary (daily grain, time unit weeks), over all history before D.
+-- Purchase rhythm: gaps between consecutive distinct purchase days, the buy-till-you-die
+-- summary (daily grain, time unit weeks) over all history before D, and the purchase days of
+-- the last year (here rather than in habits.sql: the distinct purchase days are made once).
 -- grain: one row per customer of the snapshot population (customer_id)
 -- columns:
 --   mean_gap_days: (last - first purchase day) / (purchase days - 1); null below two purchase days
@@ -9,6 +10,7 @@
 --   btyd_frequency: distinct purchase days - 1 (repeat purchase days)
 --   btyd_recency_weeks: (last - first purchase day) / 7
 --   btyd_age_weeks: (D - 1 - first purchase day) / 7: age runs to the day before D, as in `churn btyd fit`
+--   purchase_days_365d: distinct days with a purchase in [D-365d, D)
 with
 params as (
     select as_of_day from snapshot
@@ -38,18 +40,20 @@ gaps as (
 
 per_customer as (
     select
-        customer_id,
+        g.customer_id,
         count(*) as purchase_days,
-        min(day) as first_day,
-        max(day) as last_day,
+        min(g.day) as first_day,
+        max(g.day) as last_day,
         -- The sample deviation from exact integer sums (not stddev_samp, whose partial states
         -- merge in an order that varies between runs): a re-run gives the same bits.
-        count(gap) as gaps,
-        sum(gap) as gap_sum,
-        sum(gap * gap) as gap_square_sum,
-        max(case when is_latest then gap end) as last_gap
-    from gaps
-    group by customer_id
+        count(g.gap) as gaps,
+        sum(g.gap) as gap_sum,
+        sum(g.gap * g.gap) as gap_square_sum,
+        max(case when g.is_latest then g.gap end) as last_gap,
+        sum(case when p.as_of_day - g.day <= 365 then 1 else 0 end) as purchase_days_365d
+    from gaps g
+    cross join params p
+    group by g.customer_id
 ),
 
 rhythm as (
@@ -65,6 +69,7 @@ rhythm as (
             )
         end as gap_stddev,
         c.last_gap,
+        c.purchase_days_365d,
         case when c.purchase_days >= 2 then cast(c.last_day - c.first_day as double) / (c.purchase_days - 1) end as mean_gap_days,
         p.as_of_day - c.last_day as recency_days,
         p.as_of_day
@@ -81,7 +86,8 @@ final as (
         case when r.mean_gap_days > 0 then r.recency_days / r.mean_gap_days end as overdue_ratio,
         cast(r.purchase_days - 1 as bigint) as btyd_frequency,
         cast(r.last_day - r.first_day as double) / 7.0 as btyd_recency_weeks,
-        cast(r.as_of_day - 1 - r.first_day as double) / 7.0 as btyd_age_weeks
+        cast(r.as_of_day - 1 - r.first_day as double) / 7.0 as btyd_age_weeks,
+        cast(r.purchase_days_365d as bigint) as purchase_days_365d
     from population_ids i
     join rhythm r on r.customer_id = i.customer_id
 )

@@ -6,7 +6,6 @@
 --   store_count_365d: distinct stores (the web shop counts as one) among purchases in [D-365d, D)
 --   weekend_share_365d: share of purchases in [D-365d, D) made on a Saturday or Sunday; null without purchases there
 --   days_since_last_refund: days from the last refund before D to D; null if never
---   purchase_days_365d: distinct days with a purchase in [D-365d, D)
 with
 params as (
     select as_of_day from snapshot
@@ -50,16 +49,10 @@ purchase_habits as (
     group by customer_id
 ),
 
--- Distinct counts as two plain aggregations, which can spill to disk under a memory limit.
+-- A distinct count as two plain aggregations, which can spill to disk under a memory limit.
 store_counts as (
     select customer_id, count(*) as stores
     from (select distinct customer_id, store_id from last_year where store_id is not null) s
-    group by customer_id
-),
-
-day_counts as (
-    select customer_id, count(*) as purchase_days
-    from (select distinct customer_id, day from last_year) d
     group by customer_id
 ),
 
@@ -77,12 +70,10 @@ final as (
         h.avg_quantity as avg_quantity_365d,
         cast(coalesce(sc.stores, 0) as bigint) as store_count_365d,
         case when h.purchases > 0 then cast(h.weekend_purchases as double) / h.purchases end as weekend_share_365d,
-        cast(r.days_since_last_refund as bigint) as days_since_last_refund,
-        cast(coalesce(dc.purchase_days, 0) as bigint) as purchase_days_365d
+        cast(r.days_since_last_refund as bigint) as days_since_last_refund
     from population_ids i
     left join purchase_habits h on h.customer_id = i.customer_id
     left join store_counts sc on sc.customer_id = i.customer_id
-    left join day_counts dc on dc.customer_id = i.customer_id
     left join refunds r on r.customer_id = i.customer_id
 )
 

@@ -175,6 +175,34 @@ async fn each_feature_file_matches_its_hand_computed_golden_file() {
     }
 }
 
+#[tokio::test]
+async fn purchase_days_365d_counts_the_distinct_purchase_days_of_the_last_365_days_only() {
+    // D = 2024-07-01. C1 bought 533 days before D, 366 days before D (outside the window),
+    // 365 days before D (its first day, inside), twice on one day 113 days before D (one
+    // purchase day) and had a refund 61 days before D (no purchase day): 2 of its 4 distinct
+    // purchase days are in the window. C2 bought the day before D and on D (not before D): 1.
+    let rows = [
+        "T1,C1,2023-01-15 09:00:00,10.00,1,Dairy,S1,store,0,false",
+        "T2,C1,2023-07-01 09:00:00,10.00,1,Dairy,S1,store,0,false",
+        "T3,C1,2023-07-02 09:00:00,10.00,1,Dairy,S1,store,0,false",
+        "T4,C1,2024-03-10 09:00:00,10.00,1,Dairy,S1,store,0,false",
+        "T5,C1,2024-03-10 18:00:00,4.00,1,Dairy,S1,store,0,false",
+        "T6,C1,2024-05-01 09:00:00,-4.00,1,Dairy,S1,store,0,true",
+        "T7,C2,2024-06-30 09:00:00,12.00,1,Dairy,S1,store,0,false",
+        "T8,C2,2024-07-01 09:00:00,12.00,1,Dairy,S1,store,0,false",
+    ];
+    let (_tmp, lake) = lake_of_transactions(&rows).await;
+    build_features(&lake, &[date("2024-07-01")], &built_in())
+        .await
+        .unwrap();
+    let (_, rows) = table(
+        &lake,
+        "SELECT customer_id, purchase_days_365d, btyd_frequency FROM features ORDER BY customer_id",
+    )
+    .await;
+    assert_eq!(rows, [["C1", "2", "3"], ["C2", "1", "0"]]);
+}
+
 /// The independent DuckDB computation of the contract (`tests/reference` at the repository
 /// root, shared with `churn bench features`) on the demo CSVs, written to `out`.
 fn run_reference(what: &str, as_of: &str, out: &Path) {
@@ -752,9 +780,8 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     out
 }
 
-/// The BTYD summaries of a lake holding `rows` (transactions CSV lines after the header),
-/// by customer: (frequency, recency, age, monetary).
-async fn btyd_summaries(rows: &[&str], as_of: NaiveDate) -> HashMap<String, [f64; 4]> {
+/// A lake holding `rows` (transactions CSV lines after the header) and nothing else.
+async fn lake_of_transactions(rows: &[&str]) -> (TempDir, Lake) {
     let dir = tempfile::tempdir().unwrap();
     let header = "transaction_id,customer_id,ts,amount,quantity,product_category,store_id,channel,discount,is_return";
     std::fs::write(
@@ -762,7 +789,13 @@ async fn btyd_summaries(rows: &[&str], as_of: NaiveDate) -> HashMap<String, [f64
         format!("{header}\n{}\n", rows.join("\n")),
     )
     .unwrap();
-    let (_tmp, lake) = lake_from(dir.path()).await;
+    lake_from(dir.path()).await
+}
+
+/// The BTYD summaries of a lake holding `rows` (transactions CSV lines after the header),
+/// by customer: (frequency, recency, age, monetary).
+async fn btyd_summaries(rows: &[&str], as_of: NaiveDate) -> HashMap<String, [f64; 4]> {
+    let (_tmp, lake) = lake_of_transactions(rows).await;
     btyd_inputs_by_customer(&lake, as_of)
         .await
         .into_iter()
