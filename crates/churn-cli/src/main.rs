@@ -108,12 +108,19 @@ fn init_logging(cli: &Cli) {
     }
 }
 
+/// Stack of the runtime's threads: as deep as a Linux main thread's. Dev builds leave
+/// Ballista's crates unoptimised (see the workspace's Cargo.toml); the scheduler's and
+/// executor's futures, polled on these threads, overflowed the default 2 MiB in one CI run of
+/// the engine tests (and 1 MiB in every run). Pages are only committed as they are touched.
+const THREAD_STACK_BYTES: usize = 8 << 20;
+
 fn main() {
     let cli = Cli::parse();
     init_logging(&cli);
     lease::configure(cli.wait_secs, cli.lease_ttl_secs);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .thread_stack_size(THREAD_STACK_BYTES)
         .build()
     {
         Ok(r) => r,
