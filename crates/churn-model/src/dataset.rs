@@ -66,6 +66,11 @@ impl Frame {
     /// column that is numeric in one frame and text in the other (a feature file changed
     /// between snapshots) is refused, naming the column and the snapshots.
     pub fn append(&mut self, other: Frame) -> Result<()> {
+        if self.rows() == 0 && self.columns.is_empty() {
+            // Nothing to line up with: the other frame's columns as they are, not copied.
+            *self = other;
+            return Ok(());
+        }
         let before = self.rows();
         let added = other.rows();
         let mut other = other;

@@ -3,6 +3,7 @@
 //! `churn-features`, the one code path that builds them), frames are read and given BTYD
 //! features, the pure backtest of `churn-model` runs, and the result is registered.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::time::Instant;
@@ -87,23 +88,36 @@ const BYTES_PER_VALUE: u64 = 3 * 8;
 /// Estimated frame bytes per row besides its values: the customer id and its bookkeeping.
 const BYTES_PER_ROW: u64 = 64;
 
-/// The sampling that keeps the frames of `reads` (every snapshot read, as often as it is
-/// held at once) within half the session's memory limit; `None` without a limit or when
-/// they fit.
+/// The sampling that keeps the frames a run holds at once (`phases`: the snapshots held
+/// together, phase by phase; the largest phase counts) within half the session's memory
+/// limit; `None` without a limit or when they fit.
 async fn sampling_for(
     lake: &Lake,
-    reads: &[NaiveDate],
+    phases: &[Vec<NaiveDate>],
     features: &FeatureOptions,
 ) -> Result<Option<Sampling>> {
     let Some(limit) = features.session.memory_limit_bytes else {
         return Ok(None);
     };
-    let mut estimated_bytes = 0;
-    for &as_of in reads {
-        let (rows, columns) = labelled_shape(lake, as_of, &features.session).await?;
-        // BTYD columns and the label come on top of the snapshot's columns.
-        estimated_bytes += rows * ((columns + 5) * BYTES_PER_VALUE + BYTES_PER_ROW);
+    let mut shapes: HashMap<NaiveDate, (u64, u64)> = HashMap::new();
+    for &as_of in phases.iter().flatten() {
+        if let Entry::Vacant(e) = shapes.entry(as_of) {
+            e.insert(labelled_shape(lake, as_of, &features.session).await?);
+        }
     }
+    let estimated_bytes = phases
+        .iter()
+        .map(|held| {
+            held.iter()
+                .map(|as_of| {
+                    let (rows, columns) = shapes[as_of];
+                    // BTYD columns and the label come on top of the snapshot's columns.
+                    rows * ((columns + 5) * BYTES_PER_VALUE + BYTES_PER_ROW)
+                })
+                .sum::<u64>()
+        })
+        .max()
+        .unwrap_or(0);
     let frame_budget_bytes = limit as u64 / 2;
     Ok((estimated_bytes > frame_budget_bytes).then(|| Sampling {
         kept_share: frame_budget_bytes as f64 / estimated_bytes as f64,
@@ -159,8 +173,30 @@ async fn btyd_outlooks(
     Ok(dates.iter().copied().zip(fitted).collect())
 }
 
-/// Frames of single snapshots this run has read already (with their BTYD columns), by date.
-type ReadFrames<'a> = [(NaiveDate, &'a Frame)];
+/// Frames of single snapshots this run has read already, by date, for the scoring fit: those
+/// it may take (the backtest's calibration slice, which nothing needs after the backtest) and
+/// those it may only borrow (the test slice, whose rows the registry's test scores follow).
+/// Copying them instead was a second of a 1M-customer run per snapshot on one core, and held
+/// each snapshot twice.
+#[derive(Default)]
+struct ReadFrames<'a> {
+    taken: Vec<(NaiveDate, Frame)>,
+    borrowed: Vec<(NaiveDate, &'a Frame)>,
+}
+
+impl<'a> ReadFrames<'a> {
+    fn borrowed(&self, as_of: NaiveDate) -> Option<&'a Frame> {
+        self.borrowed
+            .iter()
+            .find(|(d, _)| *d == as_of)
+            .map(|(_, f)| *f)
+    }
+
+    fn take(&mut self, as_of: NaiveDate) -> Option<Frame> {
+        let at = self.taken.iter().position(|(d, _)| *d == as_of)?;
+        Some(self.taken.swap_remove(at).1)
+    }
+}
 
 /// What a run's reads share: the share of customers kept, the BTYD outlooks computed once
 /// per date, and the columns set aside as unusable.
@@ -172,19 +208,29 @@ struct Reads {
 
 /// Reads the labelled snapshots of `dates` into one frame (the kept customers when
 /// sampling), with BTYD columns when the spec asks for them; outlooks are computed once per
-/// date, and a date in `already_read` is copied from there instead of read again.
-async fn read_slice(
+/// date. A date in `already_read` is taken or copied from there instead of read again, and a
+/// slice of one date that may only be borrowed is that frame itself.
+async fn read_slice<'a>(
     lake: &Lake,
     spec: &ModelSpec,
     dates: &[NaiveDate],
-    already_read: &ReadFrames<'_>,
+    already_read: &mut ReadFrames<'a>,
     features: &FeatureOptions,
     reads: &mut Reads,
-) -> Result<Frame> {
+) -> Result<Cow<'a, Frame>> {
+    if let [as_of] = dates
+        && let Some(read) = already_read.borrowed(*as_of)
+    {
+        return Ok(Cow::Borrowed(read));
+    }
     let mut frame = Frame::default();
     for &as_of in dates {
-        if let Some((_, read)) = already_read.iter().find(|(d, _)| *d == as_of) {
-            frame.append((*read).clone())?;
+        if let Some(read) = already_read.take(as_of) {
+            frame.append(read)?;
+            continue;
+        }
+        if let Some(read) = already_read.borrowed(as_of) {
+            frame.append(read.clone())?;
             continue;
         }
         let reading = Instant::now();
@@ -215,7 +261,7 @@ async fn read_slice(
         }
         frame.append(read.frame)?;
     }
-    Ok(frame)
+    Ok(Cow::Owned(frame))
 }
 
 /// The feature descriptions from the feature files' headers, by column.
@@ -245,7 +291,7 @@ async fn scoring_fit(
     spec: &ModelSpec,
     as_of: NaiveDate,
     selected: &[String],
-    already_read: &ReadFrames<'_>,
+    mut already_read: ReadFrames<'_>,
     features: &FeatureOptions,
     reads: &mut Reads,
 ) -> Result<(Artifact, ScoringFit)> {
@@ -260,9 +306,18 @@ async fn scoring_fit(
     reads
         .outlooks
         .extend(btyd_outlooks(lake, spec, &unfitted, features).await?);
-    let fit = read_slice(lake, spec, &schedule.fit, already_read, features, reads).await?;
+    let fit = read_slice(
+        lake,
+        spec,
+        &schedule.fit,
+        &mut already_read,
+        features,
+        reads,
+    )
+    .await?;
     let cal_dates: Vec<NaiveDate> = schedule.calibration.into_iter().collect();
-    let calibration = read_slice(lake, spec, &cal_dates, already_read, features, reads).await?;
+    let calibration =
+        read_slice(lake, spec, &cal_dates, &mut already_read, features, reads).await?;
     let training = slice_summary(&fit, &schedule.fit);
     check_classes(spec, "scoring fit", &training, "refit the model")?;
     let calibration_summary = schedule
@@ -291,20 +346,25 @@ fn scoring_schedule(spec: &ModelSpec, as_of: NaiveDate) -> Schedule {
     )
 }
 
-/// Every snapshot a run holds a frame of at its peak, as often as it holds it: the
-/// backtest's slices, and the scoring fit's (which copies the dates it shares with them).
+/// The snapshots a run holds frames of at once, phase by phase: the backtest's slices, then
+/// (when it refits) the scoring fit's with the backtest's test slice, which it borrows as its
+/// calibration (the backtest's calibration slice it takes into its fit slice, and the
+/// backtest's fit slice is dropped before).
 fn frames_held(
     spec: &ModelSpec,
     schedule: &Schedule,
     as_of: NaiveDate,
     register: Register,
-) -> Vec<NaiveDate> {
-    let mut dates = schedule.all();
+) -> Vec<Vec<NaiveDate>> {
+    let mut phases = vec![schedule.all()];
     if register == Register::ScoringFit {
         let scoring = scoring_schedule(spec, as_of);
-        dates.extend(scoring.fit.iter().copied().chain(scoring.calibration));
+        let mut refit = scoring.fit.clone();
+        refit.extend(scoring.calibration.filter(|d| *d != schedule.test));
+        refit.push(schedule.test);
+        phases.push(refit);
     }
-    dates
+    phases
 }
 
 /// Runs the backtest of `spec` with test snapshot `as_of`, refits for scoring unless told
@@ -324,7 +384,7 @@ pub async fn train(
     // The scoring fit's snapshots are built with the backtest's, so that all of them share
     // the cores.
     let held = frames_held(spec, &schedule, as_of, register);
-    let mut every_date = held.clone();
+    let mut every_date: Vec<NaiveDate> = held.iter().flatten().copied().collect();
     every_date.sort();
     every_date.dedup();
     let built = ensure_snapshots(lake, &every_date, spec.horizon_days, features).await?;
@@ -358,9 +418,15 @@ pub async fn train(
     });
     let cal_dates: Vec<NaiveDate> = schedule.calibration.into_iter().collect();
     let read_slices = async {
-        let fit = read_slice(lake, spec, &schedule.fit, &[], features, &mut reads).await?;
-        let calibration = read_slice(lake, spec, &cal_dates, &[], features, &mut reads).await?;
-        let test = read_slice(lake, spec, &[schedule.test], &[], features, &mut reads).await?;
+        let mut nothing_read = ReadFrames::default();
+        let mut read = async |dates: &[NaiveDate]| {
+            read_slice(lake, spec, dates, &mut nothing_read, features, &mut reads)
+                .await
+                .map(Cow::into_owned)
+        };
+        let fit = read(&schedule.fit).await?;
+        let calibration = read(&cal_dates).await?;
+        let test = read(&[schedule.test]).await?;
         Ok::<_, TrainError>((fit, calibration, test))
     };
     // Beside each other only where snapshots are built several at once: under a memory
@@ -397,11 +463,23 @@ pub async fn train(
     );
     // The scoring fit's schedule is one horizon later: its calibration snapshot is this test
     // snapshot, and this calibration snapshot is among its fit snapshots (every_days divides
-    // horizon_days); those are not read again.
-    let mut already_read = vec![(schedule.test, &slices.test)];
-    if let Some(date) = schedule.calibration {
-        already_read.push((date, &slices.calibration));
-    }
+    // horizon_days); those are not read again. The backtest's fit slice is not needed any
+    // more: dropped before the scoring fit reads its snapshots.
+    let Slices {
+        fit: backtest_fit,
+        calibration: backtest_calibration,
+        test,
+        ..
+    } = slices;
+    drop(backtest_fit);
+    let already_read = ReadFrames {
+        taken: schedule
+            .calibration
+            .map(|date| (date, backtest_calibration))
+            .into_iter()
+            .collect(),
+        borrowed: vec![(schedule.test, &test)],
+    };
     let refit = match register {
         Register::ScoringFit => {
             let (artifact, fit) = scoring_fit(
@@ -409,7 +487,7 @@ pub async fn train(
                 spec,
                 as_of,
                 &result.features,
-                &already_read,
+                already_read,
                 features,
                 &mut reads,
             )
@@ -452,7 +530,7 @@ pub async fn train(
             backtest_artifact: refit.as_ref().map(|_| &result.artifact),
             manifest: &manifest,
             report: &report,
-            test_frame: &slices.test,
+            test_frame: &test,
             test_scores: &result.test_scores,
             explanations: &result.explanations,
         },
@@ -492,5 +570,40 @@ fn report(
         registry_path: registry::version_path(lake, &spec.name, version),
         fit_ms: result.fit_ms,
         duration_ms: started.elapsed().as_millis() as u64,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn days(texts: &[&str]) -> Vec<NaiveDate> {
+        texts.iter().map(|t| t.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn a_refit_holds_its_new_snapshots_beside_the_backtests_test_slice_and_no_copies() {
+        // 90-day horizon, a snapshot every 30 days, three fit snapshots (the defaults).
+        let spec = ModelSpec::parse("", "m", "test").unwrap();
+        let as_of: NaiveDate = "2026-08-03".parse().unwrap();
+        let schedule = Schedule::new(&spec, as_of);
+        let backtest = days(&[
+            "2026-02-04",
+            "2026-03-06",
+            "2026-04-05",
+            "2026-05-05",
+            "2026-08-03",
+        ]);
+        // The refit's fit slice takes 2026-05-05 from the backtest's calibration slice and
+        // borrows the test slice as its calibration: each is held once.
+        let refit = days(&["2026-05-05", "2026-06-04", "2026-07-04", "2026-08-03"]);
+        assert_eq!(
+            frames_held(&spec, &schedule, as_of, Register::ScoringFit),
+            [backtest.clone(), refit]
+        );
+        assert_eq!(
+            frames_held(&spec, &schedule, as_of, Register::BacktestOnly),
+            [backtest]
+        );
     }
 }
