@@ -393,29 +393,61 @@ fn grade(scores: &[f64], labels: &[f64], rule: &RuleBaseline) -> Grade {
 
 /// A stable hash of the rows a model saw: ids, dates, labels and the input columns' values.
 fn fingerprint(frames: &[&Frame], features: &[String]) -> String {
-    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    let mut h = BlockHasher::default();
     for frame in frames {
+        // A frame's rows come a snapshot after another: each date is formatted once per run
+        // of rows, not once per row.
+        let mut date = (None, String::new());
         for (id, d) in frame.customer_ids.iter().zip(&frame.as_of) {
-            h.update(id.as_bytes());
-            h.update(&[0]);
-            h.update(d.to_string().as_bytes());
+            h.write(id.as_bytes());
+            h.write(&[0]);
+            if date.0 != Some(*d) {
+                date = (Some(*d), d.to_string());
+            }
+            h.write(date.1.as_bytes());
         }
         for y in &frame.churned {
-            h.update(&y.to_le_bytes());
+            h.write(&y.to_le_bytes());
         }
         for name in features {
-            h.update(name.as_bytes());
+            h.write(name.as_bytes());
             match frame.columns.get(name) {
-                Some(Values::Numeric(v)) => v.iter().for_each(|x| h.update(&x.to_le_bytes())),
+                Some(Values::Numeric(v)) => v.iter().for_each(|x| h.write(&x.to_le_bytes())),
                 Some(Values::Categorical(v)) => v.iter().for_each(|x| {
-                    h.update(x.as_deref().unwrap_or("\0null").as_bytes());
-                    h.update(&[0]);
+                    h.write(x.as_deref().unwrap_or("\0null").as_bytes());
+                    h.write(&[0]);
                 }),
-                None => h.update(b"\0absent"),
+                None => h.write(b"\0absent"),
             }
         }
     }
     format!("xxh3-128:{:032x}", h.digest128())
+}
+
+/// Bytes handed to xxh3 a block at a time: the fingerprint writes a few bytes per value
+/// (3.6M rows of 42 columns in a 1M-customer run), and a streaming update per value cost more
+/// than the hashing. The same bytes in the same order, so the same digest.
+#[derive(Default)]
+struct BlockHasher {
+    hasher: xxhash_rust::xxh3::Xxh3,
+    block: Vec<u8>,
+}
+
+impl BlockHasher {
+    const BLOCK_BYTES: usize = 64 * 1024;
+
+    fn write(&mut self, bytes: &[u8]) {
+        self.block.extend_from_slice(bytes);
+        if self.block.len() >= Self::BLOCK_BYTES {
+            self.hasher.update(&self.block);
+            self.block.clear();
+        }
+    }
+
+    fn digest128(mut self) -> u128 {
+        self.hasher.update(&self.block);
+        self.hasher.digest128()
+    }
 }
 
 /// Feature descriptions (from the feature files' headers) with the BTYD features added.
@@ -595,6 +627,59 @@ mod tests {
             .into(),
             types: Default::default(),
         }
+    }
+
+    #[test]
+    fn the_fingerprint_is_xxh3_of_ids_dates_labels_and_feature_values_in_order() {
+        // Rows enough for the hashed bytes to span several blocks.
+        let rows = 10_000;
+        let recency: Vec<f64> = (0..rows)
+            .map(|i| if i % 7 == 0 { f64::NAN } else { i as f64 })
+            .collect();
+        let churned: Vec<f64> = (0..rows).map(|i| (i % 2) as f64).collect();
+        let mut frame = recency_frame(&recency, &churned);
+        let later = NaiveDate::from_ymd_opt(2026, 2, 1).unwrap();
+        frame.as_of[rows / 2..].fill(later);
+        let tier: Vec<Option<String>> = (0..rows)
+            .map(|i| (i % 3 != 0).then(|| format!("tier{}", i % 3)))
+            .collect();
+        frame
+            .columns
+            .insert("tier".to_string(), Values::Categorical(tier.clone()));
+        let features = ["recency_days", "tier", "gone"].map(String::from);
+        // The byte stream written out value by value, hashed in one call.
+        let mut bytes = Vec::new();
+        for i in 0..rows {
+            bytes.extend(format!("c{i}").as_bytes());
+            bytes.push(0);
+            bytes.extend(
+                if i < rows / 2 {
+                    "2026-01-01"
+                } else {
+                    "2026-02-01"
+                }
+                .as_bytes(),
+            );
+        }
+        for y in &churned {
+            bytes.extend(y.to_le_bytes());
+        }
+        bytes.extend(b"recency_days");
+        for x in &recency {
+            bytes.extend(x.to_le_bytes());
+        }
+        bytes.extend(b"tier");
+        for t in &tier {
+            bytes.extend(t.as_deref().unwrap_or("\0null").as_bytes());
+            bytes.push(0);
+        }
+        bytes.extend(b"gone\0absent");
+        assert!(bytes.len() > 2 * BlockHasher::BLOCK_BYTES);
+        let expected = format!(
+            "xxh3-128:{:032x}",
+            xxhash_rust::xxh3::xxh3_128(&[bytes.clone(), bytes].concat())
+        );
+        assert_eq!(fingerprint(&[&frame, &frame], &features), expected);
     }
 
     #[test]
