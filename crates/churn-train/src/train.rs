@@ -77,8 +77,9 @@ pub struct Sampling {
     /// What the frames may take: half of the memory limit (the other half is the query
     /// engine's and the process's).
     pub frame_budget_bytes: u64,
-    /// What the frames of every snapshot read would take unsampled, estimated from their
-    /// rows and columns.
+    /// What the frames held at once would take unsampled (the backtest's snapshots, or the
+    /// scoring fit's with the test snapshot, whichever takes more), estimated from their rows
+    /// and columns.
     pub estimated_bytes: u64,
 }
 
