@@ -73,24 +73,29 @@ fn column_values(
     rows: usize,
 ) -> Option<Values> {
     if is_numeric(data_type)? {
-        let mut values = Vec::with_capacity(rows);
-        for batch in batches {
-            match batch.column_by_name(name) {
-                Some(column) => append_numbers(column.as_ref(), &mut values)?,
-                None => values.resize(values.len() + batch.num_rows(), f64::NAN),
-            }
-        }
-        Some(Values::Numeric(values))
+        filled(batches, name, rows, f64::NAN, append_numbers).map(Values::Numeric)
     } else {
-        let mut values = Vec::with_capacity(rows);
-        for batch in batches {
-            match batch.column_by_name(name) {
-                Some(column) => append_categories(column.as_ref(), &mut values)?,
-                None => values.resize(values.len() + batch.num_rows(), None),
-            }
-        }
-        Some(Values::Categorical(values))
+        filled(batches, name, rows, None, append_categories).map(Values::Categorical)
     }
+}
+
+/// Column `name` of every batch appended by `append`, `missing` for the rows of a batch
+/// without it; `None` when `append` fails.
+fn filled<T: Clone>(
+    batches: &[RecordBatch],
+    name: &str,
+    rows: usize,
+    missing: T,
+    append: fn(&dyn Array, &mut Vec<T>) -> Option<()>,
+) -> Option<Vec<T>> {
+    let mut values = Vec::with_capacity(rows);
+    for batch in batches {
+        match batch.column_by_name(name) {
+            Some(column) => append(column.as_ref(), &mut values)?,
+            None => values.resize(values.len() + batch.num_rows(), missing.clone()),
+        }
+    }
+    Some(values)
 }
 
 /// Every batch's customer ids, in order.
