@@ -1,5 +1,6 @@
 //! Building feature snapshots: run every feature file against the point-in-time view of the
-//! lake, check each one's grain, join them onto the population and write the snapshot.
+//! lake, join them onto the population, check the one-row-per-customer grain on the joined
+//! result and write the snapshot.
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -21,7 +22,7 @@ use crate::snapshot::{
     Scope, hold_population, register_empty_tables, register_snapshot_views, snapshot_session,
 };
 use crate::sqlfile::FeatureFile;
-use crate::write::{PartitionManifest, job_id, write_parquet, write_partition};
+use crate::write::{PartitionManifest, job_id, stage_partition, write_parquet};
 
 /// How to build features.
 #[derive(Debug, Clone)]
@@ -65,27 +66,41 @@ pub struct CatalogueEntry {
 }
 
 async fn scalar_i64(ctx: &SessionContext, sql: &str) -> Result<i64> {
-    let batches: Vec<RecordBatch> = ctx.sql(sql).await?.collect().await?;
-    Ok(batches
-        .first()
-        .map_or(0, |b| b.column(0).as_primitive::<Int64Type>().value(0)))
+    Ok(first_i64(&ctx.sql(sql).await?.collect().await?, 0))
 }
 
-/// Rows, distinct customer ids and null customer ids of `table`, in one query.
-async fn grain_of(ctx: &SessionContext, table: &str) -> Result<(i64, i64, i64)> {
-    let batches: Vec<RecordBatch> = ctx
+/// Rows and rows without a customer id of the materialised feature file `view`: answered from
+/// its Parquet statistics, without a scan.
+async fn rows_and_missing_ids(ctx: &SessionContext, view: &str) -> Result<(i64, i64)> {
+    let counts = ctx
         .sql(&format!(
-            "SELECT count(*), count(DISTINCT customer_id), count(*) - count(customer_id) FROM {table}"
+            "SELECT count(*), count(*) - count(customer_id) FROM {view}"
         ))
         .await?
         .collect()
         .await?;
-    let value = |column: usize| {
-        batches
-            .first()
-            .map_or(0, |b| b.column(column).as_primitive::<Int64Type>().value(0))
-    };
-    Ok((value(0), value(1), value(2)))
+    Ok((first_i64(&counts, 0), first_i64(&counts, 1)))
+}
+
+/// Rows and distinct customer ids of the materialised feature file `view` among the
+/// population's customers (a scan).
+async fn population_rows_and_distinct_ids(ctx: &SessionContext, view: &str) -> Result<(i64, i64)> {
+    let counts = ctx
+        .sql(&format!(
+            "SELECT count(*), count(DISTINCT customer_id) FROM {view} \
+             WHERE customer_id IN (SELECT customer_id FROM population)"
+        ))
+        .await?
+        .collect()
+        .await?;
+    Ok((first_i64(&counts, 0), first_i64(&counts, 1)))
+}
+
+/// The value of `column` in the first row of a one-row query result of integers.
+fn first_i64(batches: &[RecordBatch], column: usize) -> i64 {
+    batches
+        .first()
+        .map_or(0, |b| b.column(column).as_primitive::<Int64Type>().value(0))
 }
 
 /// Plans every usable file and registers it as `feature_<name>`; returns the output columns
@@ -212,7 +227,8 @@ fn query_error(file: &str, source: datafusion::error::DataFusionError) -> Featur
 }
 
 /// Runs each feature view once into staging Parquet and swaps the view for the file, checking
-/// the one-row-per-customer grain on the way. One query at a time keeps memory bounded; the
+/// that every row has a customer id (the one-row-per-customer grain is checked on the joined
+/// snapshot). One query at a time keeps memory bounded; the
 /// final join then reads small files.
 async fn materialize_features(
     ctx: &SessionContext,
@@ -241,18 +257,52 @@ async fn materialize_features(
             Default::default(),
         )
         .await?;
-        let (rows, distinct, nulls) = grain_of(ctx, &view).await?;
+        let (rows, missing) = rows_and_missing_ids(ctx, &view).await?;
         tracing::debug!(file = %origin, elapsed_ms = started.elapsed().as_millis() as u64, "feature file materialised and checked");
-        if rows != distinct || nulls > 0 {
+        if missing > 0 {
             return Err(FeatureError::InvalidFile {
                 file: origin,
                 problem: format!(
-                    "customer_id must be unique and non-null: {rows} rows for {distinct} customers, {nulls} null"
+                    "customer_id must be non-null: {missing} of {rows} rows have none"
                 ),
             });
         }
     }
     Ok(())
+}
+
+/// The error for a snapshot whose join gave `rows` rows for `population` customers: some
+/// file gave a customer of the population more than one row. Names the first such file
+/// (counting each materialised file's distinct ids, which only this failure pays for).
+async fn duplicated_customers_error(
+    ctx: &SessionContext,
+    files: &[FeatureFile],
+    used: &[(String, Vec<String>)],
+    rows: u64,
+    population: u64,
+) -> Result<FeatureError> {
+    for (name, _) in used {
+        let (file_rows, distinct) =
+            population_rows_and_distinct_ids(ctx, &format!("feature_{name}")).await?;
+        if file_rows != distinct {
+            let origin = files
+                .iter()
+                .find(|f| &f.name == name)
+                .map_or(name.clone(), |f| f.origin.clone());
+            return Ok(FeatureError::InvalidFile {
+                file: origin,
+                problem: format!(
+                    "customer_id must be unique: {file_rows} rows for {distinct} customers of the population"
+                ),
+            });
+        }
+    }
+    Ok(FeatureError::DataFusion(
+        datafusion::error::DataFusionError::Internal(format!(
+            "the feature snapshot's join gave {rows} rows for {population} customers, \
+             yet every feature file has one row per customer"
+        )),
+    ))
 }
 
 /// Builds and writes the feature snapshot of one date.
@@ -284,7 +334,21 @@ pub async fn build_snapshot(
     let manifest = PartitionManifest::new("features", as_of)
         .with("lookback_days", options.lookback_days)
         .with("population", population);
-    let written = write_partition(lake, df, &folder, &job, manifest).await?;
+    // Each file's rows are joined onto the population, so a file that gives a customer two
+    // rows shows as more rows than customers: the grain is checked here, before the commit,
+    // rather than by counting every file's distinct ids.
+    let staged = stage_partition(lake, df, &folder, &job).await?;
+    if staged.rows != population {
+        return Err(duplicated_customers_error(
+            &ctx,
+            &options.files,
+            &used,
+            staged.rows,
+            population,
+        )
+        .await?);
+    }
+    let written = staged.commit(lake, manifest).await?;
     tracing::debug!(as_of = %as_of, session_ms, planned_ms, materialized_ms, "feature snapshot phases (ms since its start)");
     tracing::info!(as_of = %as_of, customers = written.rows, columns, "feature snapshot written");
     Ok(SnapshotSummary {

@@ -28,10 +28,10 @@ pub struct PartitionManifest {
     pub kind: String,
     /// The partition's as-of date, `YYYY-MM-DD`.
     pub as_of: String,
-    /// Rows written (set by [`write_partition`]).
+    /// Rows written (set at commit, [`StagedPartition::commit`]).
     #[serde(default)]
     pub rows: u64,
-    /// The written file, relative to the lake root (set by [`write_partition`]).
+    /// The written file, relative to the lake root (set at commit).
     #[serde(default)]
     pub file: String,
     /// The kind's own values, stored beside the shared keys.
@@ -83,39 +83,84 @@ pub async fn write_parquet(lake: &Lake, df: DataFrame, rel: &str) -> Result<u64>
     Ok(rows)
 }
 
+/// A partition's file written to staging and not yet in place: what [`stage_partition`]
+/// gives, so that its caller can check the rows before [`StagedPartition::commit`] makes them
+/// visible.
+pub struct StagedPartition {
+    folder: String,
+    job: String,
+    /// The file's final path, relative to the lake root.
+    file: String,
+    staged: String,
+    /// Rows written.
+    pub rows: u64,
+}
+
+/// Streams `df` into the staging folder of `job`, as the file that will become
+/// `<folder>/part-<job>.parquet` at commit.
+pub async fn stage_partition(
+    lake: &Lake,
+    df: DataFrame,
+    folder: &str,
+    job: &str,
+) -> Result<StagedPartition> {
+    let file = format!("{folder}/part-{job}.parquet");
+    let staged = format!("{}/{file}", staging_dir(job));
+    let rows = write_parquet(lake, df, &staged).await?;
+    Ok(StagedPartition {
+        folder: folder.to_string(),
+        job: job.to_string(),
+        file,
+        staged,
+        rows,
+    })
+}
+
+impl StagedPartition {
+    /// Moves the staged file in place of the folder's previous files and records `manifest`
+    /// (with its rows and file filled in) under `_runs/<job>.json`. Everything else the job
+    /// left in its staging folder is removed by the commit.
+    pub async fn commit(self, lake: &Lake, mut manifest: PartitionManifest) -> Result<Written> {
+        let deletes = lake
+            .list(&self.folder)
+            .await?
+            .iter()
+            .map(|m| lake.relative(&m.location))
+            .collect();
+        manifest.rows = self.rows;
+        manifest.file = self.file.clone();
+        let manifest_path = format!("_runs/{}.json", self.job);
+        let manifest = serde_json::to_value(&manifest).map_err(|source| CoreError::Json {
+            path: manifest_path.clone(),
+            source,
+        })?;
+        let plan = CommitPlan {
+            batch_id: self.job,
+            moves: vec![(self.staged, self.file.clone())],
+            deletes,
+            manifest_path,
+            manifest,
+        };
+        commit(lake, &plan, None).await?;
+        Ok(Written {
+            path: self.file,
+            rows: self.rows,
+        })
+    }
+}
+
 /// Streams `df` into `<folder>/part-<job>.parquet`, replacing the folder's previous files,
-/// and records `manifest` (with its rows and file filled in) under `_runs/<job>.json`. Everything else the job left in its
-/// staging folder is removed by the commit.
+/// and records `manifest` under `_runs/<job>.json`: [`stage_partition`], then
+/// [`StagedPartition::commit`].
 pub async fn write_partition(
     lake: &Lake,
     df: DataFrame,
     folder: &str,
     job: &str,
-    mut manifest: PartitionManifest,
+    manifest: PartitionManifest,
 ) -> Result<Written> {
-    let file = format!("{folder}/part-{job}.parquet");
-    let staged = format!("{}/{file}", staging_dir(job));
-    let rows = write_parquet(lake, df, &staged).await?;
-    let deletes = lake
-        .list(folder)
+    stage_partition(lake, df, folder, job)
         .await?
-        .iter()
-        .map(|m| lake.relative(&m.location))
-        .collect();
-    manifest.rows = rows;
-    manifest.file = file.clone();
-    let manifest_path = format!("_runs/{job}.json");
-    let manifest = serde_json::to_value(&manifest).map_err(|source| CoreError::Json {
-        path: manifest_path.clone(),
-        source,
-    })?;
-    let plan = CommitPlan {
-        batch_id: job.to_string(),
-        moves: vec![(staged, file.clone())],
-        deletes,
-        manifest_path,
-        manifest,
-    };
-    commit(lake, &plan, None).await?;
-    Ok(Written { path: file, rows })
+        .commit(lake, manifest)
+        .await
 }

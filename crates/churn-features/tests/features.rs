@@ -448,6 +448,13 @@ async fn a_users_sql_file_is_joined_in_and_broken_files_are_named() {
             "unique",
         ),
         (
+            "noid.sql",
+            format!(
+                "{HEADER}--   n: n\nwith final as (select customer_id, 1 as n from population union all select cast(null as varchar) as customer_id, 2 as n)\nselect * from final\n"
+            ),
+            "non-null",
+        ),
+        (
             "clash.sql",
             format!(
                 "{HEADER}--   recency_days: again\nwith final as (select customer_id, 1 as recency_days from population)\nselect * from final\n"
