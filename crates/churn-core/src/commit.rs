@@ -97,35 +97,66 @@ pub(crate) async fn bump_sequence(lake: &Lake, batch_id: &str) -> Result<()> {
     lake.write_json(&path, &next).await
 }
 
+/// Moves and deletes of a commit applied at once. On object storage each is a request or
+/// two (a rename is a copy and a delete): a backfill's 730 date partitions, moved one after
+/// the other, took 6 s on a local S3 server. They touch distinct objects, and each is
+/// idempotent, so an interruption at any point leaves a plan that the next job finishes.
+const OPERATIONS_IN_FLIGHT: usize = 16;
+
 async fn apply(lake: &Lake, plan: &CommitPlan, crash_after_files: Option<usize>) -> Result<()> {
     bump_sequence(lake, &plan.batch_id).await?;
-    for (i, (from, to)) in plan.moves.iter().enumerate() {
-        if crash_after_files == Some(i) {
-            return Err(CoreError::SimulatedCrash(i));
-        }
-        let from = lake.path(from);
-        // Already moved by an earlier, interrupted attempt.
-        if lake.exists(&from).await? {
-            lake.rename(&from, &lake.path(to)).await?;
-        }
+    let moved = crash_after_files.map_or(plan.moves.len(), |n| n.min(plan.moves.len()));
+    all_at_once(
+        plan.moves[..moved]
+            .iter()
+            .map(|(from, to)| async move {
+                // Gone when an earlier, interrupted attempt moved it.
+                lake.rename_if_present(&lake.path(from), &lake.path(to))
+                    .await
+                    .map(drop)
+            })
+            .collect(),
+    )
+    .await?;
+    if moved < plan.moves.len() {
+        return Err(CoreError::SimulatedCrash(moved));
     }
-    for rel in &plan.deletes {
-        lake.delete(&lake.path(rel)).await?;
-    }
+    all_at_once(
+        plan.deletes
+            .iter()
+            .map(|rel| async move { lake.delete(&lake.path(rel)).await })
+            .collect(),
+    )
+    .await?;
     lake.write_json(&lake.path(&plan.manifest_path), &plan.manifest)
         .await?;
     remove_staging(lake, &plan.batch_id).await
+}
+
+/// Runs `operations`, [`OPERATIONS_IN_FLIGHT`] at a time, stopping at the first error. (A
+/// `Vec` rather than an iterator: an iterator's closure in the future's state kept the callers'
+/// futures from being `Send`.)
+async fn all_at_once(operations: Vec<impl std::future::Future<Output = Result<()>>>) -> Result<()> {
+    use futures::{StreamExt, TryStreamExt};
+    futures::stream::iter(operations)
+        .buffer_unordered(OPERATIONS_IN_FLIGHT)
+        .try_collect()
+        .await
 }
 
 async fn remove_staging(lake: &Lake, batch_id: &str) -> Result<()> {
     // The plan goes last, so an interruption here still leaves a plan to finish.
     let dir = staging_dir(batch_id);
     let plan = lake.path(&format!("{dir}/{PLAN_FILE}"));
-    for meta in lake.list(&dir).await? {
-        if meta.location != plan {
-            lake.delete(&meta.location).await?;
-        }
-    }
+    let staged = lake.list(&dir).await?;
+    all_at_once(
+        staged
+            .iter()
+            .filter(|meta| meta.location != plan)
+            .map(|meta| lake.delete(&meta.location))
+            .collect(),
+    )
+    .await?;
     lake.delete(&plan).await?;
     staging_here().remove(batch_id);
     Ok(())

@@ -302,6 +302,16 @@ impl Lake {
             .map_err(|e| self.store_error(from, e))
     }
 
+    /// Renames an object unless it is gone (as after a move an interrupted commit made);
+    /// returns whether it was there. One request fewer than asking first.
+    pub async fn rename_if_present(&self, from: &Path, to: &Path) -> Result<bool> {
+        match self.store.rename(from, to).await {
+            Ok(()) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(self.store_error(from, e)),
+        }
+    }
+
     /// Deletes an object; deleting one that is already gone is not an error.
     pub async fn delete(&self, path: &Path) -> Result<()> {
         match self.store.delete(path).await {
