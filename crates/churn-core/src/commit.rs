@@ -158,6 +158,10 @@ async fn remove_staging(lake: &Lake, batch_id: &str) -> Result<()> {
     )
     .await?;
     lake.delete(&plan).await?;
+    // The job is committed whatever becomes of its empty folders.
+    if let Err(error) = lake.remove_empty_folders(&dir).await {
+        tracing::warn!(batch_id, %error, "could not remove the empty staging folders");
+    }
     staging_here().remove(batch_id);
     Ok(())
 }
@@ -200,6 +204,45 @@ mod tests {
     use bytes::Bytes;
 
     use super::*;
+
+    #[tokio::test]
+    async fn a_commit_on_local_disk_leaves_no_staging_folder_and_keeps_the_lakes_folders() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::open(dir.path().to_str().unwrap()).unwrap();
+        let job = job_id("features", "2026-01-01");
+        let staged = format!("{}/features/as_of=2026-01-01/a.parquet", staging_dir(&job));
+        lake.put(&lake.path(&staged), Bytes::from("a"))
+            .await
+            .unwrap();
+        // Another job's staging, not committed: its folders and file stay.
+        let other = job_id("labels", "2026-01-01");
+        let other_file = format!("{}/labels/as_of=2026-01-01/b.parquet", staging_dir(&other));
+        lake.put(&lake.path(&other_file), Bytes::from("b"))
+            .await
+            .unwrap();
+        let plan = CommitPlan {
+            batch_id: job.clone(),
+            moves: vec![(staged, "features/as_of=2026-01-01/a.parquet".into())],
+            deletes: vec![],
+            manifest_path: format!("_runs/{job}.json"),
+            manifest: serde_json::json!({}),
+        };
+        commit(&lake, &plan, None).await.unwrap();
+
+        let staging = dir.path().join(STAGING);
+        let left: Vec<String> = std::fs::read_dir(&staging)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(left, std::slice::from_ref(&other));
+        assert!(dir.path().join(&other_file).is_file());
+        assert!(
+            dir.path()
+                .join("features/as_of=2026-01-01/a.parquet")
+                .is_file()
+        );
+        staging_here().remove(&other);
+    }
 
     #[tokio::test]
     async fn recovery_leaves_the_staging_of_this_processs_jobs_and_removes_abandoned_staging() {

@@ -312,6 +312,24 @@ impl Lake {
         }
     }
 
+    /// Removes the folders under `rel` (relative to the root) that hold no file, `rel`
+    /// included, on a lake on local disk; elsewhere there are no folders. A file system keeps
+    /// the folder of every file deleted from it: without this, each job's staging left its
+    /// folders behind (a demo run left a hundred) for every later listing of `_staging/` to
+    /// walk. Files are never removed.
+    pub async fn remove_empty_folders(&self, rel: &str) -> std::io::Result<()> {
+        if self.root_url.scheme() != "file" {
+            return Ok(());
+        }
+        let Ok(root) = self.root_url.to_file_path() else {
+            return Ok(());
+        };
+        let folder = root.join(rel);
+        tokio::task::spawn_blocking(move || remove_empty_tree(&folder))
+            .await
+            .map_err(std::io::Error::other)?
+    }
+
     /// Deletes an object; deleting one that is already gone is not an error.
     pub async fn delete(&self, path: &Path) -> Result<()> {
         match self.store.delete(path).await {
@@ -403,6 +421,25 @@ impl Lake {
             .await
             .map_err(|e| self.store_error(path, e))?;
         Ok(meta.size)
+    }
+}
+
+/// Removes `folder` and the folders below it, deepest first, where they hold no file.
+fn remove_empty_tree(folder: &std::path::Path) -> std::io::Result<()> {
+    use std::io::ErrorKind;
+    let entries = match std::fs::read_dir(folder) {
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+        entries => entries?,
+    };
+    for entry in entries {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            remove_empty_tree(&entry.path())?;
+        }
+    }
+    match std::fs::remove_dir(folder) {
+        Err(e) if !matches!(e.kind(), ErrorKind::NotFound | ErrorKind::DirectoryNotEmpty) => Err(e),
+        _ => Ok(()),
     }
 }
 
