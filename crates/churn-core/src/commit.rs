@@ -98,9 +98,10 @@ pub(crate) async fn bump_sequence(lake: &Lake, batch_id: &str) -> Result<()> {
 }
 
 /// Moves and deletes of a commit applied at once. On object storage each is a request or
-/// two (a rename is a copy and a delete): a backfill's 730 date partitions, moved one after
-/// the other, took 6 s on a local S3 server. They touch distinct objects, and each is
-/// idempotent, so an interruption at any point leaves a plan that the next job finishes.
+/// two (a rename is a copy and a delete): an ingest of two years' transactions (730 date
+/// partitions) into a lake on a local S3 server behind 10 ms of latency took 38.5 s with its
+/// moves one after the other, 9.9 s so. They touch distinct objects and each is idempotent,
+/// so an interruption at any point leaves a plan that the next job finishes.
 const OPERATIONS_IN_FLIGHT: usize = 16;
 
 async fn apply(lake: &Lake, plan: &CommitPlan, crash_after_files: Option<usize>) -> Result<()> {

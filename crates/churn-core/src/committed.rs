@@ -441,7 +441,11 @@ mod tests {
             .await
             .unwrap();
         for (from, to) in &plan.moves {
-            lake.rename(&lake.path(from), &lake.path(to)).await.unwrap();
+            assert!(
+                lake.rename_if_present(&lake.path(from), &lake.path(to))
+                    .await
+                    .unwrap()
+            );
         }
         assert_eq!(read_t(&lake).await, after, "moves done, delete pending");
         assert_eq!(recover(&lake).await.unwrap(), vec!["B".to_string()]);

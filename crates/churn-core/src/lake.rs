@@ -294,16 +294,9 @@ impl Lake {
         result.bytes().await.map_err(|e| self.store_error(path, e))
     }
 
-    /// Moves an object; on local disks this is an atomic rename.
-    pub async fn rename(&self, from: &Path, to: &Path) -> Result<()> {
-        self.store
-            .rename(from, to)
-            .await
-            .map_err(|e| self.store_error(from, e))
-    }
-
-    /// Renames an object unless it is gone (as after a move an interrupted commit made);
-    /// returns whether it was there. One request fewer than asking first.
+    /// Moves an object (on local disks an atomic rename) unless it is gone, as after a move
+    /// an interrupted commit made; returns whether it was there. One request fewer than asking
+    /// first.
     pub async fn rename_if_present(&self, from: &Path, to: &Path) -> Result<bool> {
         match self.store.rename(from, to).await {
             Ok(()) => Ok(true),

@@ -72,27 +72,29 @@ async fn scalar_i64(ctx: &SessionContext, sql: &str) -> Result<i64> {
 /// Rows and rows without a customer id of the materialised feature file `view`: answered from
 /// its Parquet statistics, without a scan.
 async fn rows_and_missing_ids(ctx: &SessionContext, view: &str) -> Result<(i64, i64)> {
-    let counts = ctx
-        .sql(&format!(
-            "SELECT count(*), count(*) - count(customer_id) FROM {view}"
-        ))
-        .await?
-        .collect()
-        .await?;
-    Ok((first_i64(&counts, 0), first_i64(&counts, 1)))
+    two_counts(
+        ctx,
+        &format!("SELECT count(*), count(*) - count(customer_id) FROM {view}"),
+    )
+    .await
 }
 
 /// Rows and distinct customer ids of the materialised feature file `view` among the
 /// population's customers (a scan).
 async fn population_rows_and_distinct_ids(ctx: &SessionContext, view: &str) -> Result<(i64, i64)> {
-    let counts = ctx
-        .sql(&format!(
+    two_counts(
+        ctx,
+        &format!(
             "SELECT count(*), count(DISTINCT customer_id) FROM {view} \
              WHERE customer_id IN (SELECT customer_id FROM population)"
-        ))
-        .await?
-        .collect()
-        .await?;
+        ),
+    )
+    .await
+}
+
+/// The two integers of the one-row result of `sql`.
+async fn two_counts(ctx: &SessionContext, sql: &str) -> Result<(i64, i64)> {
+    let counts = ctx.sql(sql).await?.collect().await?;
     Ok((first_i64(&counts, 0), first_i64(&counts, 1)))
 }
 
@@ -228,8 +230,7 @@ fn query_error(file: &str, source: datafusion::error::DataFusionError) -> Featur
 
 /// Runs each feature view once into staging Parquet and swaps the view for the file, checking
 /// that every row has a customer id (the one-row-per-customer grain is checked on the joined
-/// snapshot). One query at a time keeps memory bounded; the
-/// final join then reads small files.
+/// snapshot). One query at a time keeps memory bounded; the final join then reads small files.
 async fn materialize_features(
     ctx: &SessionContext,
     lake: &Lake,
@@ -238,10 +239,7 @@ async fn materialize_features(
     used: &[(String, Vec<String>)],
 ) -> Result<()> {
     for (name, _) in used {
-        let origin = files
-            .iter()
-            .find(|f| &f.name == name)
-            .map_or(name.clone(), |f| f.origin.clone());
+        let origin = origin_of(files, name);
         let view = format!("feature_{name}");
         let rel = format!("{}/{view}.parquet", churn_core::commit::staging_dir(job));
         let started = Instant::now();
@@ -271,6 +269,14 @@ async fn materialize_features(
     Ok(())
 }
 
+/// Where the feature file `name` came from (its path), for errors.
+fn origin_of(files: &[FeatureFile], name: &str) -> String {
+    files
+        .iter()
+        .find(|f| f.name == name)
+        .map_or(name.to_string(), |f| f.origin.clone())
+}
+
 /// The error for a snapshot whose join gave `rows` rows for `population` customers: some
 /// file gave a customer of the population more than one row. Names the first such file
 /// (counting each materialised file's distinct ids, which only this failure pays for).
@@ -285,12 +291,8 @@ async fn duplicated_customers_error(
         let (file_rows, distinct) =
             population_rows_and_distinct_ids(ctx, &format!("feature_{name}")).await?;
         if file_rows != distinct {
-            let origin = files
-                .iter()
-                .find(|f| &f.name == name)
-                .map_or(name.clone(), |f| f.origin.clone());
             return Ok(FeatureError::InvalidFile {
-                file: origin,
+                file: origin_of(files, name),
                 problem: format!(
                     "customer_id must be unique: {file_rows} rows for {distinct} customers of the population"
                 ),
