@@ -120,8 +120,9 @@ pub(crate) async fn context_on(engine: &Engine, state: SessionState) -> Result<S
         }
         Engine::BallistaStandalone => standalone_scheduler(&state).await?.clone(),
     };
+    // Ballista's upgrade sets the session's functions to its own list: churn's are added back.
     Ok(SessionContext::new_with_state(
-        state.upgrade_for_ballista(scheduler)?,
+        crate::sql_functions::with_churn_functions(state.upgrade_for_ballista(scheduler)?)?,
     ))
 }
 
@@ -201,9 +202,11 @@ fn scheduler_session(
     runtime: Arc<RuntimeEnv>,
 ) -> datafusion::error::Result<SessionState> {
     let state = ballista_core::utils::default_session_builder(job_config)?;
-    Ok(SessionStateBuilder::new_from_existing(state)
-        .with_runtime_env(runtime)
-        .build())
+    crate::sql_functions::with_churn_functions(
+        SessionStateBuilder::new_from_existing(state)
+            .with_runtime_env(runtime)
+            .build(),
+    )
 }
 
 /// Object stores of the URLs a job names, opened on first use the way a lake opens them (S3
@@ -305,6 +308,9 @@ pub async fn run_executor(options: ExecutorOptions) -> Result<()> {
         work_dir: options.work_dir.map(|d| d.display().to_string()),
         memory_pool_size: options.memory_limit_bytes,
         print_thread_info: false,
+        override_function_registry: Some(Arc::new(
+            crate::sql_functions::ballista_function_registry(),
+        )),
         ..ExecutorProcessConfig::default()
     };
     let work_dir = config.work_dir.clone();

@@ -13,6 +13,7 @@ pub mod lease;
 pub mod memory;
 pub mod parquet_io;
 pub mod session;
+pub mod sql_functions;
 pub mod table;
 
 pub use engine::Engine;

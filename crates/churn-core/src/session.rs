@@ -187,6 +187,7 @@ pub async fn new_session(lake: &Lake, options: &SessionOptions) -> Result<Sessio
         .with_default_features()
         .with_optimizer_rules(crate::constant_row::optimizer_rules())
         .build();
+    let state = crate::sql_functions::with_churn_functions(state)?;
     context_on(&options.engine, state).await
 }
 

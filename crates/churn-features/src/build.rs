@@ -526,6 +526,7 @@ pub async fn build_features(
 /// an empty lake of the contract's schema, so it needs no data.
 pub async fn catalogue(files: &[FeatureFile]) -> Result<Vec<CatalogueEntry>> {
     let ctx = SessionContext::new();
+    churn_core::sql_functions::register_churn_functions(&ctx);
     let present = register_empty_tables(&ctx)?;
     register_snapshot_views(
         &ctx,
