@@ -309,7 +309,12 @@ pub async fn run_executor(options: ExecutorOptions) -> Result<()> {
         memory_pool_size: options.memory_limit_bytes,
         print_thread_info: false,
         override_function_registry: Some(Arc::new(
-            crate::sql_functions::ballista_function_registry(),
+            crate::sql_functions::ballista_function_registry().map_err(|e| {
+                CoreError::EngineProcess {
+                    process: "executor",
+                    reason: e.to_string(),
+                }
+            })?,
         )),
         ..ExecutorProcessConfig::default()
     };

@@ -43,15 +43,18 @@ pub fn register_churn_functions(ctx: &datafusion::prelude::SessionContext) {
     }
 }
 
-/// A Ballista executor's functions: DataFusion's built-in ones and churn's.
-pub fn ballista_function_registry() -> ballista_core::registry::BallistaFunctionRegistry {
-    let mut registry = ballista_core::registry::BallistaFunctionRegistry::default();
-    for function in churn_functions() {
-        registry
-            .scalar_functions
-            .insert(function.name().to_string(), function);
-    }
-    registry
+/// A Ballista executor's functions: every function a churn session has. Ballista's default
+/// registry leaves out DataFusion's array functions (`array_distinct`, `cardinality`, ...),
+/// which the built-in feature files call.
+pub fn ballista_function_registry() -> Result<ballista_core::registry::BallistaFunctionRegistry> {
+    let state = with_churn_functions(
+        datafusion::execution::SessionStateBuilder::new()
+            .with_default_features()
+            .build(),
+    )?;
+    Ok(ballista_core::registry::BallistaFunctionRegistry::from(
+        &state,
+    ))
 }
 
 /// `distinct_day_gaps(days, since_day)`: of the distinct values of the integer list `days`
