@@ -154,9 +154,27 @@ impl ScalarUDFImpl for DistinctDayGaps {
         };
         let days = days.to_array(rows)?;
         let since = since.to_array(rows)?;
+        // The planner casts the arguments to the types `coerce_types` gave.
+        let (Some(days), Some(since)) = (
+            days.as_list_opt::<i32>(),
+            since.as_primitive_opt::<Int32Type>(),
+        ) else {
+            return exec_err!(
+                "{} was called with {} and {} instead of a list of int and an int",
+                Self::NAME,
+                days.data_type(),
+                since.data_type()
+            );
+        };
+        let Some(values) = days.values().as_primitive_opt::<Int32Type>() else {
+            return exec_err!(
+                "{} was called with a list of {} instead of a list of int",
+                Self::NAME,
+                days.values().data_type()
+            );
+        };
         Ok(ColumnarValue::Array(Arc::new(summarise_days(
-            days.as_list::<i32>(),
-            since.as_primitive::<Int32Type>(),
+            days, values, since,
         ))))
     }
 }
@@ -164,10 +182,10 @@ impl ScalarUDFImpl for DistinctDayGaps {
 /// One struct row per list row (see [`DistinctDayGaps`]).
 fn summarise_days(
     days: &datafusion::arrow::array::ListArray,
+    values: &datafusion::arrow::array::Int32Array,
     since: &datafusion::arrow::array::Int32Array,
 ) -> StructArray {
     let rows = days.len();
-    let values = days.values().as_primitive::<Int32Type>();
     let offsets = days.value_offsets();
     let mut counts = Int64Builder::with_capacity(rows);
     let mut firsts = Int32Builder::with_capacity(rows);
@@ -250,7 +268,11 @@ mod tests {
 
     fn summary_of(days: Vec<Option<Vec<Option<i32>>>>, since: Vec<Option<i32>>) -> StructArray {
         let list = ListArray::from_iter_primitive::<Int32Type, _, _>(days);
-        summarise_days(&list, &Int32Array::from(since))
+        summarise_days(
+            &list,
+            list.values().as_primitive::<Int32Type>(),
+            &Int32Array::from(since),
+        )
     }
 
     fn field<'a>(summary: &'a StructArray, name: &str) -> &'a ArrayRef {
@@ -322,6 +344,50 @@ mod tests {
                 .as_primitive::<Int32Type>()
                 .value(4),
             6
+        );
+    }
+
+    #[tokio::test]
+    async fn sql_reads_the_fields_of_a_grouped_lists_summary_and_refuses_text_days() {
+        let ctx = datafusion::prelude::SessionContext::new();
+        register_churn_functions(&ctx);
+        // Bigint days (cast by the planner) of two customers: a has 1, 4, 4, 9 -> gaps 3 and 5,
+        // squares 9 + 25 = 34, last gap 5, two days on or after 4; b has the one day 7.
+        let batches = ctx
+            .sql(
+                "select c, g['days'] as n, g['gap_square_sum'] as squares, g['last_gap'] as last_gap, \
+                 g['days_since'] as recent \
+                 from (select c, distinct_day_gaps(array_agg(d), 4) as g \
+                       from (values ('a', 4), ('b', 7), ('a', 1), ('a', 9), ('a', 4)) as t(c, d) \
+                       group by c) \
+                 order by c",
+            )
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let text = datafusion::arrow::util::pretty::pretty_format_batches(&batches)
+            .unwrap()
+            .to_string();
+        let expected = [
+            "+---+---+---------+----------+--------+",
+            "| c | n | squares | last_gap | recent |",
+            "+---+---+---------+----------+--------+",
+            "| a | 3 | 34      | 5        | 2      |",
+            "| b | 1 | 0       |          | 1      |",
+            "+---+---+---------+----------+--------+",
+        ];
+        assert_eq!(text, expected.join("\n"));
+
+        let refused = ctx
+            .sql("select distinct_day_gaps(['x', 'y'], 1)")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            refused.contains("distinct_day_gaps's first argument must be a list of integer days"),
+            "{refused}"
         );
     }
 }
