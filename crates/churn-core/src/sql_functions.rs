@@ -36,24 +36,22 @@ pub fn with_churn_functions(
     Ok(state)
 }
 
-/// Adds churn's functions to a context built without [`with_churn_functions`].
-pub fn register_churn_functions(ctx: &datafusion::prelude::SessionContext) {
-    for function in churn_functions() {
-        ctx.register_udf(function.as_ref().clone());
-    }
+/// A session state with DataFusion's default functions and churn's, on nothing else: for
+/// planning without a lake (the feature catalogue) and for a Ballista executor's registry.
+pub fn default_state_with_churn_functions() -> Result<datafusion::execution::SessionState> {
+    with_churn_functions(
+        datafusion::execution::SessionStateBuilder::new()
+            .with_default_features()
+            .build(),
+    )
 }
 
 /// A Ballista executor's functions: every function a churn session has. Ballista's default
 /// registry leaves out DataFusion's array functions (`array_distinct`, `cardinality`, ...),
 /// which the built-in feature files call.
 pub fn ballista_function_registry() -> Result<ballista_core::registry::BallistaFunctionRegistry> {
-    let state = with_churn_functions(
-        datafusion::execution::SessionStateBuilder::new()
-            .with_default_features()
-            .build(),
-    )?;
     Ok(ballista_core::registry::BallistaFunctionRegistry::from(
-        &state,
+        &default_state_with_churn_functions()?,
     ))
 }
 
@@ -349,8 +347,9 @@ mod tests {
 
     #[tokio::test]
     async fn sql_reads_the_fields_of_a_grouped_lists_summary_and_refuses_text_days() {
-        let ctx = datafusion::prelude::SessionContext::new();
-        register_churn_functions(&ctx);
+        let ctx = datafusion::prelude::SessionContext::new_with_state(
+            default_state_with_churn_functions().unwrap(),
+        );
         // Bigint days (cast by the planner) of two customers: a has 1, 4, 4, 9 -> gaps 3 and 5,
         // squares 9 + 25 = 34, last gap 5, two days on or after 4; b has the one day 7.
         let batches = ctx

@@ -525,8 +525,9 @@ pub async fn build_features(
 /// The catalogue of feature columns (name, type, description, source file), planned against
 /// an empty lake of the contract's schema, so it needs no data.
 pub async fn catalogue(files: &[FeatureFile]) -> Result<Vec<CatalogueEntry>> {
-    let ctx = SessionContext::new();
-    churn_core::sql_functions::register_churn_functions(&ctx);
+    let ctx = SessionContext::new_with_state(
+        churn_core::sql_functions::default_state_with_churn_functions()?,
+    );
     let present = register_empty_tables(&ctx)?;
     register_snapshot_views(
         &ctx,
