@@ -9,7 +9,7 @@ use std::sync::Arc;
 use arrow::datatypes::{DataType, Date32Type, Field, Schema};
 use chrono::{Datelike, NaiveDate};
 use churn_core::session::{
-    LakeTable, SessionOptions, discover_tables, new_session, register_table,
+    LakeTable, SessionOptions, discover_tables, new_session, register_table, use_scan_batches,
 };
 use churn_core::{Lake, Table};
 use datafusion::datasource::MemTable;
@@ -60,6 +60,9 @@ pub async fn register_contract_tables(
         found.push((table, at));
     }
     if !crate::held::register_held_tables(ctx, lake, &found, options).await? {
+        if options.memory_limit_bytes.is_none() {
+            use_scan_batches(ctx);
+        }
         for (_, at) in &found {
             register_table(ctx, lake, at).await?;
         }

@@ -720,6 +720,33 @@ async fn features_from_the_in_memory_history_equal_the_snapshot_and_follow_the_l
 }
 
 #[tokio::test]
+async fn sessions_scanning_the_lakes_files_work_in_larger_batches_unless_under_a_memory_budget() {
+    let (_tmp, lake) = lake_from(&repo_root().join("data/demo")).await;
+    let scanning = SessionOptions {
+        hold_tables_max_bytes: Some(0),
+        ..SessionOptions::default()
+    };
+    let budgeted = SessionOptions {
+        hold_tables_max_bytes: Some(0),
+        ..SessionOptions::with_memory_limit(Some(256 << 20))
+    };
+    // The demo lake fits the default budget for held tables: DataFusion's default batch.
+    for (options, batch_rows) in [
+        (SessionOptions::default(), 8192),
+        (scanning, churn_core::session::SCAN_BATCH_ROWS),
+        (budgeted, 1024),
+    ] {
+        let ctx = churn_core::session::new_session(&lake, &options)
+            .await
+            .unwrap();
+        churn_features::snapshot::register_lake_tables(&ctx, &lake, &options)
+            .await
+            .unwrap();
+        assert_eq!(ctx.state().config().batch_size(), batch_rows);
+    }
+}
+
+#[tokio::test]
 async fn snapshots_and_labels_from_the_held_lake_equal_a_scan_of_its_files_and_follow_them() {
     let (_tmp, lake) = lake_from(&repo_root().join("data/demo")).await;
     let as_of = date("2026-06-01");
