@@ -148,11 +148,15 @@ fn parquet_footers(url: &url::Url) -> Arc<FileMetadataCache> {
 /// 800-815 MB.
 pub const SCAN_BATCH_ROWS: usize = 32 * 1024;
 
-/// Sets `ctx` (a session without a memory budget that scans the lake's files rather than
-/// tables held in memory, so a large lake) to batches of [`SCAN_BATCH_ROWS`] rows for its
-/// next queries. Small lakes keep DataFusion's default: with 32k-row batches for every
+/// Sets `ctx`, a session made with `options` that scans the lake's files rather than tables
+/// held in memory (so a large lake), to batches of [`SCAN_BATCH_ROWS`] rows for its next
+/// queries, unless `options` set a memory budget (its sessions keep their small batches, see
+/// [`new_session`]). Small lakes keep DataFusion's default: with 32k-row batches for every
 /// session the demo took 2-3 % longer (dev build, six runs each alternately).
-pub fn use_scan_batches(ctx: &SessionContext) {
+pub fn use_scan_batches(ctx: &SessionContext, options: &SessionOptions) {
+    if options.memory_limit_bytes.is_some() {
+        return;
+    }
     let state = ctx.state_ref();
     let mut state = state.write();
     let config = state.config_mut();

@@ -60,9 +60,7 @@ pub async fn register_contract_tables(
         found.push((table, at));
     }
     if !crate::held::register_held_tables(ctx, lake, &found, options).await? {
-        if options.memory_limit_bytes.is_none() {
-            use_scan_batches(ctx);
-        }
+        use_scan_batches(ctx, options);
         for (_, at) in &found {
             register_table(ctx, lake, at).await?;
         }
