@@ -33,6 +33,9 @@ pub trait Real:
     fn ln_1p(self) -> Self;
     /// ln Γ(self) for self > 0.
     fn ln_gamma(self) -> Self;
+    /// f(self), given f's value and derivative at self's value (the chain rule): for a
+    /// function computed in plain numbers.
+    fn chain(self, value: f64, derivative: f64) -> Self;
 }
 
 impl Real for f64 {
@@ -53,6 +56,9 @@ impl Real for f64 {
     }
     fn ln_gamma(self) -> f64 {
         special::ln_gamma(self)
+    }
+    fn chain(self, value: f64, _derivative: f64) -> f64 {
+        value
     }
 }
 
@@ -194,6 +200,9 @@ impl<const N: usize> Real for Dual<N> {
     }
     fn ln_gamma(self) -> Dual<N> {
         self.chain(special::ln_gamma(self.value), special::digamma(self.value))
+    }
+    fn chain(self, value: f64, derivative: f64) -> Dual<N> {
+        Dual::chain(self, value, derivative)
     }
 }
 

@@ -268,24 +268,73 @@ pub fn fit_pareto_nbd(data: &[Summary]) -> Result<Fit, BtydError> {
     ))
 }
 
-/// Gamma-Gamma negative log-likelihood of repeat buyers' mean spends.
-fn gamma_gamma_nll<D: Real>(par: &[D; 3], population: &Population) -> D {
+/// What Gamma-Gamma's likelihood needs of the repeat buyers besides their groups: sums that
+/// no parameter enters, taken once per fit.
+struct SpendTotals {
+    /// Customers per frequency (indexed as [`Population::frequencies`]).
+    customers_by_frequency: Vec<f64>,
+    customers: f64,
+    /// Σ customers · ln(m) and Σ customers · x · ln(m) over the groups.
+    ln_monetary: f64,
+    frequency_ln_monetary: f64,
+}
+
+impl SpendTotals {
+    fn of(population: &Population) -> SpendTotals {
+        let mut totals = SpendTotals {
+            customers_by_frequency: vec![0.0; population.frequencies.len()],
+            customers: 0.0,
+            ln_monetary: 0.0,
+            frequency_ln_monetary: 0.0,
+        };
+        for g in &population.groups {
+            totals.customers_by_frequency[g.frequency] += g.customers;
+            totals.customers += g.customers;
+            totals.ln_monetary += g.customers * g.ln_monetary;
+            totals.frequency_ln_monetary += g.customers * population.frequency(g) * g.ln_monetary;
+        }
+        totals
+    }
+}
+
+/// Gamma-Gamma negative log-likelihood of repeat buyers' mean spends. A group's term is
+/// q ln γ − ln Γ(q) + ln Γ(px + q) − ln Γ(px) + px ln x + (px − 1) ln m − (px + q) ln(γ + xm);
+/// summed over the customers, only ln(γ + xm) needs every group at every evaluation, and it
+/// depends on γ alone: its two weighted sums are taken in plain numbers with their
+/// derivatives in γ and joined to the parameters by the chain rule (an evaluation took a
+/// third of the time of carrying three derivatives through every group's term).
+fn gamma_gamma_nll<D: Real>(par: &[D; 3], population: &Population, totals: &SpendTotals) -> D {
     let [p, q, gamma] = *par;
-    let common = q * gamma.ln() - q.ln_gamma();
-    // Per frequency x: p x and the terms of x alone.
-    let of_frequency: Vec<(D, D)> = population
+    let at = gamma.value();
+    // Σ w ln(γ + xm), Σ w x ln(γ + xm), and their derivatives in γ: Σ w / (γ + xm), Σ w x / (γ + xm).
+    let [ln_sum, x_ln_sum, d_ln_sum, d_x_ln_sum] =
+        parallel::map_chunks(&population.groups, |groups| {
+            groups.iter().fold([0.0; 4], |[l, xl, d, xd], g| {
+                let x = population.frequency(g);
+                let base = at + x * g.monetary;
+                let (w_ln, w_inv) = (g.customers * base.ln(), g.customers / base);
+                [l + w_ln, xl + x * w_ln, d + w_inv, xd + x * w_inv]
+            })
+        })
+        .into_iter()
+        .fold([0.0; 4], |sum, part| {
+            std::array::from_fn(|i| sum[i] + part[i])
+        });
+    let of_frequencies = population
         .frequencies
         .iter()
-        .map(|&x| {
+        .zip(&totals.customers_by_frequency)
+        .fold(D::constant(0.0), |sum, (&x, &customers)| {
             let px = p * x;
-            (px, (px + q).ln_gamma() - px.ln_gamma() + px * x.ln())
-        })
-        .collect();
-    -sum_over_groups(population, |g| {
-        let (px, of_x) = of_frequency[g.frequency];
-        let (x, m) = (population.frequency(g), g.monetary);
-        common + of_x + (px - 1.0) * g.ln_monetary - (px + q) * (gamma + x * m).ln()
-    })
+            sum + ((px + q).ln_gamma() - px.ln_gamma() + px * x.ln()) * customers
+        });
+    let ll = (q * gamma.ln() - q.ln_gamma()) * totals.customers
+        + of_frequencies
+        + p * totals.frequency_ln_monetary
+        - totals.ln_monetary
+        - p * gamma.chain(x_ln_sum, d_x_ln_sum)
+        - q * gamma.chain(ln_sum, d_ln_sum);
+    -ll
 }
 
 /// Fits Gamma-Gamma (parameters p, q, gamma) on customers with repeat purchases.
@@ -297,7 +346,8 @@ pub fn fit_gamma_gamma(data: &[Summary]) -> Result<Fit, BtydError> {
         .filter(|s| s.frequency > 0.0 && s.monetary > 0.0)
         .collect();
     let population = population_of("Gamma-Gamma", &repeaters, true)?;
-    let nll = |p: &[Dual<3>; 3]| gamma_gamma_nll(p, &population);
+    let totals = SpendTotals::of(&population);
+    let nll = |p: &[Dual<3>; 3]| gamma_gamma_nll(p, &population, &totals);
     Ok(fit("gamma_gamma", ["p", "q", "gamma"], &nll, &population))
 }
 
@@ -614,6 +664,7 @@ mod tests {
         let groups = Population::new(&data, false);
         let repeaters: Vec<Summary> = data.iter().copied().filter(|s| s.frequency > 0.0).collect();
         let spend = Population::new(&repeaters, true);
+        let totals = SpendTotals::of(&spend);
         for at in [[0.24, 4.4, 0.79, 2.4], [1.3, 0.7, 2.2, 0.6]] {
             assert_gradient(&|p| bgnbd_nll(p, &groups), &|p| bgnbd_nll(p, &groups), at);
         }
@@ -627,9 +678,37 @@ mod tests {
         }
         for at in [[6.25, 3.74, 15.44], [1.5, 8.0, 2.0]] {
             assert_gradient(
-                &|p| gamma_gamma_nll(p, &spend),
-                &|p| gamma_gamma_nll(p, &spend),
+                &|p| gamma_gamma_nll(p, &spend, &totals),
+                &|p| gamma_gamma_nll(p, &spend, &totals),
                 at,
+            );
+        }
+    }
+
+    #[test]
+    fn gamma_gamma_likelihood_is_the_sum_of_each_customers_term() {
+        let data = population();
+        let repeaters: Vec<Summary> = data.iter().copied().filter(|s| s.frequency > 0.0).collect();
+        let spend = Population::new(&repeaters, true);
+        let totals = SpendTotals::of(&spend);
+        let ln_gamma = crate::special::ln_gamma;
+        for [p, q, gamma] in [[6.25, 3.74, 15.44], [1.5, 8.0, 2.0]] {
+            // Fader, Hardie & Lee (2005), eq. 4, customer by customer.
+            let by_customer: f64 = repeaters
+                .iter()
+                .map(|s| {
+                    let (x, m) = (s.frequency, s.monetary);
+                    ln_gamma(p * x + q) - ln_gamma(p * x) - ln_gamma(q)
+                        + q * f64::ln(gamma)
+                        + (p * x - 1.0) * m.ln()
+                        + p * x * x.ln()
+                        - (p * x + q) * (gamma + x * m).ln()
+                })
+                .sum();
+            let nll = gamma_gamma_nll(&[p, q, gamma], &spend, &totals);
+            assert!(
+                (nll + by_customer).abs() < 1e-10 * by_customer.abs(),
+                "{nll} vs {by_customer}"
             );
         }
     }

@@ -1,13 +1,12 @@
-//! The customers as the likelihoods read them. Customers with the same summary contribute the
-//! same term, so each distinct summary is one group weighted by its number of customers; and
+//! The customers as the likelihoods read them. Customers with the same values of what a
+//! likelihood reads (frequency, recency and age; Gamma-Gamma's frequency and spend) contribute
+//! the same term, so each distinct summary is one group weighted by its number of customers; and
 //! the costly pieces of a term depend on fewer than all of a summary's values (the log-gamma
 //! terms on the frequency alone, BG/NBD's logarithms on the recency or the age alone,
 //! Pareto/NBD's hypergeometric series on the frequency with the recency or with the age), so
 //! each group points at the distinct values and pairs it is made of and a likelihood
 //! evaluates each piece once per distinct value. At a million customers this turns half a
 //! million series evaluations into a few tens of thousands.
-
-use std::cmp::Ordering;
 
 use super::Summary;
 
@@ -44,82 +43,120 @@ pub(super) struct Population {
     pub frequency_age: Vec<(usize, f64)>,
 }
 
-/// The sorted distinct `values`.
-fn distinct<T: Copy>(values: impl Iterator<Item = T>, order: fn(&T, &T) -> Ordering) -> Vec<T> {
-    let mut sorted: Vec<T> = values.collect();
-    sorted.sort_unstable_by(order);
-    sorted.dedup_by(|a, b| order(a, b) == Ordering::Equal);
-    sorted
+/// An integer whose order is [`f64::total_cmp`]'s order of `value`, and from which the value
+/// comes back bit for bit ([`value_of`]): sorting and comparing such keys is cheaper than
+/// comparing the values.
+fn ordered_bits(value: f64) -> u64 {
+    let bits = value.to_bits();
+    if bits >> 63 == 1 {
+        !bits
+    } else {
+        bits | 1 << 63
+    }
 }
 
-/// Where `value` is in `sorted` (which holds it).
-fn index_of<T>(sorted: &[T], value: &T, order: fn(&T, &T) -> Ordering) -> usize {
-    sorted.partition_point(|v| order(v, value) == Ordering::Less)
+/// The value whose [`ordered_bits`] `key` is.
+fn value_of(key: u64) -> f64 {
+    f64::from_bits(if key >> 63 == 1 {
+        key & !(1 << 63)
+    } else {
+        !key
+    })
 }
 
-fn by_value(a: &f64, b: &f64) -> Ordering {
-    a.total_cmp(b)
+/// The sorted distinct `keys`.
+fn distinct<T: Ord>(mut keys: Vec<T>) -> Vec<T> {
+    keys.sort_unstable();
+    keys.dedup();
+    keys
 }
 
-fn by_pair(a: &(usize, f64), b: &(usize, f64)) -> Ordering {
-    a.0.cmp(&b.0).then(a.1.total_cmp(&b.1))
+/// The sorted distinct `keys`, each with how often it occurs.
+fn distinct_counted(mut keys: Vec<[u64; 4]>) -> Vec<([u64; 4], usize)> {
+    keys.sort_unstable();
+    keys.chunk_by(|a, b| a == b)
+        .map(|same| (same[0], same.len()))
+        .collect()
 }
 
-fn by_summary(a: &Summary, b: &Summary) -> Ordering {
-    a.frequency
-        .total_cmp(&b.frequency)
-        .then(a.recency.total_cmp(&b.recency))
-        .then(a.age.total_cmp(&b.age))
-        .then(a.monetary.total_cmp(&b.monetary))
+/// Where `key` is in `sorted` (which holds it).
+fn index_of<T: Ord>(sorted: &[T], key: &T) -> usize {
+    sorted.partition_point(|k| k < key)
 }
 
 impl Population {
-    /// Groups `data`; the spend is part of a group's identity only `with_monetary`.
+    /// Groups `data` by the values a likelihood reads: with `with_monetary` (Gamma-Gamma's
+    /// spend) the frequency and the spend, otherwise the frequency, recency and age.
     pub fn new(data: &[Summary], with_monetary: bool) -> Population {
-        // Sorting (rather than hashing) both groups and orders them.
-        let mut sorted: Vec<Summary> = data
+        // Sorting (rather than hashing) both groups and orders them: by frequency, recency,
+        // age, spend.
+        let keys = distinct_counted(
+            data.iter()
+                .map(|s| {
+                    let read = if with_monetary {
+                        [s.frequency, 0.0, 0.0, s.monetary]
+                    } else {
+                        [s.frequency, s.recency, s.age, 0.0]
+                    };
+                    read.map(ordered_bits)
+                })
+                .collect(),
+        );
+        // In key order the frequencies, and the (frequency, recency) pairs, come in order.
+        let mut frequencies: Vec<u64> = Vec::new();
+        let mut frequency_recency: Vec<(usize, u64)> = Vec::new();
+        let mut parts = Vec::with_capacity(keys.len());
+        for ([frequency, recency, _, _], _) in &keys {
+            if frequencies.last() != Some(frequency) {
+                frequencies.push(*frequency);
+            }
+            let pair = (frequencies.len() - 1, *recency);
+            if frequency_recency.last() != Some(&pair) {
+                frequency_recency.push(pair);
+            }
+            parts.push((frequencies.len() - 1, frequency_recency.len() - 1));
+        }
+        let recencies = distinct(frequency_recency.iter().map(|(_, r)| *r).collect());
+        let ages = distinct(keys.iter().map(|([_, _, age, _], _)| *age).collect());
+        let frequency_age = distinct(
+            keys.iter()
+                .zip(&parts)
+                .map(|(([_, _, age, _], _), (frequency, _))| (*frequency, *age))
+                .collect(),
+        );
+        let groups = keys
             .iter()
-            .map(|s| Summary {
-                monetary: if with_monetary { s.monetary } else { 0.0 },
-                ..*s
-            })
+            .zip(&parts)
+            .map(
+                |(([_, recency, age, monetary], customers), &(frequency, pair))| {
+                    let monetary = value_of(*monetary);
+                    Group {
+                        customers: *customers as f64,
+                        monetary,
+                        ln_monetary: if with_monetary { monetary.ln() } else { 0.0 },
+                        frequency,
+                        recency: index_of(&recencies, recency),
+                        age: index_of(&ages, age),
+                        frequency_recency: pair,
+                        frequency_age: index_of(&frequency_age, &(frequency, *age)),
+                    }
+                },
+            )
             .collect();
-        sorted.sort_unstable_by(by_summary);
-        let frequencies = distinct(sorted.iter().map(|s| s.frequency), by_value);
-        let recencies = distinct(sorted.iter().map(|s| s.recency), by_value);
-        let ages = distinct(sorted.iter().map(|s| s.age), by_value);
-        let frequency_of = |s: &Summary| index_of(&frequencies, &s.frequency, by_value);
-        let frequency_recency =
-            distinct(sorted.iter().map(|s| (frequency_of(s), s.recency)), by_pair);
-        let frequency_age = distinct(sorted.iter().map(|s| (frequency_of(s), s.age)), by_pair);
-        let groups = sorted
-            .chunk_by(|a, b| by_summary(a, b) == Ordering::Equal)
-            .map(|same| {
-                let s = same[0];
-                let frequency = frequency_of(&s);
-                Group {
-                    customers: same.len() as f64,
-                    monetary: s.monetary,
-                    ln_monetary: if with_monetary { s.monetary.ln() } else { 0.0 },
-                    frequency,
-                    recency: index_of(&recencies, &s.recency, by_value),
-                    age: index_of(&ages, &s.age, by_value),
-                    frequency_recency: index_of(
-                        &frequency_recency,
-                        &(frequency, s.recency),
-                        by_pair,
-                    ),
-                    frequency_age: index_of(&frequency_age, &(frequency, s.age), by_pair),
-                }
-            })
-            .collect();
+        let values = |keys: Vec<u64>| keys.into_iter().map(value_of).collect();
+        let pairs = |pairs: Vec<(usize, u64)>| {
+            pairs
+                .into_iter()
+                .map(|(frequency, key)| (frequency, value_of(key)))
+                .collect()
+        };
         Population {
             groups,
-            frequencies,
-            recencies,
-            ages,
-            frequency_recency,
-            frequency_age,
+            frequencies: values(frequencies),
+            recencies: values(recencies),
+            ages: values(ages),
+            frequency_recency: pairs(frequency_recency),
+            frequency_age: pairs(frequency_age),
         }
     }
 
@@ -180,7 +217,18 @@ mod tests {
                 (summary(2.0, 7.0, 8.0, 0.0), 1.0),
             ]
         );
-        // With the spend, the two customers at (2, 5, 9) differ.
-        assert_eq!(Population::new(&data, true).groups.len(), 4);
+        // With the spend, groups are by frequency and spend alone: the customers at (2, 5, 9)
+        // differ, the two who spent 10 at different recencies and ages are one group.
+        let spend = Population::new(&data, true);
+        let groups: Vec<(f64, f64, f64)> = spend
+            .groups
+            .iter()
+            .map(|g| (spend.frequency(g), g.monetary, g.customers))
+            .collect();
+        assert_eq!(
+            groups,
+            [(0.0, 0.0, 2.0), (2.0, 10.0, 2.0), (2.0, 12.0, 1.0)]
+        );
+        assert_eq!(spend.groups[1].ln_monetary, 10f64.ln());
     }
 }
