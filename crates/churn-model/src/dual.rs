@@ -81,14 +81,6 @@ impl<const N: usize> Dual<N> {
     pub fn variables(values: &[f64; N]) -> [Dual<N>; N] {
         std::array::from_fn(|i| Dual::variable(values[i], i))
     }
-
-    /// f(self) given f's value and derivative at self's value (the chain rule).
-    fn chain(self, value: f64, derivative: f64) -> Dual<N> {
-        Dual {
-            value,
-            gradient: self.gradient.map(|d| d * derivative),
-        }
-    }
 }
 
 impl<const N: usize> Add for Dual<N> {
@@ -202,7 +194,10 @@ impl<const N: usize> Real for Dual<N> {
         self.chain(special::ln_gamma(self.value), special::digamma(self.value))
     }
     fn chain(self, value: f64, derivative: f64) -> Dual<N> {
-        Dual::chain(self, value, derivative)
+        Dual {
+            value,
+            gradient: self.gradient.map(|d| d * derivative),
+        }
     }
 }
 
