@@ -163,19 +163,24 @@ pub fn check_schedule(
     Ok(())
 }
 
-/// Adds the buy-till-you-die feature columns from per-customer outlooks.
+/// Adds the buy-till-you-die feature columns from per-customer outlooks (NaN for a customer
+/// without one). Each row's outlook is looked up once for the three columns: a map by
+/// customer per column, each cloning every id, took about 2 s of every 800,000-customer
+/// snapshot a training read.
 pub fn add_btyd_columns(frame: &mut Frame, outlooks: &HashMap<String, CustomerOutlook>) {
     let pick: [fn(&CustomerOutlook) -> f64; 3] = [
         |o| o.p_alive,
         |o| o.expected_purchases,
         |o| o.expected_value,
     ];
+    let found: Vec<Option<&CustomerOutlook>> = frame
+        .customer_ids
+        .iter()
+        .map(|id| outlooks.get(id))
+        .collect();
     for ((name, _), value) in BTYD_FEATURES.iter().zip(pick) {
-        let column: HashMap<String, f64> = outlooks
-            .iter()
-            .map(|(id, o)| (id.clone(), value(o)))
-            .collect();
-        frame.add_numeric(name, &column);
+        let column = found.iter().map(|o| o.map_or(f64::NAN, value)).collect();
+        frame.add_numeric(name, column);
     }
 }
 
@@ -627,6 +632,37 @@ mod tests {
             .into(),
             types: Default::default(),
         }
+    }
+
+    #[test]
+    fn btyd_columns_follow_the_frames_rows_and_are_missing_for_customers_without_an_outlook() {
+        // Rows c0, c1, c2, c1 again (another snapshot); outlooks for c1 and c2 only.
+        let mut frame = recency_frame(&[1.0, 2.0, 3.0, 4.0], &[0.0, 1.0, 0.0, 1.0]);
+        frame.customer_ids[3] = "c1".into();
+        let outlook = |p_alive, expected_purchases, expected_value| CustomerOutlook {
+            p_alive,
+            expected_purchases,
+            expected_value,
+        };
+        let outlooks: HashMap<String, CustomerOutlook> = [
+            ("c2".to_string(), outlook(0.25, 3.0, 40.0)),
+            ("c1".to_string(), outlook(0.5, 1.5, f64::NAN)),
+        ]
+        .into();
+        add_btyd_columns(&mut frame, &outlooks);
+        let column = |name: &str| match &frame.columns[name] {
+            Values::Numeric(v) => v.iter().map(|x| x.to_bits()).collect::<Vec<u64>>(),
+            other => panic!("{name}: {other:?}"),
+        };
+        let bits = |values: [f64; 4]| values.map(f64::to_bits).to_vec();
+        let nan = f64::NAN;
+        assert_eq!(column("btyd_p_alive"), bits([nan, 0.5, 0.25, 0.5]));
+        assert_eq!(
+            column("btyd_expected_purchases"),
+            bits([nan, 1.5, 3.0, 1.5])
+        );
+        assert_eq!(column("btyd_expected_value"), bits([nan, nan, 40.0, nan]));
+        assert_eq!(frame.types["btyd_expected_value"], "Float64");
     }
 
     #[test]

@@ -100,13 +100,9 @@ impl Frame {
         Ok(())
     }
 
-    /// Adds a numeric column, looked up per customer id (missing when absent).
-    pub fn add_numeric(&mut self, name: &str, by_customer: &HashMap<String, f64>) {
-        let values = self
-            .customer_ids
-            .iter()
-            .map(|id| by_customer.get(id).copied().unwrap_or(f64::NAN))
-            .collect();
+    /// Adds a numeric column: one value per row, in the rows' order.
+    pub fn add_numeric(&mut self, name: &str, values: Vec<f64>) {
+        debug_assert_eq!(values.len(), self.customer_ids.len(), "column {name}");
         self.columns
             .insert(name.to_string(), Values::Numeric(values));
         self.types.insert(name.to_string(), "Float64".to_string());
