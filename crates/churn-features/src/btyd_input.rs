@@ -9,7 +9,7 @@
 
 use arrow::array::Decimal128Array;
 use arrow::array::{AsArray, RecordBatch};
-use arrow::datatypes::{DataType, Decimal128Type, DecimalType, Float64Type, Int64Type};
+use arrow::datatypes::{DataType, Date32Type, Decimal128Type, DecimalType, Float64Type, Int64Type};
 use chrono::NaiveDate;
 use churn_core::Lake;
 use churn_core::session::SessionOptions;
@@ -78,33 +78,167 @@ pub(crate) async fn btyd_inputs_in(
 ) -> Result<Vec<BtydInput>> {
     let (last_period, unit) = grain.period("(as_of_day - 1)");
     let last_period = last_calibration_period(ctx, &last_period).await?;
-    let mut batches = customer_periods(ctx, grain, FirstPeriodSpend::Packed).await?;
-    let largest_period_spend = batches
-        .iter()
-        .filter_map(|b| arrow::compute::max(b.column(5).as_primitive::<Decimal128Type>()))
-        .max();
-    if largest_period_spend.is_some_and(|spend| spend >= PACKED_SPEND_LIMIT) {
-        batches = customer_periods(ctx, grain, FirstPeriodSpend::Ordered).await?;
+    let window = Window {
+        before_period: None,
+        last_period,
+        unit,
+    };
+    let mut batches = customer_periods(
+        ctx,
+        grain,
+        FirstPeriodSpend::Packed,
+        &[window],
+        Order::ByCustomer,
+    )
+    .await?;
+    if exceeds_packed_spend(&batches) {
+        batches = customer_periods(
+            ctx,
+            grain,
+            FirstPeriodSpend::Ordered,
+            &[window],
+            Order::ByCustomer,
+        )
+        .await?;
     }
+    window_inputs(&batches, 0, &window)
+}
+
+/// The daily-grain summaries of every customer at each of several dates, from one grouping
+/// of the history before the latest of them (see [`btyd_inputs_at_dates`]).
+pub struct BtydInputsAtDates {
+    dates: Vec<NaiveDate>,
+    found: Found,
+}
+
+enum Found {
+    /// Per customer: its largest day's spend, then each date's five aggregates.
+    Grouped(Vec<RecordBatch>),
+    /// Each date's summaries, found one date at a time (a day's spend beyond the packed
+    /// limit).
+    ByDate(Vec<Vec<BtydInput>>),
+}
+
+impl BtydInputsAtDates {
+    /// The summaries at `as_of`, one of the dates they were computed for, as
+    /// [`btyd_inputs`] gives them at daily grain (in another order).
+    pub fn at(&self, as_of: NaiveDate) -> Result<Vec<BtydInput>> {
+        let Some(k) = self.dates.iter().position(|d| *d == as_of) else {
+            return Err(datafusion::error::DataFusionError::Internal(format!(
+                "BTYD summaries at {as_of} were not computed (dates: {:?})",
+                self.dates
+            ))
+            .into());
+        };
+        match &self.found {
+            Found::Grouped(batches) => window_inputs(batches, k, &daily_window(as_of)),
+            Found::ByDate(inputs) => Ok(inputs[k].clone()),
+        }
+    }
+}
+
+/// Summaries of every customer with a purchase before each of `dates`, at daily grain, from
+/// one scan and one grouping by customer and day of the transactions before the latest
+/// date: each date's aggregates are the grouping's, filtered to the days before it. A
+/// training run needs them at each of its snapshots' dates; one such query for a 1M-customer
+/// lake's seven dates took 5.7 s where one date took 3 s.
+pub async fn btyd_inputs_at_dates(
+    lake: &Lake,
+    dates: &[NaiveDate],
+    session: &SessionOptions,
+) -> Result<BtydInputsAtDates> {
+    let mut dates = dates.to_vec();
+    dates.sort();
+    dates.dedup();
+    let Some(&latest) = dates.last() else {
+        return Ok(BtydInputsAtDates {
+            dates,
+            found: Found::ByDate(Vec::new()),
+        });
+    };
+    let (ctx, _) = snapshot_session(lake, latest, 365, session, Scope::Everyone).await?;
+    let windows: Vec<Window> = dates.iter().map(|d| daily_window(*d)).collect();
+    let batches = customer_periods(
+        &ctx,
+        Grain::Day,
+        FirstPeriodSpend::Packed,
+        &windows,
+        Order::Any,
+    )
+    .await?;
+    let found = if exceeds_packed_spend(&batches) {
+        drop(batches);
+        let mut by_date = Vec::with_capacity(dates.len());
+        for &as_of in &dates {
+            by_date.push(btyd_inputs(lake, as_of, Grain::Day, session, Scope::Everyone).await?);
+        }
+        Found::ByDate(by_date)
+    } else {
+        Found::Grouped(batches)
+    };
+    Ok(BtydInputsAtDates { dates, found })
+}
+
+/// The purchase periods one set of summaries covers.
+#[derive(Clone, Copy)]
+struct Window {
+    /// Only periods before this one (None: all the session's).
+    before_period: Option<i64>,
+    /// The last period of the calibration (the one holding the day before D).
+    last_period: i64,
+    /// Divisor that turns period differences into weeks.
+    unit: f64,
+}
+
+/// The window of D at daily grain: the days before D.
+fn daily_window(as_of: NaiveDate) -> Window {
+    let day = i64::from(Date32Type::from_naive_date(as_of));
+    Window {
+        before_period: Some(day),
+        last_period: day - 1,
+        unit: 7.0,
+    }
+}
+
+/// Whether a period's spend is too large for [`FirstPeriodSpend::Packed`].
+fn exceeds_packed_spend(batches: &[RecordBatch]) -> bool {
+    batches
+        .iter()
+        .filter_map(|b| arrow::compute::max(b.column(1).as_primitive::<Decimal128Type>()))
+        .max()
+        .is_some_and(|spend| spend >= PACKED_SPEND_LIMIT)
+}
+
+/// The summaries of `window`, the `k`th of those [`customer_periods`] computed, of the
+/// customers with a purchase in it.
+fn window_inputs(batches: &[RecordBatch], k: usize, window: &Window) -> Result<Vec<BtydInput>> {
     let mut out = Vec::new();
-    for b in &batches {
-        let ids = arrow::compute::cast(b.column(0), &DataType::Utf8).map_err(arrow_error)?;
-        let ids = ids.as_string::<i32>();
-        let periods = b.column(1).as_primitive::<Int64Type>();
-        let first = b.column(2).as_primitive::<Int64Type>();
-        let last = b.column(3).as_primitive::<Int64Type>();
+    for b in batches {
+        let column = |i: usize| b.column(2 + WINDOW_COLUMNS * k + i);
+        let bought =
+            arrow::compute::kernels::cmp::gt(column(0), &arrow::array::Int64Array::new_scalar(0))
+                .map_err(arrow_error)?;
+        let kept = |a: &arrow::array::ArrayRef| arrow::compute::filter(a, &bought);
+        let ids = arrow::compute::cast(&kept(b.column(0)).map_err(arrow_error)?, &DataType::Utf8)
+            .map_err(arrow_error)?;
+        let [periods, first, last, spend, first_spend] =
+            [0, 1, 2, 3, 4].map(|i| kept(column(i)).map_err(arrow_error));
+        let (ids, periods, first, last) = (ids.as_string::<i32>(), periods?, first?, last?);
+        let periods = periods.as_primitive::<Int64Type>();
+        let first = first.as_primitive::<Int64Type>();
+        let last = last.as_primitive::<Int64Type>();
         let monetary = repeat_spend_means(
             ids,
-            b.column(4).as_primitive::<Decimal128Type>(),
-            b.column(6).as_primitive::<Decimal128Type>(),
+            spend?.as_primitive::<Decimal128Type>(),
+            first_spend?.as_primitive::<Decimal128Type>(),
             periods,
         )?;
         for (i, monetary) in monetary.into_iter().enumerate() {
             out.push(BtydInput {
                 customer_id: ids.value(i).to_string(),
                 frequency: (periods.value(i) - 1) as f64,
-                recency_weeks: (last.value(i) - first.value(i)) as f64 / unit,
-                age_weeks: (last_period - first.value(i)) as f64 / unit,
+                recency_weeks: (last.value(i) - first.value(i)) as f64 / window.unit,
+                age_weeks: (window.last_period - first.value(i)) as f64 / window.unit,
                 monetary,
             });
         }
@@ -130,13 +264,27 @@ enum FirstPeriodSpend {
     Ordered,
 }
 
-/// Per customer with a purchase before D, ordered by customer_id: customer_id, the number
-/// of purchase periods, the first and last of them, the whole spend, the largest spend of
-/// one period, and the first period's spend (packed, see [`FirstPeriodSpend`]).
+/// The order of [`customer_periods`]' rows.
+#[derive(Clone, Copy)]
+enum Order {
+    ByCustomer,
+    /// Whatever order the grouping leaves (sorting a million ids costs a second).
+    Any,
+}
+
+/// Columns [`customer_periods`] gives per window.
+const WINDOW_COLUMNS: usize = 5;
+
+/// Per customer with a purchase before D (ordered as `order` says): customer_id, the largest spend of one period, then
+/// for each window the number of its purchase periods, the first and last of them, their
+/// whole spend, and the first period's spend (packed, see [`FirstPeriodSpend`]); a customer
+/// with no purchase in a window has 0 periods there and nulls.
 async fn customer_periods(
     ctx: &datafusion::prelude::SessionContext,
     grain: Grain,
     first_period_spend: FirstPeriodSpend,
+    windows: &[Window],
+    order: Order,
 ) -> Result<Vec<RecordBatch>> {
     let (period, _) = grain.period("day");
     let first_period_spend = match first_period_spend {
@@ -147,15 +295,32 @@ async fn customer_periods(
         ),
         FirstPeriodSpend::Ordered => "first_value(spend ORDER BY period)".to_string(),
     };
+    let per_window: Vec<String> = windows
+        .iter()
+        .enumerate()
+        .map(|(k, w)| {
+            let only = w
+                .before_period
+                .map_or(String::new(), |p| format!(" FILTER (WHERE period < {p})"));
+            format!(
+                "count(*){only} AS periods_{k}, min(period){only} AS first_period_{k}, \
+                 max(period){only} AS last_purchase_period_{k}, sum(spend){only} AS spend_{k}, \
+                 {first_period_spend}{only} AS first_period_spend_{k}"
+            )
+        })
+        .collect();
     let sql = format!(
         "WITH purchase_periods AS (SELECT customer_id, CAST({period} AS BIGINT) AS period, \
             sum(CAST(amount AS DECIMAL(38, {SPEND_SCALE}))) AS spend \
             FROM transactions WHERE is_purchase GROUP BY 1, 2), \
-        final AS (SELECT customer_id, count(*) AS periods, min(period) AS first_period, \
-            max(period) AS last_purchase_period, sum(spend) AS spend, \
-            max(spend) AS largest_period_spend, {first_period_spend} AS first_period_spend \
+        final AS (SELECT customer_id, max(spend) AS largest_period_spend, {} \
           FROM purchase_periods GROUP BY customer_id) \
-        SELECT * FROM final ORDER BY customer_id"
+        SELECT * FROM final{}",
+        per_window.join(", "),
+        match order {
+            Order::ByCustomer => " ORDER BY customer_id",
+            Order::Any => "",
+        }
     );
     Ok(ctx.sql(&sql).await?.collect().await?)
 }

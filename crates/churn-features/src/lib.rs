@@ -14,7 +14,7 @@ pub mod snapshot;
 pub mod sqlfile;
 pub mod write;
 
-pub use btyd_input::{BtydInput, Grain, btyd_inputs};
+pub use btyd_input::{BtydInput, BtydInputsAtDates, Grain, btyd_inputs, btyd_inputs_at_dates};
 pub use build::{
     CatalogueEntry, CustomerInputs, FeatureOptions, FeaturesSummary, SnapshotSummary,
     build_features, build_snapshot, catalogue, ensure_snapshot, for_each_date, inputs_for,

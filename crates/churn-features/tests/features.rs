@@ -856,21 +856,32 @@ async fn btyd_inputs_by_customer(
     .collect()
 }
 
+/// Transactions whose BTYD summaries are worked out by hand in the tests below.
+const HAND_SUMMARISED: [&str; 7] = [
+    // C1: two purchases on 01-01 make one purchase day; repeat days 01-08 and 01-15;
+    // a refund is no purchase.
+    "T1,C1,2024-01-01 09:00:00,10.00,1,Dairy,S1,store,0,false",
+    "T2,C1,2024-01-01 18:00:00,5.50,1,Dairy,S1,store,0,false",
+    "T3,C1,2024-01-08 09:00:00,7.25,1,Dairy,S1,store,0,false",
+    "T4,C1,2024-01-15 09:00:00,3.10,1,Dairy,S1,store,0,false",
+    "T5,C1,2024-01-20 09:00:00,-3.10,1,Dairy,S1,store,0,true",
+    // C2: one purchase day before 02-01, so no repeat spend then.
+    "T6,C2,2024-01-10 12:00:00,12.00,1,Dairy,S1,store,0,false",
+    // Purchases on D and after are not before D.
+    "T7,C2,2024-02-01 00:00:00,99.00,1,Dairy,S1,store,0,false",
+];
+
+/// C3, whose days' spends of 10^14 or more do not fit beside their day in one 38-digit
+/// decimal.
+const LARGE_SPENDS: [&str; 3] = [
+    "T8,C3,2024-01-05 09:00:00,200000000000000.00,1,Cars,S1,store,0,false",
+    "T9,C3,2024-01-06 09:00:00,300000000000000.25,1,Cars,S1,store,0,false",
+    "T10,C3,2024-01-07 09:00:00,100000000000000.75,1,Cars,S1,store,0,false",
+];
+
 #[tokio::test]
 async fn btyd_summaries_equal_hand_computed_ones_also_with_spend_beyond_a_hundred_trillion() {
-    let ordinary = [
-        // C1: two purchases on 01-01 make one purchase day; repeat days 01-08 and 01-15;
-        // a refund is no purchase.
-        "T1,C1,2024-01-01 09:00:00,10.00,1,Dairy,S1,store,0,false",
-        "T2,C1,2024-01-01 18:00:00,5.50,1,Dairy,S1,store,0,false",
-        "T3,C1,2024-01-08 09:00:00,7.25,1,Dairy,S1,store,0,false",
-        "T4,C1,2024-01-15 09:00:00,3.10,1,Dairy,S1,store,0,false",
-        "T5,C1,2024-01-20 09:00:00,-3.10,1,Dairy,S1,store,0,true",
-        // C2: one purchase day, so no repeat spend.
-        "T6,C2,2024-01-10 12:00:00,12.00,1,Dairy,S1,store,0,false",
-        // Purchases on D and after are not before D.
-        "T7,C2,2024-02-01 00:00:00,99.00,1,Dairy,S1,store,0,false",
-    ];
+    let ordinary = HAND_SUMMARISED;
     let as_of = date("2024-02-01");
     // Age runs from the first purchase day to 01-31, the day before D.
     let c1 = [2.0, 14.0 / 7.0, 30.0 / 7.0, 5.175];
@@ -883,11 +894,7 @@ async fn btyd_summaries_equal_hand_computed_ones_also_with_spend_beyond_a_hundre
     // A day's spend of 10^14 or more does not fit beside its day in one 38-digit decimal;
     // the first day's spend is then found another way, with the same results.
     let mut with_large = ordinary.to_vec();
-    with_large.extend([
-        "T8,C3,2024-01-05 09:00:00,200000000000000.00,1,Cars,S1,store,0,false",
-        "T9,C3,2024-01-06 09:00:00,300000000000000.25,1,Cars,S1,store,0,false",
-        "T10,C3,2024-01-07 09:00:00,100000000000000.75,1,Cars,S1,store,0,false",
-    ]);
+    with_large.extend(LARGE_SPENDS);
     let summaries = btyd_summaries(&with_large, as_of).await;
     assert_eq!(summaries.len(), 3);
     assert_eq!(summaries["C1"], c1);
@@ -896,4 +903,84 @@ async fn btyd_summaries_equal_hand_computed_ones_also_with_spend_beyond_a_hundre
         summaries["C3"],
         [2.0, 2.0 / 7.0, 26.0 / 7.0, 200_000_000_000_000.5]
     );
+}
+
+/// The summaries `btyd_inputs_at_dates` gives at each of `dates`, by customer: (frequency,
+/// recency, age, monetary).
+async fn btyd_summaries_at_dates(
+    lake: &Lake,
+    dates: &[NaiveDate],
+) -> Vec<HashMap<String, [f64; 4]>> {
+    let found = churn_features::btyd_inputs_at_dates(lake, dates, &SessionOptions::default())
+        .await
+        .unwrap();
+    dates
+        .iter()
+        .map(|d| {
+            found
+                .at(*d)
+                .unwrap()
+                .into_iter()
+                .map(|i| {
+                    let summary = [i.frequency, i.recency_weeks, i.age_weeks, i.monetary];
+                    (i.customer_id, summary)
+                })
+                .collect()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn btyd_summaries_of_several_dates_from_one_query_equal_hand_computed_ones() {
+    let rows = HAND_SUMMARISED;
+    let (_tmp, lake) = lake_of_transactions(&rows).await;
+    let dates = [date("2024-01-01"), date("2024-01-09"), date("2024-02-01")];
+    let at = btyd_summaries_at_dates(&lake, &dates).await;
+    // On 01-01 nobody had bought before the day.
+    assert!(at[0].is_empty(), "{:?}", at[0]);
+    // Before 01-09: C1's days 01-01 and 01-08; the calibration ends on 01-08.
+    assert_eq!(at[1].len(), 1, "{:?}", at[1]);
+    assert_eq!(at[1]["C1"], [1.0, 1.0, 1.0, 7.25]);
+    assert_eq!(at[2].len(), 2, "{:?}", at[2]);
+    assert_eq!(at[2]["C1"], [2.0, 14.0 / 7.0, 30.0 / 7.0, 5.175]);
+    assert_eq!(at[2]["C2"], [0.0, 0.0, 21.0 / 7.0, 0.0]);
+
+    // With a day's spend of 10^14 or more, each date's summaries are found on their own.
+    let mut with_large = rows.to_vec();
+    with_large.extend(LARGE_SPENDS);
+    let (_tmp, lake) = lake_of_transactions(&with_large).await;
+    let dates = [date("2024-01-07"), date("2024-02-01")];
+    let at = btyd_summaries_at_dates(&lake, &dates).await;
+    assert_eq!(at[0].len(), 2, "{:?}", at[0]);
+    assert_eq!(at[0]["C1"], [0.0, 0.0, 5.0 / 7.0, 0.0]);
+    assert_eq!(
+        at[0]["C3"],
+        [1.0, 1.0 / 7.0, 1.0 / 7.0, 300_000_000_000_000.25]
+    );
+    assert_eq!(at[1]["C1"], [2.0, 14.0 / 7.0, 30.0 / 7.0, 5.175]);
+    assert_eq!(
+        at[1]["C3"],
+        [2.0, 2.0 / 7.0, 26.0 / 7.0, 200_000_000_000_000.5]
+    );
+}
+
+#[tokio::test]
+async fn btyd_summaries_of_several_dates_from_one_query_equal_each_dates_own_to_the_bit() {
+    let (_tmp, lake) = lake_from(&repo_root().join("data/demo")).await;
+    let dates = [date("2025-03-01"), date("2026-01-01"), date("2026-06-01")];
+    let at = btyd_summaries_at_dates(&lake, &dates).await;
+    for (as_of, found) in dates.into_iter().zip(at) {
+        let own: HashMap<String, [f64; 4]> = btyd_inputs_by_customer(&lake, as_of)
+            .await
+            .into_iter()
+            .map(|(id, i)| (id, [i.frequency, i.recency_weeks, i.age_weeks, i.monetary]))
+            .collect();
+        assert!(own.len() > 100, "{as_of}: {} customers", own.len());
+        let bits = |m: &HashMap<String, [f64; 4]>| -> HashMap<String, [u64; 4]> {
+            m.iter()
+                .map(|(id, s)| (id.clone(), s.map(f64::to_bits)))
+                .collect()
+        };
+        assert_eq!(bits(&found), bits(&own), "{as_of}");
+    }
 }

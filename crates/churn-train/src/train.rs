@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, TrainError};
 use crate::frames::{labelled_shape, read_labelled_snapshot};
-use crate::outlook::outlooks;
+use crate::outlook::{outlooks, outlooks_at_dates};
 use crate::registry::{self, ManifestSnapshots, ScoringFit, TrainingManifest};
 
 /// Everything a training run measured and where it put the result (`metrics.json` of the
@@ -153,25 +153,18 @@ async fn ensure_snapshots(
     Ok(built.concat())
 }
 
-/// The BTYD outlooks of `dates` when the spec asks for BTYD columns (none otherwise), fitted
-/// several dates at once like the snapshots: a fit per date is a few hundred
-/// milliseconds of one core per 100,000 customers.
+/// The BTYD outlooks of `dates` when the spec asks for BTYD columns (none otherwise), all
+/// from one query over the history (see [`outlooks_at_dates`]).
 async fn btyd_outlooks(
     lake: &Lake,
     spec: &ModelSpec,
     dates: &[NaiveDate],
     features: &FeatureOptions,
 ) -> Result<HashMap<NaiveDate, HashMap<String, CustomerOutlook>>> {
-    if !spec.btyd_features {
+    if !spec.btyd_features || dates.is_empty() {
         return Ok(HashMap::new());
     }
-    let horizon_days = spec.horizon_days;
-    let fitted = for_each_date(dates, &features.session, |as_of| {
-        let (lake, session) = (lake.clone(), features.session.clone());
-        async move { outlooks(&lake, as_of, horizon_days, true, &session).await }
-    })
-    .await?;
-    Ok(dates.iter().copied().zip(fitted).collect())
+    outlooks_at_dates(lake, dates, spec.horizon_days, &features.session).await
 }
 
 /// Frames of single snapshots this run has read already, by date, for the scoring fit: those
@@ -406,7 +399,8 @@ pub async fn train(
 
     let mut reads = Reads {
         keep: sampling.as_ref().map(|s| s.kept_share),
-        outlooks: btyd_outlooks(lake, spec, &schedule.all(), features).await?,
+        // Those of the scoring fit's dates too: one query over the history gives them all.
+        outlooks: btyd_outlooks(lake, spec, &every_date, features).await?,
         unusable: Vec::new(),
     };
     // The BG/NBD baseline summarises every transaction before the test snapshot; unless the
