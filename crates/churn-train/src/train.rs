@@ -279,7 +279,8 @@ pub enum Register {
 }
 
 /// Refits `spec` on the schedule whose newest labelled snapshot is `as_of` (the backtest's
-/// test snapshot), with the features the backtest selected; `train` has built its snapshots.
+/// test snapshot), with the features the backtest selected; `train` has built its snapshots
+/// and computed their BTYD outlooks.
 async fn scoring_fit(
     lake: &Lake,
     spec: &ModelSpec,
@@ -290,16 +291,6 @@ async fn scoring_fit(
     reads: &mut Reads,
 ) -> Result<(Artifact, ScoringFit)> {
     let schedule = scoring_schedule(spec, as_of);
-    let mut dates = schedule.fit.clone();
-    dates.extend(schedule.calibration);
-    let unfitted: Vec<NaiveDate> = dates
-        .iter()
-        .copied()
-        .filter(|d| !reads.outlooks.contains_key(d))
-        .collect();
-    reads
-        .outlooks
-        .extend(btyd_outlooks(lake, spec, &unfitted, features).await?);
     let fit = read_slice(
         lake,
         spec,
