@@ -31,13 +31,20 @@ pub enum Grain {
 }
 
 impl Grain {
-    /// SQL for the period number of the day-number expression `day`, and the divisor that
-    /// turns period differences into weeks.
-    fn period(self, day: &str) -> (String, f64) {
+    /// SQL for the period number of the day-number expression `day`.
+    fn period(self, day: &str) -> String {
         match self {
-            Grain::Day => (day.to_string(), 7.0),
+            Grain::Day => day.to_string(),
             // Day 0 (1970-01-01) is a Thursday; day 4 is the first Monday.
-            Grain::Week => (format!("CAST(floor(({day} + 3) / 7.0) AS BIGINT)"), 1.0),
+            Grain::Week => format!("CAST(floor(({day} + 3) / 7.0) AS BIGINT)"),
+        }
+    }
+
+    /// The divisor that turns period differences into weeks.
+    fn periods_per_week(self) -> f64 {
+        match self {
+            Grain::Day => 7.0,
+            Grain::Week => 1.0,
         }
     }
 }
@@ -76,12 +83,11 @@ pub(crate) async fn btyd_inputs_in(
     ctx: &datafusion::prelude::SessionContext,
     grain: Grain,
 ) -> Result<Vec<BtydInput>> {
-    let (last_period, unit) = grain.period("(as_of_day - 1)");
-    let last_period = last_calibration_period(ctx, &last_period).await?;
+    let last_period = last_calibration_period(ctx, &grain.period("(as_of_day - 1)")).await?;
     let window = Window {
         before_period: None,
         last_period,
-        unit,
+        unit: grain.periods_per_week(),
     };
     let mut batches = customer_periods(
         ctx,
@@ -196,7 +202,7 @@ fn daily_window(as_of: NaiveDate) -> Window {
     Window {
         before_period: Some(day),
         last_period: day - 1,
-        unit: 7.0,
+        unit: Grain::Day.periods_per_week(),
     }
 }
 
@@ -275,10 +281,11 @@ enum Order {
 /// Columns [`customer_periods`] gives per window.
 const WINDOW_COLUMNS: usize = 5;
 
-/// Per customer with a purchase before D (ordered as `order` says): customer_id, the largest spend of one period, then
-/// for each window the number of its purchase periods, the first and last of them, their
-/// whole spend, and the first period's spend (packed, see [`FirstPeriodSpend`]); a customer
-/// with no purchase in a window has 0 periods there and nulls.
+/// Per customer with a purchase before D (ordered as `order` says): customer_id, the largest
+/// spend of one period, then for each window the number of its purchase periods, the first
+/// and last of them, their whole spend, and the first period's spend (packed, see
+/// [`FirstPeriodSpend`]); a customer with no purchase in a window has 0 periods there and
+/// nulls.
 async fn customer_periods(
     ctx: &datafusion::prelude::SessionContext,
     grain: Grain,
@@ -286,7 +293,7 @@ async fn customer_periods(
     windows: &[Window],
     order: Order,
 ) -> Result<Vec<RecordBatch>> {
-    let (period, _) = grain.period("day");
+    let period = grain.period("day");
     let first_period_spend = match first_period_spend {
         FirstPeriodSpend::Packed => format!(
             "min(CAST(period AS DECIMAL(38, 0)) * CAST('{PACKED_SPEND_LIMIT}' AS DECIMAL(38, 0)) \

@@ -161,7 +161,7 @@ async fn btyd_outlooks(
     dates: &[NaiveDate],
     features: &FeatureOptions,
 ) -> Result<HashMap<NaiveDate, HashMap<String, CustomerOutlook>>> {
-    if !spec.btyd_features || dates.is_empty() {
+    if !spec.btyd_features {
         return Ok(HashMap::new());
     }
     outlooks_at_dates(lake, dates, spec.horizon_days, &features.session).await
