@@ -830,10 +830,19 @@ async fn lake_of_transactions(rows: &[&str]) -> (TempDir, Lake) {
 /// by customer: (frequency, recency, age, monetary).
 async fn btyd_summaries(rows: &[&str], as_of: NaiveDate) -> HashMap<String, [f64; 4]> {
     let (_tmp, lake) = lake_of_transactions(rows).await;
-    btyd_inputs_by_customer(&lake, as_of)
-        .await
+    summaries_by_customer(btyd_inputs_by_customer(&lake, as_of).await.into_values())
+}
+
+/// (frequency, recency, age, monetary) of each of `inputs`, by customer.
+fn summaries_by_customer(
+    inputs: impl IntoIterator<Item = churn_features::BtydInput>,
+) -> HashMap<String, [f64; 4]> {
+    inputs
         .into_iter()
-        .map(|(id, i)| (id, [i.frequency, i.recency_weeks, i.age_weeks, i.monetary]))
+        .map(|i| {
+            let summary = [i.frequency, i.recency_weeks, i.age_weeks, i.monetary];
+            (i.customer_id, summary)
+        })
         .collect()
 }
 
@@ -916,17 +925,7 @@ async fn btyd_summaries_at_dates(
         .unwrap();
     dates
         .iter()
-        .map(|d| {
-            found
-                .at(*d)
-                .unwrap()
-                .into_iter()
-                .map(|i| {
-                    let summary = [i.frequency, i.recency_weeks, i.age_weeks, i.monetary];
-                    (i.customer_id, summary)
-                })
-                .collect()
-        })
+        .map(|d| summaries_by_customer(found.at(*d).unwrap()))
         .collect()
 }
 
@@ -970,11 +969,7 @@ async fn btyd_summaries_of_several_dates_from_one_query_equal_each_dates_own_to_
     let dates = [date("2025-03-01"), date("2026-01-01"), date("2026-06-01")];
     let at = btyd_summaries_at_dates(&lake, &dates).await;
     for (as_of, found) in dates.into_iter().zip(at) {
-        let own: HashMap<String, [f64; 4]> = btyd_inputs_by_customer(&lake, as_of)
-            .await
-            .into_iter()
-            .map(|(id, i)| (id, [i.frequency, i.recency_weeks, i.age_weeks, i.monetary]))
-            .collect();
+        let own = summaries_by_customer(btyd_inputs_by_customer(&lake, as_of).await.into_values());
         assert!(own.len() > 100, "{as_of}: {} customers", own.len());
         let bits = |m: &HashMap<String, [f64; 4]>| -> HashMap<String, [u64; 4]> {
             m.iter()
