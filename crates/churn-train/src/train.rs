@@ -196,7 +196,12 @@ impl<'a> ReadFrames<'a> {
 /// per date, and the columns set aside as unusable.
 struct Reads {
     keep: Option<f64>,
+    /// The outlooks of the dates not read yet. A run reads each date once, so a date's
+    /// outlooks (an id and three numbers per customer of the lake, about 80 MB a date at 1M
+    /// customers) are let go once its frame has their columns; but those of `baseline_date`.
     outlooks: HashMap<NaiveDate, HashMap<String, CustomerOutlook>>,
+    /// The test snapshot, whose outlooks the BG/NBD baseline takes after the reads.
+    baseline_date: NaiveDate,
     unusable: Vec<(String, String)>,
 }
 
@@ -240,13 +245,16 @@ async fn read_slice<'a>(
         .remove(0);
         tracing::debug!(%as_of, rows = read.frame.customer_ids.len(), elapsed_ms = reading.elapsed().as_millis() as u64, "labelled snapshot read");
         if spec.btyd_features {
-            let found = match reads.outlooks.entry(as_of) {
-                Entry::Occupied(e) => e.into_mut(),
-                Entry::Vacant(e) => e.insert(
-                    outlooks(lake, as_of, spec.horizon_days, true, &features.session).await?,
-                ),
+            let found = match reads.outlooks.remove(&as_of) {
+                Some(found) => found,
+                None => outlooks(lake, as_of, spec.horizon_days, true, &features.session).await?,
             };
-            add_btyd_columns(&mut read.frame, found);
+            add_btyd_columns(&mut read.frame, &found);
+            if as_of == reads.baseline_date {
+                reads.outlooks.insert(as_of, found);
+            } else {
+                drop_elsewhere(found);
+            }
         }
         for column in read.unusable {
             if !reads.unusable.contains(&column) {
@@ -392,6 +400,7 @@ pub async fn train(
         keep: sampling.as_ref().map(|s| s.kept_share),
         // Those of the scoring fit's dates too: one query over the history gives them all.
         outlooks: btyd_outlooks(lake, spec, &every_date, features).await?,
+        baseline_date: schedule.test,
         unusable: Vec::new(),
     };
     // The BG/NBD baseline summarises every transaction before the test snapshot; unless the
@@ -434,13 +443,19 @@ pub async fn train(
         test,
         unusable: std::mem::take(&mut reads.unusable),
     };
-    let p_alive: HashMap<String, f64> = match baseline.into_iter().next() {
-        Some(fitted) => fitted.into_iter().map(|(id, o)| (id, o.p_alive)).collect(),
-        None => reads.outlooks[&schedule.test]
-            .iter()
-            .map(|(id, o)| (id.clone(), o.p_alive))
-            .collect(),
+    let outlooks_at_test = match baseline.into_iter().next() {
+        Some(fitted) => fitted,
+        None => reads.outlooks.remove(&schedule.test).ok_or_else(|| {
+            datafusion::error::DataFusionError::Internal(format!(
+                "the BTYD outlooks of the test snapshot {} were let go before the baseline",
+                schedule.test
+            ))
+        })?,
     };
+    let p_alive: HashMap<String, f64> = outlooks_at_test
+        .into_iter()
+        .map(|(id, o)| (id, o.p_alive))
+        .collect();
 
     tracing::debug!(
         elapsed_ms = started.elapsed().as_millis() as u64,
