@@ -16,6 +16,10 @@ pub const DEFAULT_MAX_REJECT_RATIO: f64 = 0.05;
 /// Default number of rows buffered in memory before a sorted run is spilled to staging.
 pub const DEFAULT_BUFFER_ROWS: usize = 1_000_000;
 
+/// Default memory (MiB) the sorted runs of a batch may hold before further runs are spilled
+/// to staging.
+pub const DEFAULT_RUN_MEMORY_MIB: usize = 2048;
+
 /// A source as written in a pipeline file (all fields but `table` and `path` optional).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]

@@ -29,8 +29,11 @@ use churn_core::commit::{CommitPlan, commit, job_id, recover, staging_dir};
 /// Knobs of one ingest run that are not properties of the source.
 #[derive(Debug, Clone)]
 pub struct IngestOptions {
-    /// Rows held in memory before a sorted run is spilled to staging. Default 1,000,000.
+    /// Rows held in memory before they are sorted by day into a run. Default 1,000,000.
     pub buffer_rows: usize,
+    /// Bytes a batch's sorted runs may hold in memory before further runs are spilled to
+    /// staging and read back at the end. Default 2 GiB ([`crate::DEFAULT_RUN_MEMORY_MIB`]).
+    pub run_memory_bytes: usize,
     /// Batch id to use instead of a generated one.
     pub batch_id: Option<String>,
     /// Files committed in the same commit as the batch's rows, made from the batch's summary
@@ -47,6 +50,7 @@ impl Default for IngestOptions {
     fn default() -> Self {
         Self {
             buffer_rows: crate::config::DEFAULT_BUFFER_ROWS,
+            run_memory_bytes: crate::config::DEFAULT_RUN_MEMORY_MIB << 20,
             batch_id: None,
             commit_with: None,
             #[cfg(feature = "test-hooks")]
@@ -111,8 +115,9 @@ pub struct IngestSummary {
     /// Lake files written by this batch, relative to the lake root.
     pub data_files: Vec<String>,
     pub partitions: usize,
-    /// Day-sorted runs spilled to staging because `buffer_rows` rows were held (0: the batch
-    /// fitted in memory; always 0 for customers, which keep one profile per customer).
+    /// Day-sorted runs (of `buffer_rows` rows each) spilled to staging because the runs held
+    /// in memory had reached the run memory (0: the batch fitted in memory; always 0 for
+    /// customers, which keep one profile per customer).
     pub spilled_runs: usize,
     pub quarantine_files: Vec<String>,
     pub manifest: String,
@@ -219,7 +224,13 @@ pub async fn ingest_files(
         },
         keys,
         accepted: TableBuilder::new(cfg.table),
-        partitions: PartitionWriter::new(lake.clone(), cfg.table, &batch_id, &staging),
+        partitions: PartitionWriter::new(
+            lake.clone(),
+            cfg.table,
+            &batch_id,
+            &staging,
+            options.run_memory_bytes,
+        ),
         customers: LatestProfiles::default(),
         quarantine: QuarantineBuilder::default(),
         quarantine_files: Vec::new(),
@@ -313,12 +324,12 @@ impl Run<'_> {
             .append(&self.batch_id, &self.file.file, line, &reject, &text, raw);
     }
 
-    /// Spills buffers that are full.
+    /// Makes a full buffer a run (or, for customers, folds it into the latest profiles).
     async fn flush_if_full(&mut self) -> Result<()> {
         if self.accepted.len() >= self.options.buffer_rows {
             let rows = self.accepted.finish();
             if self.cfg.table.is_date_partitioned() {
-                self.partitions.spill(rows).await?;
+                self.partitions.add_run(rows).await?;
             } else {
                 for batch in rows.batches {
                     self.customers.push(batch)?;
@@ -700,7 +711,7 @@ impl Run<'_> {
             self.summary.spilled_runs = self.partitions.spilled_runs();
             let partitions = std::mem::replace(
                 &mut self.partitions,
-                PartitionWriter::new(self.lake.clone(), self.cfg.table, "", ""),
+                PartitionWriter::new(self.lake.clone(), self.cfg.table, "", "", 0),
             );
             let keys = std::mem::replace(&mut self.keys, BatchKeys::with_expected_rows(0));
             let (data, left_out) = partitions.finish(last, keys).await?;

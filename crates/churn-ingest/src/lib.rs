@@ -18,7 +18,8 @@ pub mod value;
 mod driver;
 
 pub use config::{
-    DEFAULT_BUFFER_ROWS, DEFAULT_MAX_REJECT_RATIO, Encoding, Format, SourceConfig, SourceSpec,
+    DEFAULT_BUFFER_ROWS, DEFAULT_MAX_REJECT_RATIO, DEFAULT_RUN_MEMORY_MIB, Encoding, Format,
+    SourceConfig, SourceSpec,
 };
 pub use driver::{CommitWith, FileSummary, IngestOptions, IngestSummary, ingest, ingest_files};
 pub use error::{IngestError, Result};

@@ -1,8 +1,9 @@
 //! Writing accepted rows into Hive date partitions with bounded memory. Rows arrive in any
 //! order (a backfill export is often sorted by customer, not by day). Each full buffer is
-//! sorted by day and spilled to staging as a "run"; at the end the runs are merged day by day,
-//! so that every date partition receives one file per ingest batch however large the input,
-//! and memory holds one buffer plus one row group per run and per day being written.
+//! sorted by day as a "run", held in memory while the runs held fit the run memory and
+//! spilled to staging after that; at the end the runs are merged day by day, so that every
+//! date partition receives one file per ingest batch however large the input, and memory holds
+//! one buffer, the runs held, and one row group per spilled run and per day being written.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -52,14 +53,30 @@ pub struct PartitionWriter {
     table: Table,
     batch_id: String,
     staging: String,
-    runs: Vec<String>,
+    /// Every run so far, in the order of their rows' arrival.
+    runs: Vec<SortedRun>,
+    /// Bytes the runs held in memory may take before the next ones are spilled.
+    run_memory_bytes: usize,
+    /// Bytes the runs held in memory take.
+    held_bytes: usize,
     /// Rows handed over so far: the sequence number of the next buffer's first row.
     rows: u64,
     /// Every partition day of the batch's rows so far.
     days: BTreeSet<i32>,
-    /// The spill being written in the background while the next buffer fills (at most one,
-    /// so memory holds at most two buffers); it returns the days of its rows.
-    in_flight: Option<tokio::task::JoinHandle<Result<Vec<i32>>>>,
+    /// The run being sorted (and spilled) in the background while the next buffer fills (at
+    /// most one, so memory holds at most two buffers); it returns the days of its rows.
+    in_flight: Option<RunTask>,
+}
+
+/// The background task sorting (and spilling) a run: the distinct days of its rows and the run.
+type RunTask = tokio::task::JoinHandle<Result<(Vec<i32>, SortedRun)>>;
+
+/// A day-sorted run of a batch's rows (with the sequence and day columns).
+enum SortedRun {
+    /// Held in memory.
+    Held(RecordBatch),
+    /// Spilled to staging, at this path relative to the lake root.
+    Spilled(String),
 }
 
 fn parquet_error(path: &str) -> impl Fn(parquet::errors::ParquetError) -> IngestError + '_ {
@@ -70,13 +87,23 @@ fn parquet_error(path: &str) -> impl Fn(parquet::errors::ParquetError) -> Ingest
 }
 
 impl PartitionWriter {
-    pub fn new(lake: Lake, table: Table, batch_id: &str, staging: &str) -> Self {
+    /// A writer of `table`'s rows of batch `batch_id`, staged under `staging`, holding runs in
+    /// memory up to `run_memory_bytes` in all.
+    pub fn new(
+        lake: Lake,
+        table: Table,
+        batch_id: &str,
+        staging: &str,
+        run_memory_bytes: usize,
+    ) -> Self {
         Self {
             lake,
             table,
             batch_id: batch_id.to_string(),
             staging: staging.to_string(),
             runs: Vec::new(),
+            run_memory_bytes,
+            held_bytes: 0,
             rows: 0,
             days: BTreeSet::new(),
             in_flight: None,
@@ -138,32 +165,46 @@ impl PartitionWriter {
         Ok((sorted, days))
     }
 
-    /// Sorts a full buffer by day and spills it to staging, in the background: parsing goes
-    /// on while the run is sorted and written.
-    pub async fn spill(&mut self, rows: HeldRows) -> Result<()> {
-        self.wait_for_spill().await?;
+    /// Sorts a full buffer by day into a run, in the background: parsing goes on while the
+    /// run is sorted and, when the runs held would take more than the run memory with it,
+    /// spilled to staging. Runs written to staging and read back once were a large ingest's
+    /// most variable cost: 1.9 GB of 16.5M transactions went through the page cache twice.
+    pub async fn add_run(&mut self, rows: HeldRows) -> Result<()> {
+        self.wait_for_run().await?;
         let first_seq = self.rows;
         self.rows += rows.days.len() as u64;
         let rel = format!("{}/runs/run-{:05}.arrows", self.staging, self.runs.len());
-        self.runs.push(rel.clone());
+        let room = self.run_memory_bytes.saturating_sub(self.held_bytes);
         let (lake, schema) = (self.lake.clone(), self.table.file_schema());
         self.in_flight = Some(tokio::spawn(async move {
             let (sorted, days) = Self::sorted_by_day(schema, &rows, first_seq)?;
             drop(rows);
+            if sorted.get_array_memory_size() <= room {
+                return Ok((days, SortedRun::Held(sorted)));
+            }
             write_run(&lake, &rel, &sorted).await?;
-            Ok(days)
+            Ok((days, SortedRun::Spilled(rel)))
         }));
         Ok(())
     }
 
-    /// Runs spilled so far.
+    /// Runs spilled to staging so far.
     pub fn spilled_runs(&self) -> usize {
-        self.runs.len()
+        self.runs
+            .iter()
+            .filter(|run| matches!(run, SortedRun::Spilled(_)))
+            .count()
     }
 
-    async fn wait_for_spill(&mut self) -> Result<()> {
+    /// Waits for the run in the background, if any, and adds it to the runs.
+    async fn wait_for_run(&mut self) -> Result<()> {
         if let Some(handle) = self.in_flight.take() {
-            self.days.extend(join(handle).await?);
+            let (days, run) = join(handle).await?;
+            self.days.extend(days);
+            if let SortedRun::Held(batch) = &run {
+                self.held_bytes += batch.get_array_memory_size();
+            }
+            self.runs.push(run);
         }
         Ok(())
     }
@@ -178,7 +219,7 @@ impl PartitionWriter {
         last: HeldRows,
         keys: BatchKeys,
     ) -> Result<(Vec<StagedFile>, Vec<u64>)> {
-        self.wait_for_spill().await?;
+        self.wait_for_run().await?;
         let last = if last.days.is_empty() {
             None
         } else {
@@ -189,8 +230,18 @@ impl PartitionWriter {
         let duplicates = tokio::task::spawn_blocking(move || keys.into_duplicates()).await?;
         let mut lake_keys = LakeKeyReads::start(&self.lake, self.table, &self.days).await?;
         let mut cursors = Vec::new();
-        for rel in &self.runs {
-            cursors.push(RunCursor::new(read_run(&self.lake, rel).await?));
+        let mut spilled = Vec::new();
+        for run in std::mem::take(&mut self.runs) {
+            cursors.push(match run {
+                SortedRun::Held(batch) => {
+                    RunCursor::new(futures::stream::iter([Ok(batch)]).boxed())
+                }
+                SortedRun::Spilled(rel) => {
+                    let cursor = RunCursor::new(read_run(&self.lake, &rel).await?);
+                    spilled.push(rel);
+                    cursor
+                }
+            });
         }
         if let Some(sorted) = last {
             cursors.push(RunCursor::new(futures::stream::iter([Ok(sorted)]).boxed()));
@@ -226,7 +277,7 @@ impl PartitionWriter {
         for task in writing {
             staged.push(join(task).await?);
         }
-        for rel in &self.runs {
+        for rel in &spilled {
             self.lake.delete(&self.lake.path(rel)).await?;
         }
         Ok((staged, left_out))

@@ -343,6 +343,7 @@ async fn later_copies_within_a_batch_are_left_out_across_runs_and_counted_in_the
     let (_l, lake) = new_lake();
     let options = IngestOptions {
         buffer_rows: 2,
+        run_memory_bytes: 0,
         ..Default::default()
     };
     let s = ingest(
@@ -701,60 +702,84 @@ async fn local_times_are_read_in_the_source_zone_and_partitioned_by_local_date()
 }
 
 #[tokio::test]
-async fn small_buffers_spill_sorted_runs_and_load_exactly_the_rows_of_an_unspilled_ingest() {
+async fn small_buffers_hold_or_spill_sorted_runs_and_load_exactly_the_rows_of_a_one_buffer_ingest()
+{
     let (dir, generated) = Store::new(150, 15).generate();
     // Buffers are checked after each 8 MiB read of a file, so a small export is split into
-    // files of 300 rows for the 500-row buffer to fill (and spill) every second file.
+    // files of 300 rows for the 250-row buffer to fill (and make a run) with each file.
     let folder = dir.path().join("parts");
     split_csv(&dir.path().join("transactions.csv"), &folder, 300);
     let cfg = config(source("transactions", &folder));
-    let (_s, spilled) = new_lake();
-    let small = IngestOptions {
-        buffer_rows: 500,
-        ..Default::default()
-    };
-    let summary = ingest(&spilled, &cfg, &small).await.unwrap();
-    let files = summary.files.len();
-    assert!(files >= 6, "{files} files");
-    assert!(
-        summary.spilled_runs >= files / 2 - 1,
-        "{} runs from {files} files",
-        summary.spilled_runs
-    );
     let (_u, unspilled) = new_lake();
     let reference = ingest(&unspilled, &cfg, &IngestOptions::default())
         .await
         .unwrap();
     assert_eq!(reference.spilled_runs, 0);
-
-    assert_eq!(summary.accepted, generated.transactions);
     assert_eq!(reference.accepted, generated.transactions);
-    let rows = transaction_rows(&spilled).await;
-    assert_eq!(rows.len() as u64, generated.transactions);
-    assert_eq!(rows, transaction_rows(&unspilled).await);
-    let days = count(&spilled, "SELECT count(DISTINCT date) FROM transactions").await as usize;
-    assert_eq!(summary.data_files.len(), days);
-    // The same partitions (file names carry each run's batch id).
+    let reference_rows = transaction_rows(&unspilled).await;
+    assert_eq!(reference_rows.len() as u64, generated.transactions);
+    let days = count(&unspilled, "SELECT count(DISTINCT date) FROM transactions").await as usize;
     let folders = |files: &[String]| -> Vec<String> {
         files
             .iter()
             .map(|f| f.rsplit_once('/').unwrap().0.to_string())
             .collect()
     };
-    assert_eq!(folders(&summary.data_files), folders(&reference.data_files));
-    assert_eq!(
-        spilled.list_parquet("transactions").await.unwrap().len(),
-        days
-    );
-    // Each row sits in the partition of its own date.
-    assert_eq!(
-        count(
-            &spilled,
-            "SELECT count(*) FROM transactions WHERE CAST(ts AS DATE) <> date"
-        )
-        .await,
-        0
-    );
+
+    // Every run spilled; the first runs held and the others spilled (a run of 250-300 rows
+    // takes 20-30 KiB); every run held.
+    let mut runs = 0;
+    for run_memory_bytes in [0, 64 << 10, IngestOptions::default().run_memory_bytes] {
+        let (_s, lake) = new_lake();
+        let small = IngestOptions {
+            buffer_rows: 250,
+            run_memory_bytes,
+            ..Default::default()
+        };
+        let summary = ingest(&lake, &cfg, &small).await.unwrap();
+        let files = summary.files.len();
+        assert!(files >= 6, "{files} files");
+        match run_memory_bytes {
+            0 => {
+                runs = summary.spilled_runs;
+                assert!(runs >= files / 2 - 1, "{runs} runs from {files} files");
+            }
+            bytes if bytes < 1 << 20 => assert!(
+                (1..runs).contains(&summary.spilled_runs),
+                "{} of {runs} runs spilled",
+                summary.spilled_runs
+            ),
+            _ => assert_eq!(summary.spilled_runs, 0),
+        }
+        assert_eq!(summary.accepted, generated.transactions);
+        assert_eq!(
+            transaction_rows(&lake).await,
+            reference_rows,
+            "run memory {run_memory_bytes}"
+        );
+        assert_eq!(summary.data_files.len(), days);
+        // The same partitions (file names carry each run's batch id).
+        assert_eq!(folders(&summary.data_files), folders(&reference.data_files));
+        assert_eq!(lake.list_parquet("transactions").await.unwrap().len(), days);
+        // No run is left in staging.
+        let staged: Vec<String> = lake
+            .list("_staging")
+            .await
+            .unwrap()
+            .iter()
+            .map(|meta| meta.location.to_string())
+            .collect();
+        assert!(staged.is_empty(), "{staged:?}");
+        // Each row sits in the partition of its own date.
+        assert_eq!(
+            count(
+                &lake,
+                "SELECT count(*) FROM transactions WHERE CAST(ts AS DATE) <> date"
+            )
+            .await,
+            0
+        );
+    }
 }
 
 /// Writes the data lines of a CSV file as files of `rows` lines each, with its header.

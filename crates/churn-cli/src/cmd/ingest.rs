@@ -53,9 +53,31 @@ pub struct Args {
     /// Name of the source section in the pipeline file.
     #[arg(long)]
     source_name: Option<String>,
-    /// Rows held in memory before spilling a sorted run to staging.
+    #[command(flatten)]
+    memory: MemoryArgs,
+}
+
+/// How much of a batch an ingest holds in memory (`ingest` and `stream`).
+#[derive(Debug, clap::Args)]
+pub struct MemoryArgs {
+    /// Rows held in memory before they are sorted by day into a run.
     #[arg(long, default_value_t = churn_ingest::DEFAULT_BUFFER_ROWS)]
     buffer_rows: usize,
+    /// Memory (MiB) a batch's sorted runs may take; further runs are spilled to the lake's
+    /// staging folder and read back at the end.
+    #[arg(long, default_value_t = churn_ingest::DEFAULT_RUN_MEMORY_MIB)]
+    run_memory_mib: usize,
+}
+
+impl MemoryArgs {
+    /// The ingest options these flags set, the others at their defaults.
+    pub fn options(&self) -> IngestOptions {
+        IngestOptions {
+            buffer_rows: self.buffer_rows.max(1),
+            run_memory_bytes: self.run_memory_mib.saturating_mul(1 << 20),
+            ..Default::default()
+        }
+    }
 }
 
 fn spec_from_flags(args: &Args) -> anyhow::Result<SourceSpec> {
@@ -98,10 +120,7 @@ pub async fn run(args: Args, json: bool) -> anyhow::Result<()> {
         UsageError("--lake is required (or a pipeline file with [lake] path)".into())
     })?;
     let lake = Lake::open(&lake_location)?;
-    let options = IngestOptions {
-        buffer_rows: args.buffer_rows.max(1),
-        ..Default::default()
-    };
+    let options = args.memory.options();
     let summary = crate::lease::writing(&lake, "churn ingest", async |lake| {
         churn_ingest::ingest(lake, &source, &options)
             .await

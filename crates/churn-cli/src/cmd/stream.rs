@@ -8,7 +8,6 @@ use std::sync::atomic::AtomicBool;
 
 use anyhow::Context;
 use churn_core::Lake;
-use churn_ingest::IngestOptions;
 use churn_pipeline::Pipeline;
 use churn_stream::{Mode, Stream, StreamStatus, StreamSummary};
 
@@ -41,9 +40,8 @@ struct RunArgs {
     /// Lake root, overriding the pipeline file's [lake] path.
     #[arg(long)]
     lake: Option<String>,
-    /// Rows held in memory before spilling a sorted run to staging.
-    #[arg(long, default_value_t = churn_ingest::DEFAULT_BUFFER_ROWS)]
-    buffer_rows: usize,
+    #[command(flatten)]
+    memory: super::ingest::MemoryArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -99,10 +97,7 @@ async fn stream(args: RunArgs, json: bool) -> anyhow::Result<()> {
         pipeline.stream_sources(),
         pipeline.stream.clone(),
         crate::lease::options("churn stream"),
-        IngestOptions {
-            buffer_rows: args.buffer_rows.max(1),
-            ..Default::default()
-        },
+        args.memory.options(),
         features,
         pipeline
             .activate
