@@ -206,7 +206,7 @@ impl RowParser {
     /// Parses every record of `block` (fields mapped to canonical columns by `mapping`),
     /// appends the accepted rows to `out` and pushes their dedup keys to `on_key` in block
     /// order. A date-partitioned table's rows are appended in day order (stable: block order
-    /// within a day), with their places in block order noted in `out`: spilling the rows
+    /// within a day), with their places in block order noted in `out`: making the rows a run
     /// sorted by day then merges blocks instead of gathering every value one by one.
     pub fn parse_block(
         &mut self,

@@ -13,7 +13,7 @@ use crate::error::{IngestError, Result};
 /// Default share of rejected rows above which an ingest fails without adding anything.
 pub const DEFAULT_MAX_REJECT_RATIO: f64 = 0.05;
 
-/// Default number of rows buffered in memory before a sorted run is spilled to staging.
+/// Default number of rows buffered in memory before they are sorted by day into a run.
 pub const DEFAULT_BUFFER_ROWS: usize = 1_000_000;
 
 /// Default memory (MiB) the sorted runs of a batch may hold before further runs are spilled

@@ -5,7 +5,7 @@
 //! gigabyte). Instead each row's key is appended, in arrival order, to one of 256 lists chosen
 //! by the key's top bits; once the batch is read, each list is checked on its own with a set
 //! small enough to stay in the processor's cache. Rows are numbered in arrival order ("sequence
-//! numbers"), and the spilled runs carry that number, so the merge leaves out the later copies.
+//! numbers"), and the runs carry that number, so the merge leaves out the later copies.
 
 use crate::existing::KeySet;
 

@@ -316,7 +316,7 @@ impl ColumnBuilder {
 }
 
 /// The places of `days` in day order, stable (equal days keep their order): how blocks are
-/// held and batches spilled in day order.
+/// held and runs made in day order.
 pub(crate) fn day_order(days: &[i32]) -> Vec<u32> {
     let mut order: Vec<u32> = (0..days.len() as u32).collect();
     order.sort_by_key(|&k| days[k as usize]);
@@ -351,7 +351,7 @@ pub struct HeldRows {
     pub days: Vec<i32>,
     /// Per batch: `None` when its rows are in the order they arrived in; otherwise, for each
     /// of its rows, its place among the batch's rows in arrival order. Blocks of a
-    /// date-partitioned table are held in day order, which spares sorting them when spilled.
+    /// date-partitioned table are held in day order, which spares sorting them into a run.
     pub arrival: Vec<Option<Vec<u32>>>,
 }
 
