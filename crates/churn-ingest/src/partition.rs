@@ -220,13 +220,11 @@ impl PartitionWriter {
         keys: BatchKeys,
     ) -> Result<(Vec<StagedFile>, Vec<u64>)> {
         self.wait_for_run().await?;
-        let last = if last.days.is_empty() {
-            None
-        } else {
+        if !last.days.is_empty() {
             let (sorted, days) = Self::sorted_by_day(self.table.file_schema(), &last, self.rows)?;
             self.days.extend(days);
-            Some(sorted)
-        };
+            self.runs.push(SortedRun::Held(sorted));
+        }
         let duplicates = tokio::task::spawn_blocking(move || keys.into_duplicates()).await?;
         let mut lake_keys = LakeKeyReads::start(&self.lake, self.table, &self.days).await?;
         let mut cursors = Vec::new();
@@ -242,9 +240,6 @@ impl PartitionWriter {
                     cursor
                 }
             });
-        }
-        if let Some(sorted) = last {
-            cursors.push(RunCursor::new(futures::stream::iter([Ok(sorted)]).boxed()));
         }
         let mut staged = Vec::new();
         let mut left_out = duplicates.per_file.clone();

@@ -413,6 +413,10 @@ mod tests {
                 .map(f64::to_bits);
             assert_eq!(parse_number(text).map(f64::to_bits), general, "{text:?}");
         }
+    }
+
+    #[test]
+    fn booleans_are_read_in_any_case_of_their_spellings() {
         // Spellings in any case, as the lower-cased comparison took them.
         for (text, want) in [
             ("TRUE", Some(true)),

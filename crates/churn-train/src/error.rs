@@ -34,6 +34,13 @@ pub enum TrainError {
 
     #[error("registry entry {path} is unreadable: {reason}")]
     BadRegistryEntry { path: String, reason: String },
+
+    /// A run let the test snapshot's BTYD outlooks go before the BG/NBD baseline took them:
+    /// a bug, not a problem with the data.
+    #[error(
+        "the BTYD outlooks of the test snapshot {as_of} were let go before the BG/NBD baseline"
+    )]
+    MissingTestOutlooks { as_of: chrono::NaiveDate },
 }
 
 impl TrainError {
@@ -47,6 +54,7 @@ impl TrainError {
             | TrainError::UnknownVersion { .. }
             | TrainError::InvalidModelReference(_) => ErrorKind::Config,
             TrainError::BadRegistryEntry { .. } => ErrorKind::Data,
+            TrainError::MissingTestOutlooks { .. } => ErrorKind::Internal,
         }
     }
 }

@@ -445,12 +445,12 @@ pub async fn train(
     };
     let outlooks_at_test = match baseline.into_iter().next() {
         Some(fitted) => fitted,
-        None => reads.outlooks.remove(&schedule.test).ok_or_else(|| {
-            datafusion::error::DataFusionError::Internal(format!(
-                "the BTYD outlooks of the test snapshot {} were let go before the baseline",
-                schedule.test
-            ))
-        })?,
+        None => reads
+            .outlooks
+            .remove(&schedule.test)
+            .ok_or(TrainError::MissingTestOutlooks {
+                as_of: schedule.test,
+            })?,
     };
     let p_alive: HashMap<String, f64> = outlooks_at_test
         .into_iter()
