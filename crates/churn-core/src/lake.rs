@@ -468,22 +468,31 @@ pub fn writer_properties_for_rows(rows: usize) -> WriterProperties {
 
 /// Parquet settings for a file of `table` known to hold about `rows` rows: those of
 /// [`writer_properties_for_rows`], without a dictionary for the columns whose values hardly
-/// repeat within a file ([`Table::rarely_repeated_columns`]). There a dictionary holds every
-/// value once more and costs a hash lookup per value (16.5M transactions: the files 16 %
-/// smaller without it, and the ingest's CPU time about 8 % lower).
+/// repeat within a file ([`Table::columns_without_dictionary`]) and without statistics for
+/// those no reader can prune by ([`Table::columns_without_statistics`]). A dictionary of
+/// values that hardly repeat holds every value once more and costs a hash lookup per value;
+/// 16.5M transactions: the ids' dictionaries left out, the files 16 % smaller and the ingest's
+/// CPU time about 8 % lower; then the times', amounts' and discounts' dictionaries and the
+/// text columns' statistics, the ingest's CPU time 19.5 -> 17.5 s (the files 282 -> 283 MB)
+/// and a feature snapshot of the lake 5-9 % faster.
 pub fn table_writer_properties(table: crate::Table, rows: usize) -> WriterProperties {
+    use parquet::file::properties::EnabledStatistics;
+    use parquet::schema::types::ColumnPath;
+    let properties = writer_properties_for_rows(rows).into_builder();
+    let properties =
+        table
+            .columns_without_dictionary()
+            .iter()
+            .fold(properties, |properties, column| {
+                properties.set_column_dictionary_enabled(ColumnPath::from(*column), false)
+            });
     table
-        .rarely_repeated_columns()
+        .columns_without_statistics()
         .iter()
-        .fold(
-            writer_properties_for_rows(rows).into_builder(),
-            |properties, column| {
-                properties.set_column_dictionary_enabled(
-                    parquet::schema::types::ColumnPath::from(*column),
-                    false,
-                )
-            },
-        )
+        .fold(properties, |properties, column| {
+            properties
+                .set_column_statistics_enabled(ColumnPath::from(*column), EnabledStatistics::None)
+        })
         .build()
 }
 
@@ -498,20 +507,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ids_that_hardly_repeat_are_written_without_a_dictionary_and_other_columns_with_one() {
+    fn values_that_hardly_repeat_have_no_dictionary_and_unprunable_text_no_statistics() {
+        use parquet::file::properties::EnabledStatistics;
         use parquet::schema::types::ColumnPath;
         let day = table_writer_properties(crate::Table::Transactions, 20_000);
-        for column in ["transaction_id", "customer_id"] {
-            assert!(
-                !day.dictionary_enabled(&ColumnPath::from(column)),
-                "{column}"
-            );
+        let dictionary = |column: &str| day.dictionary_enabled(&ColumnPath::from(column));
+        let statistics = |column: &str| day.statistics_enabled(&ColumnPath::from(column));
+        for column in ["transaction_id", "customer_id", "ts", "amount", "discount"] {
+            assert!(!dictionary(column), "{column}");
         }
-        for column in ["product_category", "store_id", "channel", "amount"] {
-            assert!(
-                day.dictionary_enabled(&ColumnPath::from(column)),
-                "{column}"
-            );
+        for column in ["product_category", "store_id", "channel", "quantity"] {
+            assert!(dictionary(column), "{column}");
+        }
+        for column in [
+            "transaction_id",
+            "customer_id",
+            "product_category",
+            "channel",
+        ] {
+            assert_eq!(statistics(column), EnabledStatistics::None, "{column}");
+        }
+        for column in ["ts", "amount", "quantity", "discount", "is_return"] {
+            assert_ne!(statistics(column), EnabledStatistics::None, "{column}");
         }
         assert_eq!(
             day.compression(&ColumnPath::from("amount")),

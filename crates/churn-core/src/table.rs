@@ -206,15 +206,34 @@ impl Table {
             .and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
     }
 
-    /// Columns whose values hardly repeat within one of the table's files: a day's
-    /// transactions have their own ids and mostly different customers (few buy twice a day),
-    /// the customers file one row per customer, a day's campaign events mostly different
-    /// customers.
-    pub fn rarely_repeated_columns(self) -> &'static [&'static str] {
+    /// Columns written without a Parquet dictionary: those whose values hardly repeat within
+    /// one of the table's files. A day's transactions have their own ids, mostly different
+    /// customers (few buy twice a day), times to the second and amounts and discounts to the
+    /// cent; the customers file has one row per customer, a day's campaign events mostly
+    /// different customers. There a dictionary holds every value once more and costs a hash
+    /// lookup per value.
+    pub fn columns_without_dictionary(self) -> &'static [&'static str] {
         match self {
-            Table::Transactions => &["transaction_id", "customer_id"],
+            Table::Transactions => &["transaction_id", "customer_id", "ts", "amount", "discount"],
             Table::Customers => &["customer_id"],
             Table::CampaignEvents => &["customer_id"],
+        }
+    }
+
+    /// Columns written without minimum and maximum statistics: text columns whose every file
+    /// (a day of transactions) holds nearly the whole range of values, from the first id to the
+    /// last and every category, store and channel, so no reader can skip a file or row group
+    /// by them, while finding them compares every value with two others.
+    pub fn columns_without_statistics(self) -> &'static [&'static str] {
+        match self {
+            Table::Transactions => &[
+                "transaction_id",
+                "customer_id",
+                "product_category",
+                "store_id",
+                "channel",
+            ],
+            Table::Customers | Table::CampaignEvents => &[],
         }
     }
 
