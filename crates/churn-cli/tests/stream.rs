@@ -138,6 +138,14 @@ fn taken_files(lake: &Path) -> Vec<(String, String)> {
     files
 }
 
+/// How many landing files the lake's checkpoints record as taken (none before the first).
+fn taken_count(lake: &Path) -> u64 {
+    if !lake.join("_checkpoints/tills").exists() {
+        return 0;
+    }
+    taken_files(lake).len() as u64
+}
+
 fn assert_counts_add_up(summary: &serde_json::Value) {
     let n = |k: &str| summary[k].as_u64().unwrap();
     assert_eq!(
@@ -276,16 +284,18 @@ fn kill_9_at_random_moments_then_a_rerun_leaves_the_lake_of_an_uninterrupted_str
 
     let file = pipeline(dir.path(), &landing, "max_batch_files = 2\nsettle_secs = 0");
     let lake = dir.path().join("lake");
-    // A fixed sequence of kill moments, from before the first batch to the middle of the last
-    // ones: a linear congruential walk (so a failure can be replayed) over a share of the
-    // uninterrupted run's duration, so that kills land mid-run however fast the machine is.
+    // Kill moments from before the first batch to the middle of the last ones: a linear
+    // congruential walk (the same sequence every time) over a quarter of the time the files
+    // still to take cost the uninterrupted run, so that kills land mid-run however fast the
+    // machine is. A share of the whole run's time instead let a run that happened to be fast
+    // finish the rest, and every later run had nothing left to be killed in.
     let mut x: u64 = 7;
     let mut kills = 0;
     let deadline = Instant::now() + Duration::from_secs(120);
     for _ in 0..16 {
         x = (x * 1_103_515_245 + 12_345) % (1 << 31);
-        // At most a third of the whole run: every run that is not killed finishes the rest.
-        let after_ms = 30 + x % (uninterrupted_ms / 3).max(100);
+        let remaining_ms = uninterrupted_ms * (24 - taken_count(&lake)) / 24;
+        let after_ms = 30 + x % (remaining_ms / 4).max(50);
         let mut child: Child = CHURN
             .command()
             .args(["stream", s(&file), "--once", "--json"])
