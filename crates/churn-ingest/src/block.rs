@@ -458,16 +458,26 @@ fn reserve_for(
     if !out.columns[i].is_empty() {
         return;
     }
-    let mut text_bytes = 0;
-    if let Cells::Str(v) = cells {
-        each_value(records, i, |from| {
-            text_bytes += match from {
-                From::Cell(row) => v[row].map_or(0, str::len),
-                From::Row(Value::Str(s)) => s.len(),
-                From::Row(_) => 0,
-            }
-        });
-    }
+    // The cells are summed in block order rather than in the records' day order (that pass
+    // at random over the block's cells was 2.4 % of a large ingest's CPU time). The sum only
+    // sizes the builder: it may count a little more than the records hold (a cell read
+    // before a later column sent its record to the row path, a rejected record's cells).
+    let text_bytes = match cells {
+        Cells::Str(v) => {
+            let row_path_bytes: usize = records
+                .iter()
+                .map(|record| match record {
+                    Record::Row(parsed) => match &parsed.values[i] {
+                        Value::Str(s) => s.len(),
+                        _ => 0,
+                    },
+                    Record::Cell(_) => 0,
+                })
+                .sum();
+            v.iter().flatten().map(|s| s.len()).sum::<usize>() + row_path_bytes
+        }
+        _ => 0,
+    };
     out.columns[i] = crate::rows::ColumnBuilder::with_capacity(kind, records.len(), text_bytes);
 }
 
