@@ -5,8 +5,8 @@
 use serde::Serialize;
 
 use crate::{
-    BtydFigures, FeaturesFigures, IngestFigures, Result, Setup, StreamFigures, TrainResults,
-    bench_btyd, bench_features, bench_ingest, bench_stream, bench_train,
+    BtydFigures, FeaturesFigures, IngestFigures, IngestMemory, Result, Setup, StreamFigures,
+    TrainResults, bench_btyd, bench_features, bench_ingest, bench_stream, bench_train,
 };
 
 /// Snapshot the feature benchmark builds (the store spans 2024-11-01 to 2026-10-31).
@@ -87,7 +87,7 @@ pub fn bench_all(
     progress: &dyn Fn(&str),
 ) -> Result<AllFigures> {
     progress("bench all: ingest");
-    let ingest = bench_ingest(setup, churn_ingest::DEFAULT_BUFFER_ROWS, progress)?;
+    let ingest = bench_ingest(setup, IngestMemory::default(), progress)?;
     progress("bench all: features");
     let features = bench_features(setup, FEATURES_AS_OF, None, progress)?;
     progress("bench all: btyd");

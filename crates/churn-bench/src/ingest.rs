@@ -20,16 +20,36 @@ pub struct IngestFigures {
     pub customers: u64,
     pub csv_mib: f64,
     pub churn: Measured,
+    /// Sorted runs the ingest spilled to staging (0 when all were held in memory).
+    pub spilled_runs: usize,
     /// Absent when the Python has no `duckdb`.
     pub duckdb: Option<Measured>,
     pub throughput_ratio_churn_over_duckdb: Option<f64>,
+}
+
+/// How much of the batch the timed `churn ingest` holds in memory: its `--buffer-rows` and
+/// `--run-memory-mib`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IngestMemory {
+    pub buffer_rows: usize,
+    pub run_memory_mib: usize,
+}
+
+impl Default for IngestMemory {
+    /// `churn ingest`'s defaults.
+    fn default() -> Self {
+        IngestMemory {
+            buffer_rows: churn_ingest::DEFAULT_BUFFER_ROWS,
+            run_memory_mib: churn_ingest::DEFAULT_RUN_MEMORY_MIB,
+        }
+    }
 }
 
 /// Times `churn ingest` of the store's transactions into a fresh lake, then DuckDB on the
 /// same file when `setup.python` has it.
 pub fn bench_ingest(
     setup: &Setup,
-    buffer_rows: usize,
+    memory: IngestMemory,
     progress: &dyn Fn(&str),
 ) -> Result<IngestFigures> {
     let store = setup.store(progress)?;
@@ -45,7 +65,9 @@ pub fn bench_ingest(
         Command::new(&setup.churn)
             .args(["ingest", "--json", "--table", "transactions"])
             .arg("--buffer-rows")
-            .arg(buffer_rows.to_string())
+            .arg(memory.buffer_rows.to_string())
+            .arg("--run-memory-mib")
+            .arg(memory.run_memory_mib.to_string())
             .arg("--lake")
             .arg(&lake)
             .arg("--source")
@@ -88,6 +110,7 @@ pub fn bench_ingest(
         customers: setup.customers,
         csv_mib,
         churn,
+        spilled_runs: summary.spilled_runs,
         duckdb,
         throughput_ratio_churn_over_duckdb: ratio,
     })

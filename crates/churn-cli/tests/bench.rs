@@ -11,7 +11,7 @@ fn csv_rows(path: &std::path::Path) -> u64 {
 }
 
 #[test]
-fn bench_ingest_times_churn_and_duckdb_on_every_transaction_of_the_store() {
+fn bench_ingest_times_churn_with_the_memory_settings_given_and_duckdb_on_every_transaction() {
     let work = tempfile::tempdir().unwrap();
     let python = python();
     let figures = CHURN.json(&[
@@ -36,6 +36,31 @@ fn bench_ingest_times_churn_and_duckdb_on_every_transaction_of_the_store() {
         .as_f64()
         .unwrap();
     assert!((ratio - reported).abs() < 1e-9 * ratio, "{figures}");
+    assert_eq!(figures["spilled_runs"], 0, "{figures}");
+
+    // The ingest's memory settings reach the timed ingest: with small buffers and no run
+    // memory it spills runs, and loads every row. (A buffer fills a CSV block of records at a
+    // time, 32,768, so the store has more transactions than one block.)
+    let spilling = CHURN.json(&[
+        "bench",
+        "ingest",
+        "--json",
+        "--customers",
+        "3000",
+        "--work",
+        s(work.path()),
+        "--python",
+        &python,
+        "--buffer-rows",
+        "200",
+        "--run-memory-mib",
+        "0",
+    ]);
+    let transactions = csv_rows(&work.path().join("store-3000-1/transactions.csv"));
+    assert!(transactions > 32_768);
+    assert!(spilling["spilled_runs"].as_u64().unwrap() > 0, "{spilling}");
+    assert_eq!(spilling["churn"]["rows"], transactions);
+    assert_eq!(spilling["duckdb"]["rows"], transactions);
 }
 
 #[test]

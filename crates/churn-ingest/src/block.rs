@@ -459,8 +459,8 @@ fn reserve_for(
         return;
     }
     // The cells are summed in block order rather than in the records' day order (that pass
-    // at random over the block's cells was 2.4 % of a large ingest's CPU time). The sum only
-    // sizes the builder: it may count a little more than the records hold (a cell read
+    // at random over the block's cells was about 2 % of a large ingest's CPU time). The sum
+    // only sizes the builder: it may count a little more than the records hold (a cell read
     // before a later column sent its record to the row path, a rejected record's cells).
     let text_bytes = match cells {
         Cells::Str(v) => {

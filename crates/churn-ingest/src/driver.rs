@@ -711,7 +711,7 @@ impl Run<'_> {
         }
         let last = self.accepted.finish();
         let (data, deletes) = if self.cfg.table.is_date_partitioned() {
-            self.summary.spilled_runs = self.partitions.spilled_runs();
+            self.summary.spilled_runs = self.partitions.spilled_runs().await?;
             let partitions = std::mem::replace(
                 &mut self.partitions,
                 PartitionWriter::new(self.lake.clone(), self.cfg.table, "", "", 0),

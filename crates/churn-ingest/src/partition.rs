@@ -188,12 +188,15 @@ impl PartitionWriter {
         Ok(())
     }
 
-    /// Runs spilled to staging so far.
-    pub fn spilled_runs(&self) -> usize {
-        self.runs
+    /// Runs spilled to staging so far, counting the one being made in the background (it is
+    /// waited for: a count taken without it missed the batch's last run).
+    pub async fn spilled_runs(&mut self) -> Result<usize> {
+        self.wait_for_run().await?;
+        Ok(self
+            .runs
             .iter()
             .filter(|run| matches!(run, SortedRun::Spilled(_)))
-            .count()
+            .count())
     }
 
     /// Waits for the run in the background, if any, and adds it to the runs.

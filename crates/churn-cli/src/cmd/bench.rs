@@ -134,9 +134,9 @@ struct FeaturesArgs {
 struct IngestArgs {
     #[command(flatten)]
     store: StoreArgs,
-    /// Rows held in memory by the ingest before spilling a sorted run.
-    #[arg(long, default_value_t = churn_ingest::DEFAULT_BUFFER_ROWS)]
-    buffer_rows: usize,
+    /// How much of the batch the timed ingest holds in memory, as for `churn ingest`.
+    #[command(flatten)]
+    memory: super::ingest::MemoryArgs,
 }
 
 impl StoreArgs {
@@ -181,6 +181,7 @@ fn print_ingest(f: &IngestFigures) {
     if let Some(r) = f.throughput_ratio_churn_over_duckdb {
         println!("throughput ratio churn / duckdb: {r:.2}");
     }
+    println!("sorted runs churn spilled to staging: {}", f.spilled_runs);
 }
 
 fn print_features(f: &FeaturesFigures, customers: u64) {
@@ -381,7 +382,8 @@ pub async fn run(args: Args, json: bool) -> anyhow::Result<()> {
             print_all(&figures);
         }
         What::Ingest(a) => {
-            let figures = churn_bench::bench_ingest(&a.store.setup()?, a.buffer_rows, &progress)?;
+            let figures =
+                churn_bench::bench_ingest(&a.store.setup()?, a.memory.bench(), &progress)?;
             if json {
                 return print_json(&figures);
             }

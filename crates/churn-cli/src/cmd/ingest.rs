@@ -78,6 +78,14 @@ impl MemoryArgs {
             ..Default::default()
         }
     }
+
+    /// The same settings for the ingest `churn bench ingest` times.
+    pub fn bench(&self) -> churn_bench::IngestMemory {
+        churn_bench::IngestMemory {
+            buffer_rows: self.buffer_rows.max(1),
+            run_memory_mib: self.run_memory_mib,
+        }
+    }
 }
 
 fn spec_from_flags(args: &Args) -> anyhow::Result<SourceSpec> {
