@@ -31,7 +31,9 @@ pub struct IngestFigures {
 /// `--run-memory-mib`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IngestMemory {
+    /// Rows held before they are sorted by day into a run (default 1,000,000).
     pub buffer_rows: usize,
+    /// MiB the batch's sorted runs may take before further ones are spilled (default 2048).
     pub run_memory_mib: usize,
 }
 
