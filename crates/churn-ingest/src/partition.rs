@@ -64,12 +64,13 @@ pub struct PartitionWriter {
     /// Every partition day of the batch's rows so far.
     days: BTreeSet<i32>,
     /// The run being sorted (and spilled) in the background while the next buffer fills (at
-    /// most one, so memory holds at most two buffers); it returns the days of its rows.
+    /// most one, so memory holds at most two buffers).
     in_flight: Option<RunTask>,
 }
 
-/// The background task sorting (and spilling) a run: the distinct days of its rows and the run.
-type RunTask = tokio::task::JoinHandle<Result<(Vec<i32>, SortedRun)>>;
+/// The background task sorting (and spilling) a run: the distinct days of its rows, the run,
+/// and the bytes it holds in memory (0 when spilled).
+type RunTask = tokio::task::JoinHandle<Result<(Vec<i32>, SortedRun, usize)>>;
 
 /// A day-sorted run of a batch's rows (with the sequence and day columns).
 enum SortedRun {
@@ -179,11 +180,12 @@ impl PartitionWriter {
         self.in_flight = Some(tokio::spawn(async move {
             let (sorted, days) = Self::sorted_by_day(schema, &rows, first_seq)?;
             drop(rows);
-            if sorted.get_array_memory_size() <= room {
-                return Ok((days, SortedRun::Held(sorted)));
+            let bytes = sorted.get_array_memory_size();
+            if bytes <= room {
+                return Ok((days, SortedRun::Held(sorted), bytes));
             }
             write_run(&lake, &rel, &sorted).await?;
-            Ok((days, SortedRun::Spilled(rel)))
+            Ok((days, SortedRun::Spilled(rel), 0))
         }));
         Ok(())
     }
@@ -202,11 +204,9 @@ impl PartitionWriter {
     /// Waits for the run in the background, if any, and adds it to the runs.
     async fn wait_for_run(&mut self) -> Result<()> {
         if let Some(handle) = self.in_flight.take() {
-            let (days, run) = join(handle).await?;
+            let (days, run, held_bytes) = join(handle).await?;
             self.days.extend(days);
-            if let SortedRun::Held(batch) = &run {
-                self.held_bytes += batch.get_array_memory_size();
-            }
+            self.held_bytes += held_bytes;
             self.runs.push(run);
         }
         Ok(())

@@ -79,10 +79,11 @@ impl MemoryArgs {
         }
     }
 
-    /// The same settings for the ingest `churn bench ingest` times.
+    /// The same settings for the ingest `churn bench ingest` times (passed on as flags, which
+    /// that `churn ingest` reads as above).
     pub fn bench(&self) -> churn_bench::IngestMemory {
         churn_bench::IngestMemory {
-            buffer_rows: self.buffer_rows.max(1),
+            buffer_rows: self.buffer_rows,
             run_memory_mib: self.run_memory_mib,
         }
     }
