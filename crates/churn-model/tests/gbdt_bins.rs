@@ -1,0 +1,129 @@
+//! The gbdt learner's bins (forust-ml's `bin_matrix`, patched in `vendor/forust-ml`) checked
+//! against the weighted percentiles of each column computed exactly, in whole units of weight.
+//!
+//! The rows weigh 1 or 3 (as balanced class weights give two weights) and every column's
+//! non-missing rows weigh 2^k in all, so each row's share of the weight and every partial sum
+//! of shares is exact in binary floating point: the cuts cannot depend on the order in which
+//! tied rows are visited, and the expected cuts follow from integer sums alone.
+
+use forust_ml::binning::bin_matrix;
+use forust_ml::data::Matrix;
+
+const ROWS: usize = 4096;
+const BINS: u16 = 64;
+
+/// A small deterministic generator (SplitMix64), so the test needs no random crate.
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// Cuts of `values` (NaN missing) with `weights` in whole units, as the gbdt defines them: the
+/// distinct values when there are at most `BINS + 1`, else for each percentile i / BINS the
+/// least value whose cumulative weight (of it and every smaller value) reaches that share of
+/// the total; then `f64::MAX`, without repeats.
+fn exact_cuts(values: &[f64], weights: &[u64]) -> Vec<f64> {
+    let mut present: Vec<(f64, u64)> = values
+        .iter()
+        .zip(weights)
+        .filter(|(v, _)| !v.is_nan())
+        .map(|(v, w)| (*v, *w))
+        .collect();
+    present.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut distinct: Vec<(f64, u64)> = Vec::new();
+    for (v, w) in present {
+        match distinct.last_mut() {
+            Some((last, sum)) if *last == v => *sum += w,
+            _ => distinct.push((v, w)),
+        }
+    }
+    let mut cuts: Vec<f64> = if distinct.len() <= usize::from(BINS) + 1 {
+        distinct.iter().map(|(v, _)| *v).collect()
+    } else {
+        let total: u64 = distinct.iter().map(|(_, w)| w).sum();
+        (0..u64::from(BINS))
+            .map(|i| {
+                let mut cumulative = 0;
+                distinct
+                    .iter()
+                    .find(|(_, w)| {
+                        cumulative += w;
+                        cumulative * u64::from(BINS) >= i * total
+                    })
+                    .map(|(v, _)| *v)
+                    .expect("the last value reaches the whole weight")
+            })
+            .collect()
+    };
+    cuts.push(f64::MAX);
+    cuts.dedup();
+    cuts
+}
+
+#[test]
+fn gbdt_cuts_are_the_exact_weighted_percentiles_and_each_value_falls_in_its_bin() {
+    let mut rng = SplitMix(7);
+    // Half the rows weigh 3 and half 1: 8192 units in all.
+    let weights: Vec<u64> = (0..ROWS).map(|r| if r % 2 == 0 { 3 } else { 1 }).collect();
+    // A quarter of the rows (as many of each weight) are missing in the last column, leaving
+    // 4096 units.
+    let missing = |r: usize| r % 4 < 2;
+    let columns: Vec<Vec<f64>> = vec![
+        // Continuous with many ties: cents in [0, 30).
+        (0..ROWS).map(|_| rng.below(3000) as f64 / 100.0).collect(),
+        // Ten levels: the distinct values are the cuts.
+        (0..ROWS).map(|_| rng.below(10) as f64 - 4.5).collect(),
+        // As many distinct values as cuts can be, and one more.
+        (0..ROWS).map(|r| (r % 65) as f64).collect(),
+        (0..ROWS).map(|r| (r % 66) as f64 * 0.25).collect(),
+        // Every value distinct, in descending order, weights alternating.
+        (0..ROWS).map(|r| -(r as f64)).collect(),
+        // Skewed counts with a long tail, a quarter missing.
+        (0..ROWS)
+            .map(|r| {
+                if missing(r) {
+                    f64::NAN
+                } else {
+                    (rng.below(1 << 12) as f64).sqrt().floor() * (rng.below(40) as f64)
+                }
+            })
+            .collect(),
+    ];
+    let data: Vec<f64> = columns.iter().flatten().copied().collect();
+    let matrix = Matrix::new(&data, ROWS, columns.len());
+    let sample_weight: Vec<f64> = weights.iter().map(|w| *w as f64).collect();
+    for parallel in [false, true] {
+        let binned = bin_matrix(&matrix, &sample_weight, BINS, f64::NAN, parallel).unwrap();
+        for (c, values) in columns.iter().enumerate() {
+            let expected = exact_cuts(values, &weights);
+            let cuts = binned.cuts.get_col(c);
+            assert_eq!(cuts, expected.as_slice(), "column {c}");
+            let bins = &binned.binned_data[c * ROWS..(c + 1) * ROWS];
+            for (r, v) in values.iter().enumerate() {
+                // Bin 0 holds the missing values; a value's bin is the number of cuts at or
+                // below it.
+                let bin = if v.is_nan() {
+                    0
+                } else {
+                    expected.iter().filter(|cut| **cut <= *v).count()
+                };
+                assert_eq!(usize::from(bins[r]), bin, "column {c}, row {r}, value {v}");
+            }
+        }
+    }
+    // The two-weight rows with 65 and 66 distinct values take the two paths.
+    let cuts = |c: usize| exact_cuts(&columns[c], &weights).len();
+    assert_eq!(cuts(2), 66);
+    assert!(cuts(3) <= usize::from(BINS) + 1);
+}
