@@ -1,26 +1,26 @@
 use crate::data::{FloatData, JaggedMatrix, Matrix};
 use crate::errors::ForustError;
-use crate::utils::{fast_sum, is_missing, percentiles_of_sorted};
+use crate::utils::{fast_sum_of, is_missing, percentiles_of_sorted};
 use rayon::prelude::*;
 
-/// The distinct values of `v` in ascending order, or `None` if there are more than `max`.
+/// The distinct values of `values` in ascending order, or `None` if there are more than `max`.
 /// One pass keeping the values seen in a sorted list of at most `max`: a column of counts or
 /// categories (most of a churn model's) needs no sort of all its rows.
-fn few_distinct<T: FloatData<T>>(v: &[T], max: usize) -> Option<Vec<T>> {
-    let mut unique: Vec<T> = Vec::with_capacity(max);
+fn few_distinct(values: impl Iterator<Item = f64>, max: usize) -> Option<Vec<f64>> {
+    let mut unique: Vec<f64> = Vec::with_capacity(max);
     let mut last = 0;
-    for x in v {
+    for x in values {
         // Runs of one value are common (zeros, a category): check the last one found first.
-        if unique.get(last) == Some(x) {
+        if unique.get(last) == Some(&x) {
             continue;
         }
-        match unique.binary_search_by(|u| u.partial_cmp(x).unwrap()) {
+        match unique.binary_search_by(|u| u.partial_cmp(&x).unwrap()) {
             Ok(at) => last = at,
             Err(at) => {
                 if unique.len() == max {
                     return None;
                 }
-                unique.insert(at, *x);
+                unique.insert(at, x);
                 last = at;
             }
         }
@@ -52,22 +52,28 @@ fn from_order_key(key: u64) -> f64 {
 /// percentiles, just return the unique values of the
 /// vectors.
 ///
-/// * `v` - A numeric slice to calculate percentiles for.
-/// * `sample_weight` - Instance weights for each row in the data.
-fn percentiles_or_value(v: &[f64], sample_weight: &[f64], pcts: &[f64]) -> Vec<f64> {
-    if let Some(unique) = few_distinct(v, pcts.len() + 1) {
+/// * `rows` - Gives the column's non-missing values with their instance weights, each time
+///   it is called: the column is read in place, never copied whole.
+fn percentiles_or_value<R, I>(rows: R, pcts: &[f64]) -> Vec<f64>
+where
+    R: Fn() -> I,
+    I: Iterator<Item = (f64, f64)>,
+{
+    if let Some(unique) = few_distinct(rows().map(|(v, _)| v), pcts.len() + 1) {
         return unique;
     }
-    let total_weight = fast_sum(sample_weight);
+    let n = rows().count();
+    let total_weight = fast_sum_of(n, rows().map(|(_, w)| w));
+    let first_weight = rows().next().map_or(0.0, |(_, w)| w);
     // With equal weights, the order of tied values can't change the percentile walk,
     // so sorting the values directly gives the same cuts as sorting an index.
-    if sample_weight.windows(2).all(|w| w[0] == w[1]) {
-        let mut sorted = v.to_owned();
+    if rows().all(|(_, w)| w == first_weight) {
+        let mut sorted: Vec<f64> = rows().map(|(v, _)| v).collect();
         sorted.sort_unstable_by(|a, b| a.partial_cmp(b).unwrap());
         percentiles_of_sorted(
             sorted.len(),
             |k| sorted[k],
-            |_| sample_weight[0],
+            |_| first_weight,
             total_weight,
             pcts,
         )
@@ -76,10 +82,8 @@ fn percentiles_or_value(v: &[f64], sample_weight: &[f64], pcts: &[f64]) -> Vec<f
         // above weight's), rather than an index sorted by looking the values up (a cache miss
         // per comparison): 2M rows sort in a third of the time. Ties are ordered by weight, so
         // the walk adds tied weights in one defined order.
-        let mut sorted: Vec<u128> = v
-            .iter()
-            .zip(sample_weight)
-            .map(|(x, w)| (u128::from(order_key(*x)) << 64) | u128::from(order_key(*w)))
+        let mut sorted: Vec<u128> = rows()
+            .map(|(x, w)| (u128::from(order_key(x)) << 64) | u128::from(order_key(w)))
             .collect();
         sorted.sort_unstable();
         percentiles_of_sorted(
@@ -230,16 +234,16 @@ pub fn bin_matrix(
 
     // First we need to generate the bins for each of the columns.
     let column_cuts = |i: usize| {
-        let (no_miss, w): (Vec<f64>, Vec<f64>) = data
-            .get_col(i)
-            .iter()
-            .zip(sample_weight.iter())
-            // It is unrecoverable if they have provided missing values in
-            // the data other than the specificized missing.
-            .filter(|(v, _)| !is_missing(v, &missing))
-            .unzip();
-        assert_eq!(no_miss.len(), w.len());
-        let mut col_cuts = percentiles_or_value(&no_miss, &w, &pcts);
+        let rows = || {
+            data.get_col(i)
+                .iter()
+                .zip(sample_weight.iter())
+                // It is unrecoverable if they have provided missing values in
+                // the data other than the specificized missing.
+                .filter(|(v, _)| !is_missing(v, &missing))
+                .map(|(v, w)| (*v, *w))
+        };
+        let mut col_cuts = percentiles_or_value(rows, &pcts);
         col_cuts.push(f64::MAX);
         col_cuts.dedup();
         col_cuts
@@ -428,7 +432,8 @@ mod tests {
                 let sorted_w: Vec<f64> = order.iter().map(|i| w[*i]).collect();
                 expected = percentiles(&sorted_v, &sorted_w, &pcts);
             }
-            assert_eq!(percentiles_or_value(&v, &w, &pcts), expected);
+            let rows = || v.iter().copied().zip(w.iter().copied());
+            assert_eq!(percentiles_or_value(rows, &pcts), expected);
         }
     }
 

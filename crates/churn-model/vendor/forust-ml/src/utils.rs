@@ -290,6 +290,27 @@ pub fn fast_sum<T: FloatData<T>>(values: &[T]) -> T {
     reduced + remainder
 }
 
+/// [`fast_sum`] of the `n` values `values` gives, without collecting them: the same lanes
+/// and the same order of additions, so the same bits.
+pub fn fast_sum_of(n: usize, values: impl Iterator<Item = f64>) -> f64 {
+    let full = n - n % LANES;
+    let mut lanes = [0.0; LANES];
+    let mut remainder = [0.0; LANES];
+    for (k, value) in values.enumerate() {
+        if k < full {
+            lanes[k % LANES] += value;
+        } else {
+            remainder[k - full] = value;
+        }
+    }
+    let remainder: f64 = remainder[..n - full].iter().copied().sum();
+    let mut reduced = 0.0;
+    for s in lanes.iter() {
+        reduced += *s;
+    }
+    reduced + remainder
+}
+
 /// Fast summation, but using f64 as the internal representation so that
 /// we don't have issues with the precision.
 /// This way, we can still work with f32 values, but get the correct sum
