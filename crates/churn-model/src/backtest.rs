@@ -20,7 +20,7 @@ use crate::calibrate::Calibrator;
 use crate::classifier;
 use crate::dataset::{Frame, Preprocessor, Values};
 use crate::error::{ModelError, Result};
-use crate::explain::{Explanation, predict_and_explain};
+use crate::explain::{ReasonTexts, predict_and_reason_texts};
 use crate::metrics::{self, Metrics};
 use crate::spec::{Calibration, ClassWeight, ModelSpec};
 
@@ -543,9 +543,9 @@ pub struct Backtest {
     /// 1 − P(alive) of BG/NBD, fitted on the history before the test snapshot.
     pub baseline_bgnbd: Metrics,
     pub grade: Grade,
-    /// Calibrated scores of the test rows, in the test frame's order, with explanations.
+    /// Calibrated scores of the test rows, in the test frame's order, with their reasons.
     pub test_scores: Vec<f64>,
-    pub explanations: Vec<Explanation>,
+    pub reasons: ReasonTexts,
     /// A stable hash of the rows the model saw: ids, dates, labels and design matrices.
     pub data_fingerprint: String,
     /// Wall time of the learner's fit alone.
@@ -581,8 +581,8 @@ pub fn backtest(
     let Fitted { artifact, fit_ms } = fit_artifact(spec, &features, fit, cal, descriptions)?;
     let preprocessor = &artifact.preprocessor;
     let x_test = preprocessor.transform_for(test, &spec.learner)?;
-    let (probabilities, explanations) =
-        predict_and_explain(preprocessor, &artifact.classifier, test, &x_test);
+    let (probabilities, reasons) =
+        predict_and_reason_texts(preprocessor, &artifact.classifier, test, &x_test);
     let scores: Vec<f64> = probabilities
         .into_iter()
         .map(|s| artifact.calibrator.apply(s))
@@ -610,7 +610,7 @@ pub fn backtest(
         baseline_bgnbd,
         grade,
         test_scores: scores,
-        explanations,
+        reasons,
         data_fingerprint,
         fit_ms,
     })

@@ -13,7 +13,7 @@ use churn_core::Lake;
 use churn_model::artifact::{ARTIFACT_SCHEMA_VERSION, Artifact};
 use churn_model::backtest::SliceSummary;
 use churn_model::dataset::Frame;
-use churn_model::explain::{Explanation, REASONS};
+use churn_model::explain::ReasonTexts;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -130,11 +130,7 @@ fn json_bytes<T: Serialize>(path: &str, value: &T) -> Result<Bytes> {
 }
 
 /// The test snapshot's calibrated scores, labels and reasons as a record batch.
-fn scores_batch(
-    frame: &Frame,
-    scores: &[f64],
-    explanations: &[Explanation],
-) -> Result<RecordBatch> {
+fn scores_batch(frame: &Frame, scores: &[f64], reasons: &ReasonTexts) -> Result<RecordBatch> {
     let mut fields = vec![
         Field::new("customer_id", DataType::Utf8, false),
         Field::new("churn_probability", DataType::Float64, false),
@@ -145,21 +141,14 @@ fn scores_batch(
         Arc::new(Float64Array::from(scores.to_vec())),
         Arc::new(Float64Array::from(frame.churned.clone())),
     ];
-    for (direction, pick) in [("up", true), ("down", false)] {
-        for k in 0..REASONS {
+    for (direction, texts) in [("up", &reasons.up), ("down", &reasons.down)] {
+        for (k, texts) in texts.iter().enumerate() {
             fields.push(Field::new(
                 format!("reason_{direction}_{}", k + 1),
                 DataType::Utf8,
                 true,
             ));
-            let texts: StringArray = explanations
-                .iter()
-                .map(|e| {
-                    let list = if pick { &e.up } else { &e.down };
-                    list.get(k).map(|r| r.text.as_str())
-                })
-                .collect();
-            columns.push(Arc::new(texts));
+            columns.push(Arc::new(texts.iter().collect::<StringArray>()));
         }
     }
     Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
@@ -176,7 +165,7 @@ pub struct Entry<'a> {
     pub report: &'a TrainReport,
     pub test_frame: &'a Frame,
     pub test_scores: &'a [f64],
-    pub explanations: &'a [Explanation],
+    pub reasons: &'a ReasonTexts,
 }
 
 /// Where a version lives, as a path or URL a user can open.
@@ -201,7 +190,7 @@ pub async fn write(lake: &Lake, entry: Entry<'_>) -> Result<()> {
         put_json("backtest_artifact.json", json_bytes(&dir, backtested)).await?;
     }
     put_json("metrics.json", json_bytes(&dir, entry.report)).await?;
-    let batch = scores_batch(entry.test_frame, entry.test_scores, entry.explanations)?;
+    let batch = scores_batch(entry.test_frame, entry.test_scores, entry.reasons)?;
     lake.write_parquet(
         &lake.path(&test_scores_path(
             &entry.manifest.name,

@@ -538,7 +538,7 @@ pub async fn train(
             report: &report,
             test_frame: &test,
             test_scores: &result.test_scores,
-            explanations: &result.explanations,
+            reasons: &result.reasons,
         },
     )
     .await?;
