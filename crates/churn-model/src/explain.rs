@@ -120,8 +120,9 @@ pub fn predict_and_reason_texts(
 }
 
 /// The churn probability (before calibration) and explanation of every row of `frame`, whose
-/// design matrix is `x`.
-pub fn predict_and_explain(
+/// design matrix is `x`, all at once: what the block-wise functions are checked against.
+#[cfg(test)]
+fn predict_and_explain(
     preprocessor: &Preprocessor,
     classifier: &Classifier,
     frame: &Frame,
