@@ -8,6 +8,7 @@
 
 use forust_ml::binning::bin_matrix;
 use forust_ml::data::Matrix;
+use forust_ml::utils::{fast_sum, fast_sum_of};
 
 const ROWS: usize = 4096;
 const BINS: u16 = 64;
@@ -126,4 +127,26 @@ fn gbdt_cuts_are_the_exact_weighted_percentiles_and_each_value_falls_in_its_bin(
     let cuts = |c: usize| exact_cuts(&columns[c], &weights).len();
     assert_eq!(cuts(2), 66);
     assert!(cuts(3) <= usize::from(BINS) + 1);
+}
+
+#[test]
+fn the_total_weight_of_values_read_in_place_has_the_bits_of_forusts_sum_over_a_copy() {
+    let mut rng = SplitMix(11);
+    // Weights whose sums round differently in different orders, every length of a partial
+    // last chunk.
+    for n in 0..70 {
+        let weights: Vec<f64> = (0..n)
+            .map(|_| (rng.below(1_000_000) as f64 + 0.1) / 7.0)
+            .collect();
+        let in_place = fast_sum_of(weights.iter().copied());
+        assert_eq!(
+            in_place.to_bits(),
+            fast_sum(&weights).to_bits(),
+            "{n} weights"
+        );
+    }
+    // A different order of the same additions does give other bits, so the check can fail.
+    let weights: Vec<f64> = (0..70).map(|i| 0.1 + f64::from(i) / 3.0).collect();
+    let sequential: f64 = weights.iter().sum();
+    assert_ne!(fast_sum(&weights).to_bits(), sequential.to_bits());
 }

@@ -62,8 +62,7 @@ where
     if let Some(unique) = few_distinct(rows().map(|(v, _)| v), pcts.len() + 1) {
         return unique;
     }
-    let n = rows().count();
-    let total_weight = fast_sum_of(n, rows().map(|(_, w)| w));
+    let total_weight = fast_sum_of(rows().map(|(_, w)| w));
     let first_weight = rows().next().map_or(0.0, |(_, w)| w);
     // With equal weights, the order of tied values can't change the percentile walk,
     // so sorting the values directly gives the same cuts as sorting an index.

@@ -290,20 +290,24 @@ pub fn fast_sum<T: FloatData<T>>(values: &[T]) -> T {
     reduced + remainder
 }
 
-/// [`fast_sum`] of the `n` values `values` gives, without collecting them: the same lanes
-/// and the same order of additions, so the same bits.
-pub fn fast_sum_of(n: usize, values: impl Iterator<Item = f64>) -> f64 {
-    let full = n - n % LANES;
+/// [`fast_sum`] of the values `values` gives, without collecting them: each full chunk of
+/// `LANES` values is added to the lanes and the last, partial one summed apart, as `fast_sum`
+/// does over a slice, so the same bits.
+pub fn fast_sum_of(values: impl Iterator<Item = f64>) -> f64 {
     let mut lanes = [0.0; LANES];
-    let mut remainder = [0.0; LANES];
-    for (k, value) in values.enumerate() {
-        if k < full {
-            lanes[k % LANES] += value;
-        } else {
-            remainder[k - full] = value;
+    let mut chunk = [0.0; LANES];
+    let mut filled = 0;
+    for value in values {
+        chunk[filled] = value;
+        filled += 1;
+        if filled == LANES {
+            for (lane, value) in lanes.iter_mut().zip(&chunk) {
+                *lane += *value;
+            }
+            filled = 0;
         }
     }
-    let remainder: f64 = remainder[..n - full].iter().copied().sum();
+    let remainder: f64 = chunk[..filled].iter().copied().sum();
     let mut reduced = 0.0;
     for s in lanes.iter() {
         reduced += *s;
