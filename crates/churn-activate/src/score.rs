@@ -25,7 +25,7 @@ use churn_model::btyd::{
     BgNbd, CustomerOutlook, ExpectedPurchases, GammaGamma, Summary, fit_bgnbd, fit_gamma_gamma,
 };
 use churn_model::dataset::Frame;
-use churn_model::explain::explain_each;
+use churn_model::explain::{Directions, explain_each};
 use churn_model::spec::ScoringSpec;
 use churn_model::{ModelError, ModelSpec};
 use churn_train::Result;
@@ -222,6 +222,7 @@ pub(crate) fn score_rows(
         &artifact.classifier,
         &frame,
         &x,
+        Directions::UpOnly,
         |probability, explanation| {
             probabilities.push(artifact.calibrator.apply(probability));
             for (k, texts) in reasons.iter_mut().enumerate() {

@@ -15,8 +15,10 @@ use crate::parallel;
 pub const REASONS: usize = 3;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Reason {
-    pub feature: String,
+pub struct Reason<'a> {
+    /// The input feature's name (borrowed from the preprocessor: a copy per reason was an
+    /// allocation for each of millions of reasons).
+    pub feature: &'a str,
     /// e.g. `recency_days = 120 (days from the last purchase day before D to D)`.
     pub text: String,
     /// The feature's push on the score (log-odds for logistic and gbdt, probability for
@@ -25,10 +27,19 @@ pub struct Reason {
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize)]
-pub struct Explanation {
+pub struct Explanation<'a> {
     /// Strongest first.
-    pub up: Vec<Reason>,
-    pub down: Vec<Reason>,
+    pub up: Vec<Reason<'a>>,
+    /// Strongest first; empty when only the reasons up were asked for.
+    pub down: Vec<Reason<'a>>,
+}
+
+/// Which reasons to tell. Scoring stores only the reasons up; telling the others too was
+/// about half of the reasons' cost, for texts that were dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Directions {
+    UpOnly,
+    UpAndDown,
 }
 
 /// One column of reason texts of many rows (each row's k-th strongest reason one way), the
@@ -111,6 +122,7 @@ pub fn predict_and_reason_texts(
         classifier,
         frame,
         x,
+        Directions::UpAndDown,
         |probability, explanation| {
             probabilities.push(probability);
             texts.push(explanation);
@@ -122,33 +134,41 @@ pub fn predict_and_reason_texts(
 /// The churn probability (before calibration) and explanation of every row of `frame`, whose
 /// design matrix is `x`, all at once: what the block-wise functions are checked against.
 #[cfg(test)]
-fn predict_and_explain(
-    preprocessor: &Preprocessor,
+fn predict_and_explain<'a>(
+    preprocessor: &'a Preprocessor,
     classifier: &Classifier,
     frame: &Frame,
     x: &Array2<f64>,
-) -> (Vec<f64>, Vec<Explanation>) {
-    explain_block(preprocessor, classifier, frame, x, 0)
+) -> (Vec<f64>, Vec<Explanation<'a>>) {
+    explain_block(preprocessor, classifier, frame, x, 0, Directions::UpAndDown)
 }
 
 /// Rows explained at a time by [`explain_each`].
 const BLOCK_ROWS: usize = 16_384;
 
-/// Calls `visit` with the churn probability (before calibration) and explanation of every row
-/// of `frame` in order, explaining a block of rows at a time: the contributions and reasons of
-/// a whole population (about 1 KB per customer) are never held at once.
-pub fn explain_each(
-    preprocessor: &Preprocessor,
+/// Calls `visit` with the churn probability (before calibration) and explanation (the reasons
+/// `directions` asks for) of every row of `frame` in order, explaining a block of rows at a
+/// time: the contributions and reasons of a whole population (about 1 KB per customer) are
+/// never held at once.
+pub fn explain_each<'a>(
+    preprocessor: &'a Preprocessor,
     classifier: &Classifier,
     frame: &Frame,
     x: &Array2<f64>,
-    mut visit: impl FnMut(f64, &Explanation),
+    directions: Directions,
+    mut visit: impl FnMut(f64, &Explanation<'a>),
 ) {
     for first_row in (0..x.nrows()).step_by(BLOCK_ROWS) {
         let rows = first_row..(first_row + BLOCK_ROWS).min(x.nrows());
         let block = x.slice(s![rows, ..]).to_owned();
-        let (probabilities, explanations) =
-            explain_block(preprocessor, classifier, frame, &block, first_row);
+        let (probabilities, explanations) = explain_block(
+            preprocessor,
+            classifier,
+            frame,
+            &block,
+            first_row,
+            directions,
+        );
         for (probability, explanation) in probabilities.into_iter().zip(&explanations) {
             visit(probability, explanation);
         }
@@ -159,13 +179,14 @@ pub fn explain_each(
 /// matrix rows are `x`: a gbdt model's trees are walked once for both. The rows' reasons are
 /// ranked and told on every core: a test snapshot's hundreds of thousands of rows, six texts
 /// each, took seconds on one.
-fn explain_block(
-    preprocessor: &Preprocessor,
+fn explain_block<'a>(
+    preprocessor: &'a Preprocessor,
     classifier: &Classifier,
     frame: &Frame,
     x: &Array2<f64>,
     first_row: usize,
-) -> (Vec<f64>, Vec<Explanation>) {
+    directions: Directions,
+) -> (Vec<f64>, Vec<Explanation<'a>>) {
     let (probabilities, contributions) = classifier.predict_and_contributions(x);
     let rows: Vec<usize> = (0..contributions.nrows()).collect();
     let explanations = parallel::map(&rows, |&block_row| {
@@ -174,18 +195,20 @@ fn explain_block(
             frame,
             contributions.row(block_row),
             first_row + block_row,
+            directions,
         )
     });
     (probabilities, explanations)
 }
 
 /// The explanation of row `row` of `frame` from its design-matrix contributions.
-fn explain_row(
-    preprocessor: &Preprocessor,
+fn explain_row<'a>(
+    preprocessor: &'a Preprocessor,
     frame: &Frame,
     contributions: ArrayView1<f64>,
     row: usize,
-) -> Explanation {
+    directions: Directions,
+) -> Explanation<'a> {
     let mut per_input = vec![0.0; preprocessor.inputs.len()];
     for (j, column) in preprocessor.columns.iter().enumerate() {
         per_input[column.input] += contributions[j];
@@ -193,7 +216,7 @@ fn explain_row(
     let mut ranked: Vec<(usize, f64)> = per_input.into_iter().enumerate().collect();
     ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
     let reason = |&(input, contribution): &(usize, f64)| Reason {
-        feature: preprocessor.inputs[input].name.clone(),
+        feature: preprocessor.inputs[input].name.as_str(),
         text: preprocessor.describe_value(input, frame, row),
         contribution,
     };
@@ -204,13 +227,16 @@ fn explain_row(
             .take(REASONS)
             .map(reason)
             .collect(),
-        down: ranked
-            .iter()
-            .rev()
-            .filter(|r| r.1 < 0.0)
-            .take(REASONS)
-            .map(reason)
-            .collect(),
+        down: match directions {
+            Directions::UpOnly => Vec::new(),
+            Directions::UpAndDown => ranked
+                .iter()
+                .rev()
+                .filter(|r| r.1 < 0.0)
+                .take(REASONS)
+                .map(reason)
+                .collect(),
+        },
     }
 }
 
@@ -245,10 +271,17 @@ mod tests {
             coefficients: vec![1.0, -0.5, 2.0],
         };
         let (mut each, mut each_probability) = (Vec::new(), Vec::new());
-        explain_each(&p, &model, &frame, &x, |probability, e| {
-            each_probability.push(probability);
-            each.push(e.clone());
-        });
+        explain_each(
+            &p,
+            &model,
+            &frame,
+            &x,
+            Directions::UpAndDown,
+            |probability, e| {
+                each_probability.push(probability);
+                each.push(e.clone());
+            },
+        );
         let (probabilities, explanations) = predict_and_explain(&p, &model, &frame, &x);
         assert_eq!(each, explanations);
         assert_eq!(each_probability, probabilities);
@@ -312,10 +345,21 @@ mod tests {
         assert_eq!(e[1].up[0].feature, "f1");
         assert_eq!(e[1].up[0].text, "f1 = 3 (first)");
         assert!((e[1].up[0].contribution - 2.0).abs() < 1e-9);
-        let down: Vec<&str> = e[1].down.iter().map(|r| r.feature.as_str()).collect();
+        let down: Vec<&str> = e[1].down.iter().map(|r| r.feature).collect();
         assert_eq!(down, ["f4", "f3"]);
         // Row a: f4 +1, f3 +0.5 up; f1 -2 down.
-        let up: Vec<&str> = e[0].up.iter().map(|r| r.feature.as_str()).collect();
+        let up: Vec<&str> = e[0].up.iter().map(|r| r.feature).collect();
         assert_eq!(up, ["f4", "f3"]);
+        // Asked for the reasons up only, each row has the same reasons up and none down.
+        let mut up_only = Vec::new();
+        explain_each(&p, &model, &frame, &x, Directions::UpOnly, |_, e| {
+            up_only.push(e.clone())
+        });
+        assert_eq!(up_only.len(), 2);
+        for (only, both) in up_only.iter().zip(&e) {
+            assert_eq!(only.up, both.up);
+            assert!(only.down.is_empty());
+        }
+        assert!(!e[0].down.is_empty());
     }
 }
