@@ -151,8 +151,9 @@ impl Outlooks {
     pub(crate) fn of(inputs: &[BtydInput], params: &BtydParameters, spec: &ModelSpec) -> Outlooks {
         let BtydParameters { bgnbd, gamma_gamma } = params;
         let horizon_weeks = spec.horizon_days as f64 / 7.0;
-        let mut model_horizon = HashMap::new();
-        let mut scores = HashMap::new();
+        // Sized once: growing two maps of a million ids rehashed every id several times.
+        let mut model_horizon = HashMap::with_capacity(inputs.len());
+        let mut scores = HashMap::with_capacity(inputs.len());
         // The model's horizon, 90 days, then the ends of the next twelve months.
         let mut horizons = vec![horizon_weeks, 90.0 / 7.0];
         horizons.extend(month_ends_weeks());
@@ -232,13 +233,14 @@ pub(crate) fn score_rows(
     );
 
     let n = frame.rows();
-    let outlook = |k: usize| -> Vec<Option<f64>> {
-        frame
-            .customer_ids
-            .iter()
-            .map(|id| outlooks.scores.get(id).map(|o| o[k]))
-            .collect()
-    };
+    // Each customer's outlook found once, for its three columns.
+    let found: Vec<Option<&[f64; 3]>> = frame
+        .customer_ids
+        .iter()
+        .map(|id| outlooks.scores.get(id))
+        .collect();
+    let outlook =
+        |k: usize| -> Vec<Option<f64>> { found.iter().map(|o| o.map(|o| o[k])).collect() };
     let value_12m = outlook(2);
     let value_at_risk: Vec<Option<f64>> = probabilities
         .iter()
