@@ -4,6 +4,8 @@
 //! input feature, so a value and its missing-indicator, or the columns of one category,
 //! count as one reason, told with the feature's description and the customer's value.
 
+use std::cmp::Ordering;
+
 use ndarray::{Array2, ArrayView1, s};
 use serde::Serialize;
 
@@ -213,31 +215,52 @@ fn explain_row<'a>(
     for (j, column) in preprocessor.columns.iter().enumerate() {
         per_input[column.input] += contributions[j];
     }
-    let mut ranked: Vec<(usize, f64)> = per_input.into_iter().enumerate().collect();
-    ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
     let reason = |&(input, contribution): &(usize, f64)| Reason {
         feature: preprocessor.inputs[input].name.as_str(),
         text: preprocessor.describe_value(input, frame, row),
         contribution,
     };
     Explanation {
-        up: ranked
+        up: strongest(&per_input, ranks_up, |c| c > 0.0)
             .iter()
-            .filter(|r| r.1 > 0.0)
-            .take(REASONS)
             .map(reason)
             .collect(),
         down: match directions {
             Directions::UpOnly => Vec::new(),
-            Directions::UpAndDown => ranked
+            Directions::UpAndDown => strongest(&per_input, |a, b| ranks_up(b, a), |c| c < 0.0)
                 .iter()
-                .rev()
-                .filter(|r| r.1 < 0.0)
-                .take(REASONS)
                 .map(reason)
                 .collect(),
         },
     }
+}
+
+/// The order of the reasons up: the larger push first, then the earlier input. The reasons
+/// down are in the reverse order (the more negative push first, then the later input).
+fn ranks_up(a: &(usize, f64), b: &(usize, f64)) -> Ordering {
+    b.1.total_cmp(&a.1).then(a.0.cmp(&b.0))
+}
+
+/// The first [`REASONS`] of the (input, push) pairs that `keep` accepts, in `order`: a
+/// selection rather than a sort of every input of every row (sorting was ~2 % of scoring).
+fn strongest(
+    per_input: &[f64],
+    order: impl Fn(&(usize, f64), &(usize, f64)) -> Ordering,
+    keep: impl Fn(f64) -> bool,
+) -> Vec<(usize, f64)> {
+    let mut first: Vec<(usize, f64)> = Vec::with_capacity(REASONS + 1);
+    for (input, &push) in per_input.iter().enumerate() {
+        if !keep(push) {
+            continue;
+        }
+        let candidate = (input, push);
+        let at = first.partition_point(|f| order(f, &candidate) == Ordering::Less);
+        if at < REASONS {
+            first.insert(at, candidate);
+            first.truncate(REASONS);
+        }
+    }
+    first
 }
 
 #[cfg(test)]
@@ -311,6 +334,59 @@ mod tests {
             told.iter()
                 .any(|t| t.starts_with(&format!("f1 = {}", rows - 1))),
             "{told:?}"
+        );
+    }
+
+    #[test]
+    fn the_strongest_reasons_are_those_a_full_ranking_puts_first() {
+        // Pushes from a small set, so that ties (and zeros of both signs) are common, also
+        // at the third place; the reference ranks every input and takes the first three.
+        let pool = [2.0, 1.0, 0.5, 0.0, -0.0, -0.5, -1.0, -2.0, 1.0, -1.0];
+        let mut state = 7_u64;
+        for inputs in 0..40 {
+            let per_input: Vec<f64> = (0..inputs)
+                .map(|_| {
+                    state = state
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    pool[(state >> 33) as usize % pool.len()]
+                })
+                .collect();
+            let mut ranked: Vec<(usize, f64)> = per_input.iter().copied().enumerate().collect();
+            ranked.sort_by(ranks_up);
+            let up: Vec<(usize, f64)> = ranked
+                .iter()
+                .copied()
+                .filter(|r| r.1 > 0.0)
+                .take(REASONS)
+                .collect();
+            let down: Vec<(usize, f64)> = ranked
+                .iter()
+                .rev()
+                .copied()
+                .filter(|r| r.1 < 0.0)
+                .take(REASONS)
+                .collect();
+            assert_eq!(
+                strongest(&per_input, ranks_up, |c| c > 0.0),
+                up,
+                "{per_input:?}"
+            );
+            assert_eq!(
+                strongest(&per_input, |a, b| ranks_up(b, a), |c| c < 0.0),
+                down,
+                "{per_input:?}"
+            );
+        }
+        // Worked by hand: ties go to the earlier input up, to the later input down.
+        let per_input = [1.0, -1.0, 2.0, 1.0, -1.0, 1.0, -3.0];
+        assert_eq!(
+            strongest(&per_input, ranks_up, |c| c > 0.0),
+            [(2, 2.0), (0, 1.0), (3, 1.0)]
+        );
+        assert_eq!(
+            strongest(&per_input, |a, b| ranks_up(b, a), |c| c < 0.0),
+            [(6, -3.0), (4, -1.0), (1, -1.0)]
         );
     }
 
