@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use arrow::array::{ArrayRef, Float64Array, RecordBatch, StringArray, StringBuilder, UInt32Array};
+use arrow::array::{ArrayRef, Float64Array, RecordBatch, StringArray, UInt32Array};
 use arrow::datatypes::{DataType, Field, Schema};
 use chrono::NaiveDate;
 use churn_core::Lake;
@@ -25,7 +25,7 @@ use churn_model::btyd::{
     BgNbd, CustomerOutlook, ExpectedPurchases, GammaGamma, Summary, fit_bgnbd, fit_gamma_gamma,
 };
 use churn_model::dataset::Frame;
-use churn_model::explain::{Directions, explain_each};
+use churn_model::explain::{Directions, predict_and_reason_texts};
 use churn_model::spec::ScoringSpec;
 use churn_model::{ModelError, ModelSpec};
 use churn_train::Result;
@@ -36,9 +36,6 @@ use serde::{Deserialize, Serialize};
 
 /// Days in a month of the 12-month value: a year's days over twelve.
 const MONTH_DAYS: f64 = 365.25 / 12.0;
-
-/// How many reasons each scored customer gets.
-const REASONS: usize = 3;
 
 /// Customers per risk band.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -216,21 +213,18 @@ pub(crate) fn score_rows(
         add_btyd_columns(&mut frame, &outlooks.model_horizon);
     }
     let x = artifact.preprocessor.transform_for(&frame, &spec.learner)?;
-    let mut probabilities = Vec::with_capacity(x.nrows());
-    let mut reasons: Vec<StringBuilder> = (0..REASONS).map(|_| StringBuilder::new()).collect();
-    explain_each(
+    // The scores table keeps the reasons up only.
+    let (raw, reasons) = predict_and_reason_texts(
         &artifact.preprocessor,
         &artifact.classifier,
         &frame,
         &x,
         Directions::UpOnly,
-        |probability, explanation| {
-            probabilities.push(artifact.calibrator.apply(probability));
-            for (k, texts) in reasons.iter_mut().enumerate() {
-                texts.append_option(explanation.up.get(k).map(|r| r.text.as_str()));
-            }
-        },
     );
+    let probabilities: Vec<f64> = raw
+        .into_iter()
+        .map(|p| artifact.calibrator.apply(p))
+        .collect();
 
     let n = frame.rows();
     // Each customer's outlook found once, for its three columns.
@@ -271,13 +265,14 @@ pub(crate) fn score_rows(
         Arc::new(Float64Array::from(value_12m)),
         Arc::new(Float64Array::from(value_at_risk.clone())),
     ];
-    for (k, mut texts) in reasons.into_iter().enumerate() {
+    // Each column of texts let go once it is an Arrow column.
+    for (k, texts) in reasons.up.into_iter().enumerate() {
         fields.push(Field::new(
             format!("reason_{}", k + 1),
             DataType::Utf8,
             true,
         ));
-        columns.push(Arc::new(texts.finish()));
+        columns.push(Arc::new(texts.iter().collect::<StringArray>()));
     }
     fields.push(Field::new("model_name", DataType::Utf8, false));
     columns.push(Arc::new(StringArray::from_iter_values(

@@ -20,7 +20,7 @@ use crate::calibrate::Calibrator;
 use crate::classifier;
 use crate::dataset::{Frame, Preprocessor, Values};
 use crate::error::{ModelError, Result};
-use crate::explain::{ReasonTexts, predict_and_reason_texts};
+use crate::explain::{Directions, ReasonTexts, predict_and_reason_texts};
 use crate::metrics::{self, Metrics};
 use crate::spec::{Calibration, ClassWeight, ModelSpec};
 
@@ -581,8 +581,13 @@ pub fn backtest(
     let Fitted { artifact, fit_ms } = fit_artifact(spec, &features, fit, cal, descriptions)?;
     let preprocessor = &artifact.preprocessor;
     let x_test = preprocessor.transform_for(test, &spec.learner)?;
-    let (probabilities, reasons) =
-        predict_and_reason_texts(preprocessor, &artifact.classifier, test, &x_test);
+    let (probabilities, reasons) = predict_and_reason_texts(
+        preprocessor,
+        &artifact.classifier,
+        test,
+        &x_test,
+        Directions::UpAndDown,
+    );
     let scores: Vec<f64> = probabilities
         .into_iter()
         .map(|s| artifact.calibrator.apply(s))

@@ -86,22 +86,24 @@ impl TextColumn {
 }
 
 /// The reason texts of many rows by direction and rank, as the registry stores a test
-/// snapshot's.
+/// snapshot's and scoring a population's (the reasons up only).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ReasonTexts {
     /// `up[k]`: each row's (k + 1)-th strongest reason up.
     pub up: [TextColumn; REASONS],
-    /// `down[k]`: each row's (k + 1)-th strongest reason down.
+    /// `down[k]`: each row's (k + 1)-th strongest reason down; no rows when only the reasons
+    /// up were asked for.
     pub down: [TextColumn; REASONS],
 }
 
 impl ReasonTexts {
-    /// Adds a row's reasons.
-    fn push(&mut self, explanation: &Explanation) {
-        for (reasons, columns) in [
-            (&explanation.up, &mut self.up),
-            (&explanation.down, &mut self.down),
-        ] {
+    /// Adds a row's reasons in `directions`.
+    fn push(&mut self, explanation: &Explanation, directions: Directions) {
+        let mut told = vec![(&explanation.up, &mut self.up)];
+        if directions == Directions::UpAndDown {
+            told.push((&explanation.down, &mut self.down));
+        }
+        for (reasons, columns) in told {
             for (k, column) in columns.iter_mut().enumerate() {
                 column.push(reasons.get(k).map(|r| r.text.as_str()));
             }
@@ -109,13 +111,15 @@ impl ReasonTexts {
     }
 }
 
-/// The churn probability (before calibration) and reason texts of every row of `frame`, whose
-/// design matrix is `x`, explained a block of rows at a time ([`explain_each`]).
+/// The churn probability (before calibration) and reason texts in `directions` of every row of
+/// `frame`, whose design matrix is `x`, explained a block of rows at a time
+/// ([`explain_each`]).
 pub fn predict_and_reason_texts(
     preprocessor: &Preprocessor,
     classifier: &Classifier,
     frame: &Frame,
     x: &Array2<f64>,
+    directions: Directions,
 ) -> (Vec<f64>, ReasonTexts) {
     let mut probabilities = Vec::with_capacity(x.nrows());
     let mut texts = ReasonTexts::default();
@@ -124,10 +128,10 @@ pub fn predict_and_reason_texts(
         classifier,
         frame,
         x,
-        Directions::UpAndDown,
+        directions,
         |probability, explanation| {
             probabilities.push(probability);
-            texts.push(explanation);
+            texts.push(explanation, directions);
         },
     );
     (probabilities, texts)
@@ -152,7 +156,7 @@ const BLOCK_ROWS: usize = 16_384;
 /// `directions` asks for) of every row of `frame` in order, explaining a block of rows at a
 /// time: the contributions and reasons of a whole population (about 1 KB per customer) are
 /// never held at once.
-pub fn explain_each<'a>(
+fn explain_each<'a>(
     preprocessor: &'a Preprocessor,
     classifier: &Classifier,
     frame: &Frame,
@@ -311,7 +315,8 @@ mod tests {
         assert_eq!(probabilities, model.predict(&x));
         // The texts held column by column are each row's reasons in rank order, none where a
         // row has fewer.
-        let (text_probabilities, texts) = predict_and_reason_texts(&p, &model, &frame, &x);
+        let (text_probabilities, texts) =
+            predict_and_reason_texts(&p, &model, &frame, &x, Directions::UpAndDown);
         assert_eq!(text_probabilities, probabilities);
         for (k, column) in texts.up.iter().chain(&texts.down).enumerate() {
             assert_eq!(column.len(), rows);
