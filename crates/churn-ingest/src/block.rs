@@ -291,7 +291,8 @@ impl RowParser {
         out.note_arrival(day_order.as_deref(), accepted);
         for (i, column) in cells.iter().enumerate() {
             reserve_for(out, i, columns[i].kind, column, &records);
-            append_column(out, i, column, &records, columns[i].name == "channel");
+            let lower = columns[i].name == "channel";
+            append_column(out, i, column, &records, block.text(), lower);
         }
         out.days.extend(days);
         out.extra.append_nulls(accepted);
@@ -481,13 +482,15 @@ fn reserve_for(
     out.columns[i] = crate::rows::ColumnBuilder::with_capacity(kind, records.len(), text_bytes);
 }
 
-/// Appends column `i` of `records` (accepted records of the block) to `out`. `lower`: the column's text is
+/// Appends column `i` of `records` (accepted records of the block) to `out`. `text`: the
+/// block's text, which the column's text cells are slices of. `lower`: the column's text is
 /// lower-cased (as the row path does for `channel`).
 fn append_column(
     out: &mut TableBuilder,
     i: usize,
     cells: &Cells<'_>,
     records: &[Record<'_, '_>],
+    text: &[u8],
     lower: bool,
 ) {
     use crate::rows::ColumnBuilder as B;
@@ -495,9 +498,10 @@ fn append_column(
         (B::Str(b), Cells::Str(v)) => each_value(records, i, |from| match from {
             From::Cell(row) => match v[row] {
                 Some(s) if lower && s.bytes().any(|c| c.is_ascii_uppercase() || !c.is_ascii()) => {
-                    b.append_value(s.to_lowercase())
+                    b.append_value(&s.to_lowercase())
                 }
-                other => b.append_option(other),
+                Some(s) => b.append_value_in(s, text),
+                None => b.append_null(),
             },
             From::Row(Value::Str(s)) => b.append_value(s),
             From::Row(_) => b.append_null(),

@@ -12,6 +12,7 @@ pub mod partition;
 pub mod reader;
 pub mod rows;
 pub mod runs;
+pub mod text;
 pub mod upsert;
 pub mod value;
 

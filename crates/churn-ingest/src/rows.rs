@@ -17,6 +17,7 @@ use churn_core::{ColumnKind, Table};
 
 use crate::config::Encoding;
 use crate::reader::decode;
+use crate::text::TextBuilder;
 use crate::value::{TimestampParser, is_non_finite, local_day, parse_bool, parse_number};
 
 /// Why a row was rejected: a stable code for counting and a message for people.
@@ -279,7 +280,7 @@ pub(crate) fn trim_bytes(b: &[u8]) -> &[u8] {
 }
 
 pub(crate) enum ColumnBuilder {
-    Str(StringBuilder),
+    Str(TextBuilder),
     Ts(TimestampMicrosecondBuilder),
     Num(Float64Builder),
     Bool(BooleanBuilder),
@@ -292,7 +293,7 @@ impl ColumnBuilder {
     pub(crate) fn with_capacity(kind: ColumnKind, rows: usize, text_bytes: usize) -> Self {
         match kind {
             ColumnKind::Id | ColumnKind::Text | ColumnKind::Event => {
-                Self::Str(StringBuilder::with_capacity(rows, text_bytes))
+                Self::Str(TextBuilder::with_capacity(rows, text_bytes))
             }
             ColumnKind::Timestamp => {
                 Self::Ts(TimestampMicrosecondBuilder::with_capacity(rows).with_timezone("UTC"))
@@ -455,7 +456,7 @@ impl TableBuilder {
             .iter_mut()
             .map(|b| -> ArrayRef {
                 match b {
-                    ColumnBuilder::Str(b) => Arc::new(b.finish()),
+                    ColumnBuilder::Str(b) => b.finish(),
                     ColumnBuilder::Ts(b) => Arc::new(b.finish()),
                     ColumnBuilder::Num(b) => Arc::new(b.finish()),
                     ColumnBuilder::Bool(b) => Arc::new(b.finish()),
