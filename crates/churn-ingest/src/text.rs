@@ -3,7 +3,8 @@
 //! `memmove`: for the ids, categories, stores and channels of a large CSV ingest (values of
 //! 3 to 13 bytes, five per row) those calls were about 7 % of the ingest's CPU time. A value
 //! of at most [`SHORT`] bytes that lies inside a larger text (a CSV block's) with room after
-//! it is copied as [`SHORT`] bytes at once and the copy cut to its length.
+//! it is taken as a [`ShortText`], [`SHORT`] bytes copied at once, and appended by one such
+//! copy cut to its length.
 
 use std::sync::Arc;
 
@@ -12,6 +13,32 @@ use arrow::buffer::{OffsetBuffer, ScalarBuffer};
 
 /// Values up to this many bytes are copied in one fixed-size move.
 pub const SHORT: usize = 16;
+
+/// A value of at most [`SHORT`] bytes as its length and the [`SHORT`] bytes of text from its
+/// start (the value, then whatever followed it): small enough to be gathered in another
+/// order from a block's cells without reaching back into the block's text.
+#[derive(Clone, Copy)]
+pub struct ShortText {
+    len: u8,
+    window: [u8; SHORT],
+}
+
+impl ShortText {
+    /// `value`'s window when it is at most [`SHORT`] bytes and lies in `text` with room for
+    /// the window after its start; `None` otherwise (a value outside `text` included).
+    pub fn of(value: &str, text: &[u8]) -> Option<ShortText> {
+        let at = (value.as_ptr() as usize).wrapping_sub(text.as_ptr() as usize);
+        if value.len() > SHORT || at > text.len() || text.len() - at < SHORT {
+            return None;
+        }
+        // `value`'s address lies in `text`, so `value` is `text[at..at + value.len()]`.
+        let window = text[at..at + SHORT].try_into().ok()?;
+        Some(ShortText {
+            len: value.len() as u8,
+            window,
+        })
+    }
+}
 
 /// Text values appended in order, then made one Arrow string array.
 pub struct TextBuilder {
@@ -47,23 +74,11 @@ impl TextBuilder {
         self.end_value();
     }
 
-    /// Appends `value`, a slice of `text`, copying [`SHORT`] bytes of `text` at once when it
-    /// is that short and `text` goes on long enough after it. A `value` outside `text` is
-    /// appended as by [`TextBuilder::append_value`].
-    pub fn append_value_in(&mut self, value: &str, text: &[u8]) {
-        let at = (value.as_ptr() as usize).wrapping_sub(text.as_ptr() as usize);
-        let fits_after = at <= text.len() && text.len() - at >= SHORT;
-        if value.len() <= SHORT && fits_after {
-            // `value` is `text[at..at + value.len()]`: its address lies in `text`.
-            let window: &[u8; SHORT] = text[at..at + SHORT]
-                .try_into()
-                .expect("a window of SHORT bytes");
-            let end = self.values.len() + value.len();
-            self.values.extend_from_slice(window);
-            self.values.truncate(end);
-        } else {
-            self.values.extend_from_slice(value.as_bytes());
-        }
+    /// Appends a short value by its window: one fixed-size copy, cut to its length.
+    pub fn append_short(&mut self, short: &ShortText) {
+        let end = self.values.len() + usize::from(short.len);
+        self.values.extend_from_slice(&short.window);
+        self.values.truncate(end);
         self.end_value();
     }
 
@@ -111,14 +126,18 @@ mod tests {
     fn values_read_back_as_appended_whichever_copy_took_them() {
         let text_str = String::from("store,online,a-much-longer-value-than-sixteen-bytes,x");
         let text = text_str.as_bytes();
+        let short = |value: &str| ShortText::of(value, text);
+        // Inside the text with room after it; at its very end, longer than SHORT, or outside
+        // it: no window.
+        assert!(short(&text_str[text.len() - 1..]).is_none());
+        assert!(short(&text_str[13..51]).is_none());
+        assert!(short("online").is_none());
         let mut builder = TextBuilder::with_capacity(2, 4);
-        // Inside the text with room after it, at its very end, longer than SHORT, outside it.
-        builder.append_value_in(&text_str[0..5], text);
+        builder.append_short(&short(&text_str[0..5]).unwrap());
         builder.append_null();
-        builder.append_value_in(&text_str[text.len() - 1..], text);
-        builder.append_value_in(&text_str[13..51], text);
-        builder.append_value_in("online", text);
-        builder.append_value_in("", text);
+        builder.append_short(&short(&text_str[6..12]).unwrap());
+        builder.append_short(&short(&text_str[5..5]).unwrap());
+        builder.append_value(&text_str[13..51]);
         builder.append_option(Some("Ünïcode"));
         let array = builder.finish();
         let strings = array.as_string::<i32>();
@@ -128,10 +147,9 @@ mod tests {
             vec![
                 Some("store"),
                 None,
-                Some("x"),
-                Some("a-much-longer-value-than-sixteen-bytes"),
                 Some("online"),
                 Some(""),
+                Some("a-much-longer-value-than-sixteen-bytes"),
                 Some("Ünïcode"),
             ]
         );
