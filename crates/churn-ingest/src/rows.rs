@@ -318,9 +318,35 @@ impl ColumnBuilder {
 
 /// The places of `days` in day order, stable (equal days keep their order): how blocks are
 /// held and runs made in day order.
+///
+/// A block's rows span at most a few years of days, far fewer than its rows: they are
+/// counted per day and placed, in one pass each (a comparison sort of every block was about
+/// 2 % of a large ingest's CPU time). Days spread wider than the rows are many are sorted.
 pub(crate) fn day_order(days: &[i32]) -> Vec<u32> {
-    let mut order: Vec<u32> = (0..days.len() as u32).collect();
-    order.sort_by_key(|&k| days[k as usize]);
+    let (Some(&first), Some(&last)) = (days.iter().min(), days.iter().max()) else {
+        return Vec::new();
+    };
+    let span = (i64::from(last) - i64::from(first)) as usize + 1;
+    if span > days.len().max(1024) {
+        let mut order: Vec<u32> = (0..days.len() as u32).collect();
+        order.sort_by_key(|&k| days[k as usize]);
+        return order;
+    }
+    let slot = |day: i32| (day - first) as usize;
+    // starts[d]: where day `first + d`'s rows begin in the order.
+    let mut starts = vec![0u32; span + 1];
+    for &day in days {
+        starts[slot(day) + 1] += 1;
+    }
+    for d in 1..=span {
+        starts[d] += starts[d - 1];
+    }
+    let mut order = vec![0u32; days.len()];
+    for (row, &day) in days.iter().enumerate() {
+        let at = &mut starts[slot(day)];
+        order[*at as usize] = row as u32;
+        *at += 1;
+    }
     order
 }
 
@@ -544,5 +570,39 @@ impl QuarantineBuilder {
         ];
         RecordBatch::try_new(quarantine_schema(), arrays)
             .expect("builders follow the quarantine schema")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn day_order_is_a_stable_sort_by_day_whether_days_are_counted_or_compared() {
+        // By hand: days 3, 1, 3, 2, 1 -> the two 1s (rows 1, 4), the 2 (row 3), the 3s (0, 2).
+        assert_eq!(day_order(&[3, 1, 3, 2, 1]), [1, 4, 3, 0, 2]);
+        assert!(day_order(&[]).is_empty());
+        // Against the standard library's stable sort: narrow spans (counted), spans wider
+        // than the rows (compared), negative days and the extremes of the type.
+        let mut state = 7u64;
+        let mut next = move || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 33) as i64
+        };
+        let cases: Vec<Vec<i32>> = vec![
+            (0..5000).map(|_| 19_000 + (next() % 730) as i32).collect(),
+            (0..300).map(|_| -40 + (next() % 9) as i32).collect(),
+            (0..50)
+                .map(|_| (next() % 1_000_000) as i32 - 500_000)
+                .collect(),
+            vec![i32::MAX, i32::MIN, 0, i32::MAX, i32::MIN],
+        ];
+        for days in cases {
+            let mut expected: Vec<u32> = (0..days.len() as u32).collect();
+            expected.sort_by_key(|&k| days[k as usize]);
+            assert_eq!(day_order(&days), expected, "{days:?}");
+        }
     }
 }

@@ -193,6 +193,11 @@ pub fn local_day(micros: i64, tz: &Tz) -> i32 {
 /// A finite number; `None` for anything else (including NaN and infinities, which are
 /// reported separately by [`is_non_finite`]).
 pub fn parse_number(text: &str) -> Option<f64> {
+    // A plain decimal has no spaces to trim; cells mostly come trimmed already, and trimming
+    // first cost a search for Unicode spaces on every value.
+    if let Some(v) = plain_decimal(text.as_bytes()) {
+        return Some(v);
+    }
     let text = text.trim();
     if let Some(v) = plain_decimal(text.as_bytes()) {
         return Some(v);
@@ -244,6 +249,12 @@ pub fn is_non_finite(text: &str) -> bool {
 
 /// Booleans as exports write them.
 pub fn parse_bool(text: &str) -> Option<bool> {
+    // The words exports mostly write, before trimming and comparing in any case.
+    match text {
+        "false" => return Some(false),
+        "true" => return Some(true),
+        _ => {}
+    }
     // Compared without a lower-cased copy, which was an allocation per value.
     let text = text.trim();
     let is_one_of = |words: &[&str]| words.iter().any(|w| text.eq_ignore_ascii_case(w));
