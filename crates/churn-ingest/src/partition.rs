@@ -222,13 +222,25 @@ impl PartitionWriter {
         last: HeldRows,
         keys: BatchKeys,
     ) -> Result<(Vec<StagedFile>, Vec<u64>)> {
+        // The later copies are found on another thread while the last runs are sorted.
+        let finding = tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
+            (keys.into_duplicates(), started.elapsed())
+        });
         self.wait_for_run().await?;
         if !last.days.is_empty() {
             let (sorted, days) = Self::sorted_by_day(self.table.file_schema(), &last, self.rows)?;
             self.days.extend(days);
             self.runs.push(SortedRun::Held(sorted));
         }
-        let duplicates = tokio::task::spawn_blocking(move || keys.into_duplicates()).await?;
+        let (duplicates, took) = finding.await?;
+        tracing::debug!(
+            table = %self.table,
+            later_copies = duplicates.per_file.iter().sum::<u64>(),
+            duration_ms = took.as_millis() as u64,
+            "later copies within the batch found"
+        );
+        let merging = std::time::Instant::now();
         let mut lake_keys = LakeKeyReads::start(&self.lake, self.table, &self.days).await?;
         let mut cursors = Vec::new();
         let mut spilled = Vec::new();
@@ -278,6 +290,13 @@ impl PartitionWriter {
         for rel in &spilled {
             self.lake.delete(&self.lake.path(rel)).await?;
         }
+        tracing::debug!(
+            table = %self.table,
+            files = staged.len(),
+            runs = cursors.len(),
+            duration_ms = merging.elapsed().as_millis() as u64,
+            "date partitions staged"
+        );
         Ok((staged, left_out))
     }
 
