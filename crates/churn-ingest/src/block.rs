@@ -492,9 +492,9 @@ fn needs_lowering(text: &str) -> bool {
 /// The block's text cells as [`ShortText`]s where they can be (`None`: null, longer, or to be
 /// lower-cased), in block order. Records are appended in day order, at random over the
 /// block: taking each value from the block's text then (megabytes, with every column's cells
-/// side by side) missed the processor's cache for most values, about 7 % of a large ingest's
-/// CPU time; these windows are read from the text in order and gathered from a few hundred
-/// kilobytes.
+/// side by side) missed the processor's cache for most values, about a tenth of a large
+/// ingest's CPU samples; these windows are read from the text in order and gathered from a
+/// few hundred kilobytes.
 fn short_cells(cells: &[Option<&str>], text: &[u8], lower: bool) -> Vec<Option<ShortText>> {
     cells
         .iter()

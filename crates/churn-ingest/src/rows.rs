@@ -321,7 +321,8 @@ impl ColumnBuilder {
 ///
 /// A block's rows span at most a few years of days, far fewer than its rows: they are
 /// counted per day and placed, in one pass each (a comparison sort of every block was about
-/// 2 % of a large ingest's CPU time). Days spread wider than the rows are many are sorted.
+/// 2 % of a large ingest's CPU time). Days spread over more dates than there are rows are
+/// sorted instead.
 pub(crate) fn day_order(days: &[i32]) -> Vec<u32> {
     let (Some(&first), Some(&last)) = (days.iter().min(), days.iter().max()) else {
         return Vec::new();

@@ -42,7 +42,7 @@ impl ShortText {
 
 /// Text values appended in order, then made one Arrow string array.
 pub struct TextBuilder {
-    /// The values' bytes back to back, with room for one more [`SHORT`] copy.
+    /// The values' bytes back to back (a [`SHORT`] copy writes past the end, then is cut).
     values: Vec<u8>,
     /// Where each value ends in `values`, after a leading 0.
     offsets: Vec<i32>,
@@ -50,7 +50,8 @@ pub struct TextBuilder {
 }
 
 impl TextBuilder {
-    /// A builder with room for `rows` values of `bytes` bytes in all.
+    /// A builder with room for `rows` values of `bytes` bytes in all (and one [`SHORT`] copy
+    /// past them).
     pub fn with_capacity(rows: usize, bytes: usize) -> Self {
         let mut offsets = Vec::with_capacity(rows + 1);
         offsets.push(0);
