@@ -99,11 +99,15 @@ pub struct ReasonTexts {
 impl ReasonTexts {
     /// Adds a row's reasons in `directions`.
     fn push(&mut self, explanation: &Explanation, directions: Directions) {
-        let mut told = vec![(&explanation.up, &mut self.up)];
-        if directions == Directions::UpAndDown {
-            told.push((&explanation.down, &mut self.down));
-        }
-        for (reasons, columns) in told {
+        let told = match directions {
+            Directions::UpOnly => 1,
+            Directions::UpAndDown => 2,
+        };
+        let both = [
+            (&explanation.up, &mut self.up),
+            (&explanation.down, &mut self.down),
+        ];
+        for (reasons, columns) in both.into_iter().take(told) {
             for (k, column) in columns.iter_mut().enumerate() {
                 column.push(reasons.get(k).map(|r| r.text.as_str()));
             }
