@@ -446,5 +446,11 @@ mod tests {
             assert!(only.down.is_empty());
         }
         assert!(!e[0].down.is_empty());
+        // The texts held for the reasons up only: the same columns up, no rows down.
+        let (_, both) = predict_and_reason_texts(&p, &model, &frame, &x, Directions::UpAndDown);
+        let (_, only) = predict_and_reason_texts(&p, &model, &frame, &x, Directions::UpOnly);
+        assert_eq!(only.up, both.up);
+        assert!(only.down.iter().all(|column| column.is_empty()));
+        assert!(both.down.iter().all(|column| column.len() == 2));
     }
 }
