@@ -1,5 +1,7 @@
 //! The gbdt learner's bins (forust-ml's `bin_matrix`, patched in `vendor/forust-ml`) checked
-//! against the weighted percentiles of each column computed exactly, in whole units of weight.
+//! against the weighted percentiles of each column computed exactly, in whole units of weight;
+//! and the partition of a node's rows by their bins (`pivot_on_split`, patched too) against
+//! the stable partition computed by filtering.
 //!
 //! The rows weigh 1 or 3 (as balanced class weights give two weights) and every column's
 //! non-missing rows weigh 2^k in all, so each row's share of the weight and every partial sum
@@ -8,7 +10,7 @@
 
 use forust_ml::binning::bin_matrix;
 use forust_ml::data::Matrix;
-use forust_ml::utils::{fast_sum, fast_sum_of};
+use forust_ml::utils::{fast_sum, fast_sum_of, pivot_on_split};
 
 const ROWS: usize = 4096;
 const BINS: u16 = 64;
@@ -149,4 +151,78 @@ fn the_total_weight_of_values_read_in_place_has_the_bits_of_forusts_sum_over_a_c
     let weights: Vec<f64> = (0..70).map(|i| 0.1 + f64::from(i) / 3.0).collect();
     let sequential: f64 = weights.iter().sum();
     assert_ne!(fast_sum(&weights).to_bits(), sequential.to_bits());
+}
+
+/// Rows from which `pivot_on_split` partitions on several threads (its
+/// `PARALLEL_PIVOT_MIN_ROWS`).
+const PARALLEL_PIVOT_MIN_ROWS: usize = 1 << 17;
+
+#[test]
+fn a_nodes_rows_are_split_into_those_going_left_then_right_each_in_their_order() {
+    let mut rng = SplitMix(7);
+    let rows = 3 * PARALLEL_PIVOT_MIN_ROWS + 12_345;
+    // Bin 0 is missing; a fifth of the rows.
+    let bins: Vec<u16> = (0..rows)
+        .map(|_| {
+            if rng.below(5) == 0 {
+                0
+            } else {
+                1 + rng.below(39) as u16
+            }
+        })
+        .collect();
+    let sizes = [
+        0,
+        1,
+        2,
+        100,
+        PARALLEL_PIVOT_MIN_ROWS - 1,
+        PARALLEL_PIVOT_MIN_ROWS,
+        rows,
+    ];
+    // Split bin 1 sends only missing rows left (or none), 40 every row (or all but missing).
+    let splits = [
+        (1, false),
+        (1, true),
+        (20, true),
+        (20, false),
+        (40, false),
+        (40, true),
+    ];
+    for n in sizes {
+        for (split, missing_right) in splits {
+            // A node's rows come in any order: the even rows then the odd ones, and the small
+            // nodes' rows shuffled.
+            let mut index: Vec<usize> = (0..rows)
+                .step_by(2)
+                .chain((1..rows).step_by(2))
+                .take(n)
+                .collect();
+            if n <= 100 {
+                for i in (1..n).rev() {
+                    index.swap(i, rng.below(i as u64 + 1) as usize);
+                }
+            }
+            let goes_left = |row: &usize| {
+                let bin = bins[*row];
+                if bin == 0 {
+                    !missing_right
+                } else {
+                    bin < split
+                }
+            };
+            let (left, right): (Vec<usize>, Vec<usize>) = index.iter().partition(|r| goes_left(r));
+            let n_left = pivot_on_split(&mut index, &bins, split, missing_right);
+            assert_eq!(
+                n_left,
+                left.len(),
+                "{n} rows, split bin {split}, missing right {missing_right}"
+            );
+            assert_eq!(
+                index,
+                [left, right].concat(),
+                "{n} rows, split bin {split}, missing right {missing_right}"
+            );
+        }
+    }
 }

@@ -63,8 +63,8 @@ fn children_of_split(split: &SplitInfo) -> usize {
 }
 
 /// Does the right child of a split hold rows that go right? The partition functions
-/// are only wrong when no row goes right, and then the right child holds a row that
-/// goes left, or none. Checking its first row is enough.
+/// are only wrong when no row goes right (`pivot_on_split` never is), and then the right
+/// child holds a row that goes left, or none. Checking its first row is enough.
 fn right_child_rows_exact(
     parent: &SplittableNode,
     children: &[SplittableNode],

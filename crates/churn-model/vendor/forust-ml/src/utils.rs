@@ -5,6 +5,8 @@ use std::cmp::Ordering;
 use std::collections::VecDeque;
 use std::convert::TryInto;
 
+use rayon::prelude::*;
+
 /// Create a string of all available items.
 pub fn items_to_strings(items: Vec<&str>) -> String {
     let mut s = String::new();
@@ -452,53 +454,112 @@ pub fn map_bin<T: FloatData<T>>(x: &[T], v: &T, missing: &T) -> Option<u16> {
     u16::try_from(low).ok()
 }
 
-/// Provided a list of index values, pivot those values
-/// around a specific split value so all of the values less
-/// than the split value are on one side, and then all of the
-/// values greater than or equal to the split value are above.
+/// Rows of a node from which [`pivot_on_split`] partitions them on several threads.
+const PARALLEL_PIVOT_MIN_ROWS: usize = 1 << 17;
+/// Rows per task of the parallel partition.
+const PIVOT_CHUNK_ROWS: usize = 1 << 15;
+
+thread_local! {
+    /// Scratch rows of [`pivot_on_split`], kept between calls: a fit partitions its rows a
+    /// few times per tree, and a fresh buffer each time faulted its pages in each time.
+    static PIVOT_SCRATCH: std::cell::RefCell<Vec<usize>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Whether a row with bin `bin` goes left of `split_value` (where [`missing_compare`] gives
+/// `Greater`), as a value rather than a branch: which way a row goes is a coin toss to the
+/// processor.
+#[inline(always)]
+fn goes_left(bin: u16, split_value: u16, missing_right: bool) -> bool {
+    ((bin == 0) & !missing_right) | ((bin != 0) & (bin < split_value))
+}
+
+/// Moves the rows of `rows` that go left to its start, in order, and the others to the
+/// start of `rights` (at least as long), in order; returns how many go left. Each row is
+/// written to both places and the count of the side it belongs to advances, so there is no
+/// branch on the side.
+fn partition_rows(
+    rows: &mut [usize],
+    rights: &mut [usize],
+    feature: &[u16],
+    split_value: u16,
+    missing_right: bool,
+) -> usize {
+    let (mut left, mut right) = (0, 0);
+    for k in 0..rows.len() {
+        let row = rows[k];
+        let is_left = goes_left(feature[row], split_value, missing_right);
+        // `left <= k`: only rows already read are overwritten.
+        rows[left] = row;
+        rights[right] = row;
+        left += usize::from(is_left);
+        right += usize::from(!is_left);
+    }
+    left
+}
+
+/// Provided a list of index values, pivot those values around a specific split value so
+/// that the rows going left (values below the split value, and missing values unless
+/// `missing_right`) come first; returns how many go left.
+///
+/// The partition is stable: each side keeps the rows in their previous order. A node's rows
+/// then stay in increasing order from the root's, so the histograms of its children read
+/// the binned rows and gradients in memory order. The result is the same on any number of
+/// threads. (Upstream swapped rows from both ends, which scrambled their order, branched on
+/// every row, ran on one thread, and was wrong when every row went left.)
 ///
 /// * `index` - The index values to sort.
 /// * `feature` - The feature vector to use to sort the index by.
 /// * `split_value` - the split value to use to pivot on.
 /// * `missing_right` - Should missing values go to the left, or
 ///    to the right of the split value.
-#[inline]
 pub fn pivot_on_split(
     index: &mut [usize],
     feature: &[u16],
     split_value: u16,
     missing_right: bool,
 ) -> usize {
-    // I think we can do this in O(n) time...
-    let mut low = 0;
-    let mut high = index.len() - 1;
-    let max_idx = high;
-    while low < high {
-        // Go until we find a low value that needs to
-        // be swapped, this will be the first value
-        // that our split value is less or equal to.
-        while low < max_idx {
-            let l = feature[index[low]];
-            match missing_compare(&split_value, l, missing_right) {
-                Ordering::Less | Ordering::Equal => break,
-                Ordering::Greater => low += 1,
-            }
+    PIVOT_SCRATCH.with(|kept| {
+        // Busy when this thread runs another node's partition while it waits for its own
+        // parallel tasks (Rayon steals work meanwhile): that one gets its own buffer.
+        let mut fresh = Vec::new();
+        let mut kept = kept.try_borrow_mut();
+        let scratch = match kept.as_deref_mut() {
+            Ok(kept) => kept,
+            Err(_) => &mut fresh,
+        };
+        if scratch.len() < index.len() {
+            scratch.resize(index.len(), 0);
         }
-        while high > low {
-            let h = feature[index[high]];
-            // Go until we find a high value that needs to be
-            // swapped, this will be the first value that our
-            // split_value is greater than.
-            match missing_compare(&split_value, h, missing_right) {
-                Ordering::Less | Ordering::Equal => high -= 1,
-                Ordering::Greater => break,
-            }
+        let scratch = &mut scratch[..index.len()];
+        if index.len() < PARALLEL_PIVOT_MIN_ROWS {
+            let left = partition_rows(index, scratch, feature, split_value, missing_right);
+            let rights = index.len() - left;
+            index[left..].copy_from_slice(&scratch[..rights]);
+            return left;
         }
-        if low < high {
-            index.swap(high, low);
+        // Each chunk partitioned on its own (its lefts at its start, its rights in its part
+        // of the scratch), then the lefts moved down in chunk order and the rights after them.
+        let lefts: Vec<usize> = index
+            .par_chunks_mut(PIVOT_CHUNK_ROWS)
+            .zip(scratch.par_chunks_mut(PIVOT_CHUNK_ROWS))
+            .map(|(rows, rights)| partition_rows(rows, rights, feature, split_value, missing_right))
+            .collect();
+        let mut to = 0;
+        for (chunk, &left) in lefts.iter().enumerate() {
+            let from = chunk * PIVOT_CHUNK_ROWS;
+            index.copy_within(from..from + left, to);
+            to += left;
         }
-    }
-    low
+        let n_left = to;
+        for (chunk, &left) in lefts.iter().enumerate() {
+            let from = chunk * PIVOT_CHUNK_ROWS;
+            let rights = (index.len() - from).min(PIVOT_CHUNK_ROWS) - left;
+            index[to..to + rights].copy_from_slice(&scratch[from..from + rights]);
+            to += rights;
+        }
+        n_left
+    })
 }
 
 /// Provided a list of index values, pivot those values
@@ -671,7 +732,7 @@ mod tests {
     }
 
     /// `tree::right_child_rows_exact` relies on this: both partition functions are
-    /// correct whenever at least one row goes right.
+    /// correct whenever at least one row goes right (`pivot_on_split` always is).
     #[test]
     fn test_pivot_correct_when_a_row_goes_right() {
         let mut rng = StdRng::seed_from_u64(1);
