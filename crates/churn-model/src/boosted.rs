@@ -17,19 +17,21 @@ struct FlatNode {
     split_value: f64,
     /// The node's weight (the leaf weight for a leaf), as forust adds it: `f32` widened.
     weight: f64,
-    /// [`LEAF`] for a leaf.
-    feature: usize,
-    /// The left and the right child.
+    /// The column the split reads; column 0 for a leaf, which reads it and stays put.
+    column: usize,
+    /// The left and the right child; a leaf's are itself.
     children: [usize; 2],
+    /// Where a missing value goes; a leaf's is itself.
     missing: usize,
+    is_leaf: bool,
 }
-
-const LEAF: usize = usize::MAX;
 
 /// The trees a booster predicts with, flattened.
 pub(crate) struct FlatBooster {
     nodes: Vec<FlatNode>,
     roots: Vec<usize>,
+    /// Each tree's depth: the most splits on a path from its root to a leaf.
+    depths: Vec<usize>,
     base_score: f64,
     missing: f64,
 }
@@ -42,24 +44,38 @@ impl FlatBooster {
             .min(booster.trees.len());
         let mut nodes = Vec::new();
         let mut roots = Vec::with_capacity(used);
+        let mut depths = Vec::with_capacity(used);
         for tree in &booster.trees[..used] {
             let offset = nodes.len();
             roots.push(offset);
-            nodes.extend(tree.nodes.iter().map(|node| FlatNode {
-                split_value: node.split_value,
-                weight: node.weight_value as f64,
-                feature: if node.is_leaf {
-                    LEAF
+            nodes.extend(tree.nodes.iter().enumerate().map(|(k, node)| {
+                let here = offset + k;
+                if node.is_leaf {
+                    FlatNode {
+                        split_value: node.split_value,
+                        weight: node.weight_value as f64,
+                        column: 0,
+                        children: [here, here],
+                        missing: here,
+                        is_leaf: true,
+                    }
                 } else {
-                    node.split_feature
-                },
-                children: [offset + node.left_child, offset + node.right_child],
-                missing: offset + node.missing_node,
+                    FlatNode {
+                        split_value: node.split_value,
+                        weight: node.weight_value as f64,
+                        column: node.split_feature,
+                        children: [offset + node.left_child, offset + node.right_child],
+                        missing: offset + node.missing_node,
+                        is_leaf: false,
+                    }
+                }
             }));
+            depths.push(depth_below(&nodes, offset));
         }
         Self {
             nodes,
             roots,
+            depths,
             base_score: booster.base_score,
             missing: booster.missing,
         }
@@ -77,16 +93,18 @@ impl FlatBooster {
     /// The child of internal node `node` that `row` goes to: left below the split value,
     /// else right (as forust, a NaN that is not the missing value goes right).
     fn child(&self, node: &FlatNode, row: &[f64]) -> usize {
-        let value = row[node.feature];
+        let value = row[node.column];
+        // An index rather than a branch: which way a row goes is a coin toss to the
+        // processor, and a mispredicted branch per node was most of the time. Not `>=`: a NaN
+        // goes right, as in forust's `else`. Both ways are found before the test for a missing
+        // value picks one, so that test can be a select rather than a branch too.
+        #[allow(clippy::neg_cmp_op_on_partial_ord)]
+        let right = !(value < node.split_value);
+        let present = node.children[usize::from(right)];
         if self.is_missing(value) {
             node.missing
         } else {
-            // An index rather than a branch: which way a row goes is a coin toss to the
-            // processor, and a mispredicted branch per node was most of the time. Not `>=`:
-            // a NaN goes right, as in forust's `else`.
-            #[allow(clippy::neg_cmp_op_on_partial_ord)]
-            let right = !(value < node.split_value);
-            node.children[usize::from(right)]
+            present
         }
     }
 
@@ -112,7 +130,7 @@ impl FlatBooster {
                     walking = false;
                     for (k, node) in at.iter_mut().enumerate().take(lanes) {
                         let here = &self.nodes[*node];
-                        if here.feature != LEAF {
+                        if !here.is_leaf {
                             let row = first + k;
                             let child = self.child(here, &block[row * width..(row + 1) * width]);
                             step(row, here, &self.nodes[child]);
@@ -133,9 +151,32 @@ impl FlatBooster {
     pub(crate) fn raw_scores(&self, x: &Array2<f64>) -> Vec<f64> {
         map_row_blocks(x, |block, rows| {
             let mut scores = vec![self.base_score; rows];
-            self.walk(block, rows, x.ncols(), |_, _, _| {}, add_leaf(&mut scores));
+            self.add_leaf_weights(block, rows, x.ncols(), &mut scores);
             scores
         })
+    }
+
+    /// Adds to each of the `rows` rows of `width` values in `block` the weight of the leaf
+    /// it reaches in each tree, in tree order. Every row of [`LANES`] takes as many steps as
+    /// the tree is deep (a leaf steps to itself), so no lane waits on a test for a leaf whose
+    /// answer differs from row to row.
+    fn add_leaf_weights(&self, block: &[f64], rows: usize, width: usize, scores: &mut [f64]) {
+        for first in (0..rows).step_by(LANES) {
+            let lanes = LANES.min(rows - first);
+            let block = &block[first * width..(first + lanes) * width];
+            for (&root, &depth) in self.roots.iter().zip(&self.depths) {
+                let mut at = [root; LANES];
+                for _ in 0..depth {
+                    for (k, node) in at.iter_mut().enumerate().take(lanes) {
+                        let here = &self.nodes[*node];
+                        *node = self.child(here, &block[k * width..(k + 1) * width]);
+                    }
+                }
+                for (score, node) in scores[first..first + lanes].iter_mut().zip(at) {
+                    *score += self.nodes[node].weight;
+                }
+            }
+        }
     }
 
     /// Per row of `x` and design column, the column's contribution to the row's log-odds
@@ -183,10 +224,32 @@ fn add_leaf(scores: &mut [f64]) -> impl FnMut(usize, &FlatNode) + '_ {
     |row, leaf| scores[row] += leaf.weight
 }
 
+/// The most splits on a path from `root` down to a leaf, in `nodes` flattened with their
+/// leaves stepping to themselves. Each node is visited once (a missing branch that is also
+/// the left or right child is not followed twice).
+fn depth_below(nodes: &[FlatNode], root: usize) -> usize {
+    let mut deepest = 0;
+    let mut stack = vec![(root, 0)];
+    while let Some((at, depth)) = stack.pop() {
+        let node = &nodes[at];
+        if node.is_leaf {
+            deepest = deepest.max(depth);
+            continue;
+        }
+        let [left, right] = node.children;
+        stack.push((left, depth + 1));
+        stack.push((right, depth + 1));
+        if node.missing != left && node.missing != right {
+            stack.push((node.missing, depth + 1));
+        }
+    }
+    deepest
+}
+
 /// forust's "weight" contributions, without its bias column: for every node on a row's path,
 /// the child's weight minus the node's, added to the node's split feature, in forust's order.
 fn add_step(out: &mut [f64], width: usize) -> impl FnMut(usize, &FlatNode, &FlatNode) + '_ {
-    move |row, node, child| out[row * width + node.feature] += child.weight - node.weight
+    move |row, node, child| out[row * width + node.column] += child.weight - node.weight
 }
 
 /// `f(block, rows)` of each block of rows of `x` laid row after row, on every core, the
