@@ -109,10 +109,11 @@ impl FlatBooster {
     }
 
     /// Walks every tree with each of the `rows` rows of `width` values laid one after the
-    /// other in `block`: `step(row, node, child)` for each node a row passes through,
-    /// `leaf(row, leaf)` where it ends; for each row, tree after tree in order. Rows walk a
-    /// tree [`LANES`] at a time, so that their walks (each a chain of dependent loads)
-    /// overlap.
+    /// other in `block`: `step(row, node, child)` for each step a row takes, `leaf(row, leaf)`
+    /// where it ends; for each row, tree after tree in order. Rows walk a tree [`LANES`] at a
+    /// time, so that their walks (each a chain of dependent loads) overlap, and each takes as
+    /// many steps as the tree is deep: a row at a leaf steps from it to itself (`child` is
+    /// `node`), so no lane waits on a test for a leaf whose answer differs from row to row.
     fn walk(
         &self,
         block: &[f64],
@@ -123,20 +124,15 @@ impl FlatBooster {
     ) {
         for first in (0..rows).step_by(LANES) {
             let lanes = LANES.min(rows - first);
-            for &root in &self.roots {
+            for (&root, &depth) in self.roots.iter().zip(&self.depths) {
                 let mut at = [root; LANES];
-                let mut walking = true;
-                while walking {
-                    walking = false;
+                for _ in 0..depth {
                     for (k, node) in at.iter_mut().enumerate().take(lanes) {
+                        let row = first + k;
                         let here = &self.nodes[*node];
-                        if !here.is_leaf {
-                            let row = first + k;
-                            let child = self.child(here, &block[row * width..(row + 1) * width]);
-                            step(row, here, &self.nodes[child]);
-                            *node = child;
-                            walking = true;
-                        }
+                        let child = self.child(here, &block[row * width..(row + 1) * width]);
+                        step(row, here, &self.nodes[child]);
+                        *node = child;
                     }
                 }
                 for (k, node) in at.iter().enumerate().take(lanes) {
@@ -151,32 +147,9 @@ impl FlatBooster {
     pub(crate) fn raw_scores(&self, x: &Array2<f64>) -> Vec<f64> {
         map_row_blocks(x, |block, rows| {
             let mut scores = vec![self.base_score; rows];
-            self.add_leaf_weights(block, rows, x.ncols(), &mut scores);
+            self.walk(block, rows, x.ncols(), |_, _, _| {}, add_leaf(&mut scores));
             scores
         })
-    }
-
-    /// Adds to each of the `rows` rows of `width` values in `block` the weight of the leaf
-    /// it reaches in each tree, in tree order. Every row of [`LANES`] takes as many steps as
-    /// the tree is deep (a leaf steps to itself), so no lane waits on a test for a leaf whose
-    /// answer differs from row to row.
-    fn add_leaf_weights(&self, block: &[f64], rows: usize, width: usize, scores: &mut [f64]) {
-        for first in (0..rows).step_by(LANES) {
-            let lanes = LANES.min(rows - first);
-            let block = &block[first * width..(first + lanes) * width];
-            for (&root, &depth) in self.roots.iter().zip(&self.depths) {
-                let mut at = [root; LANES];
-                for _ in 0..depth {
-                    for (k, node) in at.iter_mut().enumerate().take(lanes) {
-                        let here = &self.nodes[*node];
-                        *node = self.child(here, &block[k * width..(k + 1) * width]);
-                    }
-                }
-                for (score, node) in scores[first..first + lanes].iter_mut().zip(at) {
-                    *score += self.nodes[node].weight;
-                }
-            }
-        }
     }
 
     /// Per row of `x` and design column, the column's contribution to the row's log-odds
@@ -248,6 +221,8 @@ fn depth_below(nodes: &[FlatNode], root: usize) -> usize {
 
 /// forust's "weight" contributions, without its bias column: for every node on a row's path,
 /// the child's weight minus the node's, added to the node's split feature, in forust's order.
+/// A leaf's step to itself adds +0.0 to column 0, which changes no bits: a sum that starts at
+/// +0.0 is never -0.0 (x + -x is +0.0).
 fn add_step(out: &mut [f64], width: usize) -> impl FnMut(usize, &FlatNode, &FlatNode) + '_ {
     move |row, node, child| out[row * width + node.column] += child.weight - node.weight
 }
