@@ -50,24 +50,22 @@ impl FlatBooster {
             roots.push(offset);
             nodes.extend(tree.nodes.iter().enumerate().map(|(k, node)| {
                 let here = offset + k;
-                if node.is_leaf {
-                    FlatNode {
-                        split_value: node.split_value,
-                        weight: node.weight_value as f64,
-                        column: 0,
-                        children: [here, here],
-                        missing: here,
-                        is_leaf: true,
-                    }
+                let (column, children, missing) = if node.is_leaf {
+                    (0, [here, here], here)
                 } else {
-                    FlatNode {
-                        split_value: node.split_value,
-                        weight: node.weight_value as f64,
-                        column: node.split_feature,
-                        children: [offset + node.left_child, offset + node.right_child],
-                        missing: offset + node.missing_node,
-                        is_leaf: false,
-                    }
+                    (
+                        node.split_feature,
+                        [offset + node.left_child, offset + node.right_child],
+                        offset + node.missing_node,
+                    )
+                };
+                FlatNode {
+                    split_value: node.split_value,
+                    weight: node.weight_value as f64,
+                    column,
+                    children,
+                    missing,
+                    is_leaf: node.is_leaf,
                 }
             }));
             depths.push(depth_below(&nodes, offset));
@@ -90,8 +88,8 @@ impl FlatBooster {
         }
     }
 
-    /// The child of internal node `node` that `row` goes to: left below the split value,
-    /// else right (as forust, a NaN that is not the missing value goes right).
+    /// The child of `node` that `row` goes to (a leaf's is itself): left below the split
+    /// value, else right (as forust, a NaN that is not the missing value goes right).
     fn child(&self, node: &FlatNode, row: &[f64]) -> usize {
         let value = row[node.column];
         // An index rather than a branch: which way a row goes is a coin toss to the

@@ -461,7 +461,7 @@ const PIVOT_CHUNK_ROWS: usize = 1 << 15;
 
 thread_local! {
     /// Scratch rows of [`pivot_on_split`], kept between calls: a fit partitions its rows a
-    /// few times per tree, and a fresh buffer each time faulted its pages in each time.
+    /// few times per tree, and a fresh buffer each time would fault its pages in each time.
     static PIVOT_SCRATCH: std::cell::RefCell<Vec<usize>> =
         const { std::cell::RefCell::new(Vec::new()) };
 }
