@@ -523,9 +523,10 @@ fn append_column(
             each_value(records, i, |from| match from {
                 From::Cell(row) => match (&short[row], v[row]) {
                     (Some(short), _) => b.append_short(short),
-                    (None, Some(s)) if lower && needs_lowering(s) => {
-                        b.append_value(&s.to_lowercase())
-                    }
+                    // `short_cells` left out every cell that needs lowering (and those it
+                    // could not window): lower-cased without asking again, a no-op on the
+                    // rare cell that needs none.
+                    (None, Some(s)) if lower => b.append_value(&s.to_lowercase()),
                     (None, other) => b.append_option(other),
                 },
                 From::Row(Value::Str(s)) => b.append_value(s),
