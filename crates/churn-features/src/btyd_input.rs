@@ -7,11 +7,12 @@
 //! as decimals, so the result does not depend on the order parallel workers add amounts in
 //! (a model fitted on it is then reproducible to the bit).
 
-use arrow::array::AsArray;
 use arrow::array::Decimal128Array;
+use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Date32Type, Decimal128Type, DecimalType, Float64Type, Int64Type};
 use chrono::NaiveDate;
 use churn_core::Lake;
+use churn_core::engine::Engine;
 use churn_core::session::SessionOptions;
 
 use crate::error::Result;
@@ -68,7 +69,28 @@ pub async fn btyd_inputs(
     scope: Scope<'_>,
 ) -> Result<Vec<BtydInput>> {
     let (ctx, _) = snapshot_session(lake, as_of, 365, session, scope).await?;
-    btyd_inputs_in(&ctx, grain).await
+    btyd_inputs_in(&ctx, grain, Method::for_session(session)).await
+}
+
+/// Where the summaries are computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Method {
+    /// The purchases scanned into this process's memory (32 bytes each) and summed per
+    /// customer there: several times faster than SQL's groupings on the text ids.
+    InMemory,
+    /// SQL groupings, which keep to the session's memory limit (spilling) and run on the
+    /// executors of a Ballista cluster.
+    Sql,
+}
+
+impl Method {
+    /// In memory on the in-process engine without a memory limit, as SQL otherwise.
+    pub(crate) fn for_session(session: &SessionOptions) -> Method {
+        match (&session.engine, session.memory_limit_bytes) {
+            (Engine::InProcess, None) => Method::InMemory,
+            _ => Method::Sql,
+        }
+    }
 }
 
 /// Summaries of every customer with a purchase before D, in a session with the
@@ -76,6 +98,7 @@ pub async fn btyd_inputs(
 pub(crate) async fn btyd_inputs_in(
     ctx: &datafusion::prelude::SessionContext,
     grain: Grain,
+    method: Method,
 ) -> Result<Vec<BtydInput>> {
     let last_period = last_calibration_period(ctx, &grain.period("(as_of_day - 1)")).await?;
     let window = Window {
@@ -83,6 +106,9 @@ pub(crate) async fn btyd_inputs_in(
         last_period,
         unit: grain.periods_per_week(),
     };
+    if method == Method::Sql {
+        return sql_inputs(ctx, grain, window).await;
+    }
     let purchases = PurchasePeriods::scan(ctx, grain).await?;
     let mut summaries = purchases.summaries(&[window])?;
     let (ids, summaries) = (purchases.ids, summaries.pop().unwrap_or_default());
@@ -96,10 +122,21 @@ pub(crate) async fn btyd_inputs_in(
 /// the history before the latest of them (see [`btyd_inputs_at_dates`]).
 pub struct BtydInputsAtDates {
     dates: Vec<NaiveDate>,
-    /// The customer ids the summaries' `customer` numbers index.
-    ids: CustomerIds,
-    /// Per date, the summaries of the customers with a purchase before it.
-    summaries: Vec<Vec<CustomerSummary>>,
+    found: Found,
+}
+
+enum Found {
+    /// Per date, the summaries of the customers with a purchase before it; their
+    /// `customer` numbers index `ids`.
+    InMemory {
+        ids: CustomerIds,
+        summaries: Vec<Vec<CustomerSummary>>,
+    },
+    /// Per customer (SQL): its largest period's spend, then each date's five aggregates.
+    Grouped(Vec<RecordBatch>),
+    /// Each date's summaries, found one date at a time (SQL, a day's spend beyond the packed
+    /// limit).
+    ByDate(Vec<Vec<BtydInput>>),
 }
 
 impl BtydInputsAtDates {
@@ -113,16 +150,22 @@ impl BtydInputsAtDates {
             ))
             .into());
         };
-        Ok(self.summaries[k]
-            .iter()
-            .map(|s| s.input(self.ids.get(s.customer)))
-            .collect())
+        match &self.found {
+            Found::InMemory { ids, summaries } => Ok(summaries[k]
+                .iter()
+                .map(|s| s.input(ids.get(s.customer)))
+                .collect()),
+            Found::Grouped(batches) => window_inputs(batches, k, &daily_window(as_of)),
+            Found::ByDate(inputs) => Ok(inputs[k].clone()),
+        }
     }
 }
 
 /// Summaries of every customer with a purchase before each of `dates`, at daily grain, from
 /// one scan of the purchases before the latest date: each date's summaries are those of the
-/// purchase days before it. A training run needs them at each of its snapshots' dates.
+/// purchase days before it. A training run needs them at each of its snapshots' dates. With
+/// [`Method::Sql`], one grouping by customer and day gives every date's aggregates, filtered
+/// to the days before it (seven dates of a 1M-customer lake took 5.7 s where one took 3 s).
 pub async fn btyd_inputs_at_dates(
     lake: &Lake,
     dates: &[NaiveDate],
@@ -134,19 +177,44 @@ pub async fn btyd_inputs_at_dates(
     let Some(&latest) = dates.last() else {
         return Ok(BtydInputsAtDates {
             dates,
-            ids: CustomerIds::default(),
-            summaries: Vec::new(),
+            found: Found::ByDate(Vec::new()),
         });
     };
     let (ctx, _) = snapshot_session(lake, latest, 365, session, Scope::Everyone).await?;
     let windows: Vec<Window> = dates.iter().map(|d| daily_window(*d)).collect();
-    let purchases = PurchasePeriods::scan(&ctx, Grain::Day).await?;
-    let summaries = purchases.summaries(&windows)?;
-    Ok(BtydInputsAtDates {
-        dates,
-        ids: purchases.ids,
-        summaries,
-    })
+    let found = match Method::for_session(session) {
+        Method::InMemory => {
+            let purchases = PurchasePeriods::scan(&ctx, Grain::Day).await?;
+            let summaries = purchases.summaries(&windows)?;
+            Found::InMemory {
+                ids: purchases.ids,
+                summaries,
+            }
+        }
+        Method::Sql => {
+            let batches = customer_periods(
+                &ctx,
+                Grain::Day,
+                FirstPeriodSpend::Packed,
+                &windows,
+                Order::Any,
+            )
+            .await?;
+            if exceeds_packed_spend(&batches) {
+                drop(batches);
+                let mut by_date = Vec::with_capacity(dates.len());
+                for &as_of in &dates {
+                    by_date.push(
+                        btyd_inputs(lake, as_of, Grain::Day, session, Scope::Everyone).await?,
+                    );
+                }
+                Found::ByDate(by_date)
+            } else {
+                Found::Grouped(batches)
+            }
+        }
+    };
+    Ok(BtydInputsAtDates { dates, found })
 }
 
 /// The purchase periods one set of summaries covers.
@@ -448,6 +516,169 @@ impl RowsByCustomer {
         let c = customer as usize;
         &self.rows[self.starts[c] as usize..self.starts[c + 1] as usize]
     }
+}
+
+/// The summaries of `window` by SQL ([`Method::Sql`]): one grouping by customer over the
+/// purchase periods gives everything, the repeat periods' spend being the whole spend less
+/// the first period's. (Joining each period to its customer's first period and grouping
+/// again took twice as long as all the rest.)
+async fn sql_inputs(
+    ctx: &datafusion::prelude::SessionContext,
+    grain: Grain,
+    window: Window,
+) -> Result<Vec<BtydInput>> {
+    let mut batches = customer_periods(
+        ctx,
+        grain,
+        FirstPeriodSpend::Packed,
+        &[window],
+        Order::ByCustomer,
+    )
+    .await?;
+    if exceeds_packed_spend(&batches) {
+        batches = customer_periods(
+            ctx,
+            grain,
+            FirstPeriodSpend::Ordered,
+            &[window],
+            Order::ByCustomer,
+        )
+        .await?;
+    }
+    window_inputs(&batches, 0, &window)
+}
+
+/// Whether a period's spend is too large for [`FirstPeriodSpend::Packed`].
+fn exceeds_packed_spend(batches: &[RecordBatch]) -> bool {
+    batches
+        .iter()
+        .filter_map(|b| arrow::compute::max(b.column(1).as_primitive::<Decimal128Type>()))
+        .max()
+        .is_some_and(|spend| spend >= PACKED_SPEND_LIMIT)
+}
+
+/// The summaries of `window`, the `k`th of those [`customer_periods`] computed, of the
+/// customers with a purchase in it.
+fn window_inputs(batches: &[RecordBatch], k: usize, window: &Window) -> Result<Vec<BtydInput>> {
+    let mut out = Vec::new();
+    for b in batches {
+        let column = |i: usize| b.column(2 + WINDOW_COLUMNS * k + i);
+        let bought =
+            arrow::compute::kernels::cmp::gt(column(0), &arrow::array::Int64Array::new_scalar(0))
+                .map_err(arrow_error)?;
+        let kept = |a: &arrow::array::ArrayRef| arrow::compute::filter(a, &bought);
+        let ids = arrow::compute::cast(&kept(b.column(0)).map_err(arrow_error)?, &DataType::Utf8)
+            .map_err(arrow_error)?;
+        let [periods, first, last, spend, first_spend] =
+            [0, 1, 2, 3, 4].map(|i| kept(column(i)).map_err(arrow_error));
+        let (ids, periods, first, last) = (ids.as_string::<i32>(), periods?, first?, last?);
+        let periods = periods.as_primitive::<Int64Type>();
+        let first = first.as_primitive::<Int64Type>();
+        let last = last.as_primitive::<Int64Type>();
+        let (spend, first_spend) = (spend?, first_spend?);
+        let (spend, first_spend) = (
+            spend.as_primitive::<Decimal128Type>(),
+            first_spend.as_primitive::<Decimal128Type>(),
+        );
+        let repeats: Vec<(i128, i64)> = (0..periods.len())
+            .map(|i| {
+                let first = if first_spend.scale() == 0 {
+                    first_spend.value(i).rem_euclid(PACKED_SPEND_LIMIT)
+                } else {
+                    first_spend.value(i)
+                };
+                (spend.value(i) - first, periods.value(i) - 1)
+            })
+            .collect();
+        let monetary = repeat_spend_means(&repeats, |i| ids.value(i))?;
+        for (i, monetary) in monetary.into_iter().enumerate() {
+            out.push(BtydInput {
+                customer_id: ids.value(i).to_string(),
+                frequency: (periods.value(i) - 1) as f64,
+                recency_weeks: (last.value(i) - first.value(i)) as f64 / window.unit,
+                age_weeks: (window.last_period - first.value(i)) as f64 / window.unit,
+                monetary,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// A period's spend below this (in units of the last decimal of [`SPEND_SCALE`], i.e. 10^14
+/// in currency) fits beside its period in one decimal of 38 digits.
+const PACKED_SPEND_LIMIT: i128 = 100_000_000_000_000_000_000;
+
+/// How the spend of each customer's first purchase period is found.
+#[derive(Clone, Copy)]
+enum FirstPeriodSpend {
+    /// The least of `period * 10^20 + spend` (spend in units of its last decimal): the first
+    /// period's, with its spend in the lower digits. A plain `min`, several times faster than
+    /// an ordered aggregate; exact while every period's spend is below [`PACKED_SPEND_LIMIT`].
+    Packed,
+    /// `first_value(spend ORDER BY period)`: exact for any spend.
+    Ordered,
+}
+
+/// The order of [`customer_periods`]' rows.
+#[derive(Clone, Copy)]
+enum Order {
+    ByCustomer,
+    /// Whatever order the grouping leaves (sorting a million ids costs a second).
+    Any,
+}
+
+/// Columns [`customer_periods`] gives per window.
+const WINDOW_COLUMNS: usize = 5;
+
+/// Per customer with a purchase before D (ordered as `order` says): customer_id, the largest
+/// spend of one period, then for each window the number of its purchase periods, the first
+/// and last of them, their whole spend, and the first period's spend (packed, see
+/// [`FirstPeriodSpend`]); a customer with no purchase in a window has 0 periods there and
+/// nulls.
+async fn customer_periods(
+    ctx: &datafusion::prelude::SessionContext,
+    grain: Grain,
+    first_period_spend: FirstPeriodSpend,
+    windows: &[Window],
+    order: Order,
+) -> Result<Vec<RecordBatch>> {
+    let period = grain.period("day");
+    let first_period_spend = match first_period_spend {
+        FirstPeriodSpend::Packed => format!(
+            "min(CAST(period AS DECIMAL(38, 0)) * CAST('{PACKED_SPEND_LIMIT}' AS DECIMAL(38, 0)) \
+             + CAST(spend * {} AS DECIMAL(38, 0)))",
+            10_i128.pow(SPEND_SCALE as u32)
+        ),
+        FirstPeriodSpend::Ordered => "first_value(spend ORDER BY period)".to_string(),
+    };
+    let per_window: Vec<String> = windows
+        .iter()
+        .enumerate()
+        .map(|(k, w)| {
+            let only = w
+                .before_period
+                .map_or(String::new(), |p| format!(" FILTER (WHERE period < {p})"));
+            format!(
+                "count(*){only} AS periods_{k}, min(period){only} AS first_period_{k}, \
+                 max(period){only} AS last_purchase_period_{k}, sum(spend){only} AS spend_{k}, \
+                 {first_period_spend}{only} AS first_period_spend_{k}"
+            )
+        })
+        .collect();
+    let sql = format!(
+        "WITH purchase_periods AS (SELECT customer_id, CAST({period} AS BIGINT) AS period, \
+            sum(CAST(amount AS DECIMAL(38, {SPEND_SCALE}))) AS spend \
+            FROM transactions WHERE is_purchase GROUP BY 1, 2), \
+        final AS (SELECT customer_id, max(spend) AS largest_period_spend, {} \
+          FROM purchase_periods GROUP BY customer_id) \
+        SELECT * FROM final{}",
+        per_window.join(", "),
+        match order {
+            Order::ByCustomer => " ORDER BY customer_id",
+            Order::Any => "",
+        }
+    );
+    Ok(ctx.sql(&sql).await?.collect().await?)
 }
 
 /// The last period of the calibration (the one holding the day before D).

@@ -15,7 +15,7 @@ use datafusion::prelude::SessionContext;
 use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
-use crate::btyd_input::{BtydInput, Grain, btyd_inputs_in};
+use crate::btyd_input::{BtydInput, Grain, Method, btyd_inputs_in};
 use crate::error::{FeatureError, Result};
 use crate::history::EventHistory;
 use crate::snapshot::{
@@ -419,7 +419,7 @@ pub async fn inputs_for(
             });
         }
     }
-    let btyd = btyd_inputs_in(&ctx, Grain::Day).await?;
+    let btyd = btyd_inputs_in(&ctx, Grain::Day, Method::for_session(&options.session)).await?;
     Ok(CustomerInputs {
         features: batches,
         btyd,

@@ -604,7 +604,7 @@ async fn the_snapshots_btyd_columns_equal_the_btyd_inputs_of_every_customer() {
     let dates = [date("2024-06-21"), date("2024-07-01")];
     build_features(&lake, &dates, &built_in()).await.unwrap();
     for as_of in dates {
-        let inputs = btyd_inputs_by_customer(&lake, as_of).await;
+        let inputs = btyd_inputs_by_customer(&lake, as_of, &SessionOptions::default()).await;
         let (_, rows) = table(
             &lake,
             &format!(
@@ -828,9 +828,26 @@ async fn lake_of_transactions(rows: &[&str]) -> (TempDir, Lake) {
 
 /// The BTYD summaries of a lake holding `rows` (transactions CSV lines after the header),
 /// by customer: (frequency, recency, age, monetary).
-async fn btyd_summaries(rows: &[&str], as_of: NaiveDate) -> HashMap<String, [f64; 4]> {
+async fn btyd_summaries(
+    rows: &[&str],
+    as_of: NaiveDate,
+    session: &SessionOptions,
+) -> HashMap<String, [f64; 4]> {
     let (_tmp, lake) = lake_of_transactions(rows).await;
-    summaries_by_customer(btyd_inputs_by_customer(&lake, as_of).await.into_values())
+    summaries_by_customer(
+        btyd_inputs_by_customer(&lake, as_of, session)
+            .await
+            .into_values(),
+    )
+}
+
+/// Session options for each way the BTYD summaries are computed: in memory (no limit) and
+/// by SQL (under a memory limit).
+fn btyd_sessions() -> [(&'static str, SessionOptions); 2] {
+    [
+        ("in memory", SessionOptions::default()),
+        ("SQL", SessionOptions::with_memory_limit(Some(1 << 30))),
+    ]
 }
 
 /// (frequency, recency, age, monetary) of each of `inputs`, by customer.
@@ -850,12 +867,13 @@ fn summaries_by_customer(
 async fn btyd_inputs_by_customer(
     lake: &Lake,
     as_of: NaiveDate,
+    session: &SessionOptions,
 ) -> HashMap<String, churn_features::BtydInput> {
     churn_features::btyd_inputs(
         lake,
         as_of,
         churn_features::Grain::Day,
-        &SessionOptions::default(),
+        session,
         churn_features::Scope::Everyone,
     )
     .await
@@ -895,23 +913,27 @@ async fn btyd_summaries_equal_hand_computed_ones_also_with_spend_beyond_a_hundre
     // Age runs from the first purchase day to 01-31, the day before D.
     let c1 = [2.0, 14.0 / 7.0, 30.0 / 7.0, 5.175];
     let c2 = [0.0, 0.0, 21.0 / 7.0, 0.0];
-    let summaries = btyd_summaries(&ordinary, as_of).await;
-    assert_eq!(summaries.len(), 2);
-    assert_eq!(summaries["C1"], c1);
-    assert_eq!(summaries["C2"], c2);
+    for (how, session) in btyd_sessions() {
+        let summaries = btyd_summaries(&ordinary, as_of, &session).await;
+        assert_eq!(summaries.len(), 2, "{how}");
+        assert_eq!(summaries["C1"], c1, "{how}");
+        assert_eq!(summaries["C2"], c2, "{how}");
 
-    // A day's spend of 10^14 or more does not fit beside its day in one 38-digit decimal;
-    // the first day's spend is then found another way, with the same results.
-    let mut with_large = ordinary.to_vec();
-    with_large.extend(LARGE_SPENDS);
-    let summaries = btyd_summaries(&with_large, as_of).await;
-    assert_eq!(summaries.len(), 3);
-    assert_eq!(summaries["C1"], c1);
-    assert_eq!(summaries["C2"], c2);
-    assert_eq!(
-        summaries["C3"],
-        [2.0, 2.0 / 7.0, 26.0 / 7.0, 200_000_000_000_000.5]
-    );
+        // A day's spend of 10^14 or more does not fit beside its day in one 38-digit
+        // decimal (SQL's packed first spend); the first day's spend is then found another
+        // way, with the same results.
+        let mut with_large = ordinary.to_vec();
+        with_large.extend(LARGE_SPENDS);
+        let summaries = btyd_summaries(&with_large, as_of, &session).await;
+        assert_eq!(summaries.len(), 3, "{how}");
+        assert_eq!(summaries["C1"], c1, "{how}");
+        assert_eq!(summaries["C2"], c2, "{how}");
+        assert_eq!(
+            summaries["C3"],
+            [2.0, 2.0 / 7.0, 26.0 / 7.0, 200_000_000_000_000.5],
+            "{how}"
+        );
+    }
 }
 
 /// The summaries `btyd_inputs_at_dates` gives at each of `dates`, by customer: (frequency,
@@ -919,8 +941,9 @@ async fn btyd_summaries_equal_hand_computed_ones_also_with_spend_beyond_a_hundre
 async fn btyd_summaries_at_dates(
     lake: &Lake,
     dates: &[NaiveDate],
+    session: &SessionOptions,
 ) -> Vec<HashMap<String, [f64; 4]>> {
-    let found = churn_features::btyd_inputs_at_dates(lake, dates, &SessionOptions::default())
+    let found = churn_features::btyd_inputs_at_dates(lake, dates, session)
         .await
         .unwrap();
     dates
@@ -931,36 +954,38 @@ async fn btyd_summaries_at_dates(
 
 #[tokio::test]
 async fn btyd_summaries_of_several_dates_from_one_query_equal_hand_computed_ones() {
-    let rows = HAND_SUMMARISED;
-    let (_tmp, lake) = lake_of_transactions(&rows).await;
-    let dates = [date("2024-01-01"), date("2024-01-09"), date("2024-02-01")];
-    let at = btyd_summaries_at_dates(&lake, &dates).await;
-    // On 01-01 nobody had bought before the day.
-    assert!(at[0].is_empty(), "{:?}", at[0]);
-    // Before 01-09: C1's days 01-01 and 01-08; the calibration ends on 01-08.
-    assert_eq!(at[1].len(), 1, "{:?}", at[1]);
-    assert_eq!(at[1]["C1"], [1.0, 1.0, 1.0, 7.25]);
-    assert_eq!(at[2].len(), 2, "{:?}", at[2]);
-    assert_eq!(at[2]["C1"], [2.0, 14.0 / 7.0, 30.0 / 7.0, 5.175]);
-    assert_eq!(at[2]["C2"], [0.0, 0.0, 21.0 / 7.0, 0.0]);
+    for (how, session) in btyd_sessions() {
+        let rows = HAND_SUMMARISED;
+        let (_tmp, lake) = lake_of_transactions(&rows).await;
+        let dates = [date("2024-01-01"), date("2024-01-09"), date("2024-02-01")];
+        let at = btyd_summaries_at_dates(&lake, &dates, &session).await;
+        // On 01-01 nobody had bought before the day.
+        assert!(at[0].is_empty(), "{how} {:?}", at[0]);
+        // Before 01-09: C1's days 01-01 and 01-08; the calibration ends on 01-08.
+        assert_eq!(at[1].len(), 1, "{how} {:?}", at[1]);
+        assert_eq!(at[1]["C1"], [1.0, 1.0, 1.0, 7.25]);
+        assert_eq!(at[2].len(), 2, "{how} {:?}", at[2]);
+        assert_eq!(at[2]["C1"], [2.0, 14.0 / 7.0, 30.0 / 7.0, 5.175]);
+        assert_eq!(at[2]["C2"], [0.0, 0.0, 21.0 / 7.0, 0.0]);
 
-    // With a day's spend of 10^14 or more, each date's summaries are found on their own.
-    let mut with_large = rows.to_vec();
-    with_large.extend(LARGE_SPENDS);
-    let (_tmp, lake) = lake_of_transactions(&with_large).await;
-    let dates = [date("2024-01-07"), date("2024-02-01")];
-    let at = btyd_summaries_at_dates(&lake, &dates).await;
-    assert_eq!(at[0].len(), 2, "{:?}", at[0]);
-    assert_eq!(at[0]["C1"], [0.0, 0.0, 5.0 / 7.0, 0.0]);
-    assert_eq!(
-        at[0]["C3"],
-        [1.0, 1.0 / 7.0, 1.0 / 7.0, 300_000_000_000_000.25]
-    );
-    assert_eq!(at[1]["C1"], [2.0, 14.0 / 7.0, 30.0 / 7.0, 5.175]);
-    assert_eq!(
-        at[1]["C3"],
-        [2.0, 2.0 / 7.0, 26.0 / 7.0, 200_000_000_000_000.5]
-    );
+        // With a day's spend of 10^14 or more (beyond SQL's packed first spend), the same.
+        let mut with_large = rows.to_vec();
+        with_large.extend(LARGE_SPENDS);
+        let (_tmp, lake) = lake_of_transactions(&with_large).await;
+        let dates = [date("2024-01-07"), date("2024-02-01")];
+        let at = btyd_summaries_at_dates(&lake, &dates, &session).await;
+        assert_eq!(at[0].len(), 2, "{how} {:?}", at[0]);
+        assert_eq!(at[0]["C1"], [0.0, 0.0, 5.0 / 7.0, 0.0]);
+        assert_eq!(
+            at[0]["C3"],
+            [1.0, 1.0 / 7.0, 1.0 / 7.0, 300_000_000_000_000.25]
+        );
+        assert_eq!(at[1]["C1"], [2.0, 14.0 / 7.0, 30.0 / 7.0, 5.175]);
+        assert_eq!(
+            at[1]["C3"],
+            [2.0, 2.0 / 7.0, 26.0 / 7.0, 200_000_000_000_000.5]
+        );
+    }
 }
 
 /// The daily-grain BTYD summaries DuckDB computes from the lake's Parquet files at `as_of`,
@@ -996,27 +1021,33 @@ fn duckdb_btyd_summaries(lake: &Lake, as_of: NaiveDate) -> HashMap<String, [f64;
 async fn btyd_summaries_of_one_and_of_several_dates_equal_duckdbs_on_the_demo_store() {
     let (_tmp, lake) = lake_from(&repo_root().join("data/demo")).await;
     let dates = [date("2025-03-01"), date("2026-01-01"), date("2026-06-01")];
-    let at = btyd_summaries_at_dates(&lake, &dates).await;
-    for (as_of, several) in dates.into_iter().zip(at) {
-        let expected = duckdb_btyd_summaries(&lake, as_of);
-        let one = summaries_by_customer(btyd_inputs_by_customer(&lake, as_of).await.into_values());
-        assert!(
-            expected.len() > 100,
-            "{as_of}: {} customers",
-            expected.len()
-        );
-        for (what, found) in [("one date", &one), ("several dates", &several)] {
-            assert_eq!(found.len(), expected.len(), "{as_of} {what}");
-            for (id, want) in &expected {
-                let have = found[id];
-                // Frequency, recency and age are exact; the mean spend DuckDB divides as a
-                // double, churn as a decimal truncated to 10 places.
-                assert_eq!(have[..3], want[..3], "{as_of} {what} {id}");
-                let spend_error = (have[3] - want[3]).abs();
-                assert!(
-                    spend_error < 1e-10 + 1e-12 * want[3].abs(),
-                    "{as_of} {what} {id}: {have:?} vs {want:?}"
-                );
+    let expected: Vec<_> = dates
+        .iter()
+        .map(|as_of| duckdb_btyd_summaries(&lake, *as_of))
+        .collect();
+    for (how, session) in btyd_sessions() {
+        let at = btyd_summaries_at_dates(&lake, &dates, &session).await;
+        for ((as_of, several), expected) in dates.into_iter().zip(at).zip(&expected) {
+            let one = btyd_inputs_by_customer(&lake, as_of, &session).await;
+            let one = summaries_by_customer(one.into_values());
+            assert!(
+                expected.len() > 100,
+                "{as_of}: {} customers",
+                expected.len()
+            );
+            for (what, found) in [("one date", &one), ("several dates", &several)] {
+                assert_eq!(found.len(), expected.len(), "{how} {as_of} {what}");
+                for (id, want) in expected {
+                    let have = found[id];
+                    // Frequency, recency and age are exact; the mean spend DuckDB divides as
+                    // a double, churn as a decimal truncated to 10 places.
+                    assert_eq!(have[..3], want[..3], "{how} {as_of} {what} {id}");
+                    let spend_error = (have[3] - want[3]).abs();
+                    assert!(
+                        spend_error < 1e-10 + 1e-12 * want[3].abs(),
+                        "{how} {as_of} {what} {id}: {have:?} vs {want:?}"
+                    );
+                }
             }
         }
     }
