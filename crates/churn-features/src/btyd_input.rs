@@ -266,10 +266,10 @@ const SPEND_SCALE: i8 = 6;
 /// Every purchase of the session's `transactions` view: its customer (a number into `ids`),
 /// purchase period and spend (a decimal of [`SPEND_SCALE`], as SQL's cast gives it).
 ///
-/// The summaries used to be two SQL groupings (by customer and period, then by customer
-/// with five filtered aggregates per date), whose hash tables on the text ids took most of
-/// a training run's BTYD time; one scan that numbers the customers, then a pass over each
-/// customer's few rows, computes the same sums exactly (128-bit integers, as the decimals).
+/// SQL's two groupings (by customer and period, then by customer with five filtered
+/// aggregates per date, see [`Method::Sql`]) spend most of their time in hash tables on the
+/// text ids; one scan that numbers the customers, then a pass over each customer's few
+/// rows, computes the same sums exactly (128-bit integers, as the decimals).
 struct PurchasePeriods {
     /// The customer ids, in the order first seen.
     ids: CustomerIds,
@@ -303,6 +303,16 @@ impl PurchasePeriods {
             );
             period.extend(batch.column(1).as_primitive::<Int64Type>().values());
             spend.extend(batch.column(2).as_primitive::<Decimal128Type>().values());
+            if customer.len() > u32::MAX as usize {
+                return Err(
+                    datafusion::error::DataFusionError::ResourcesExhausted(format!(
+                        "more than {} purchases to summarise in memory: set --memory-limit \
+                     (or [lake] memory_limit_mib), under which SQL summarises them",
+                        u32::MAX
+                    ))
+                    .into(),
+                );
+            }
         }
         Ok(PurchasePeriods {
             ids: numbering.ids,
