@@ -281,6 +281,7 @@ struct PurchasePeriods {
 impl PurchasePeriods {
     async fn scan(ctx: &datafusion::prelude::SessionContext, grain: Grain) -> Result<Self> {
         use futures::StreamExt;
+        let started = std::time::Instant::now();
         let sql = format!(
             "SELECT customer_id, CAST({} AS BIGINT) AS period, \
              CAST(amount AS DECIMAL(38, {SPEND_SCALE})) AS spend \
@@ -314,6 +315,12 @@ impl PurchasePeriods {
                 );
             }
         }
+        tracing::debug!(
+            purchases = customer.len(),
+            customers = numbering.ids.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "purchases scanned for the BTYD summaries"
+        );
         Ok(PurchasePeriods {
             ids: numbering.ids,
             customer,
@@ -325,6 +332,7 @@ impl PurchasePeriods {
     /// The summaries of each of `windows`, of the customers with a purchase in it, ordered
     /// by customer id.
     fn summaries(&self, windows: &[Window]) -> Result<Vec<Vec<CustomerSummary>>> {
+        let started = std::time::Instant::now();
         let rows_of = self.rows_by_customer();
         let by_id = self.ids.sorted();
         let mut found: Vec<Vec<CustomerSummary>> = vec![Vec::new(); windows.len()];
@@ -366,6 +374,12 @@ impl PurchasePeriods {
                 s.monetary = mean;
             }
         }
+        tracing::debug!(
+            customers = self.ids.len(),
+            windows = windows.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "BTYD summaries computed"
+        );
         Ok(found)
     }
 
