@@ -76,7 +76,8 @@ pub async fn btyd_inputs(
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Method {
     /// The purchases scanned into this process's memory (32 bytes each) and summed per
-    /// customer there: several times faster than SQL's groupings on the text ids.
+    /// customer there: on a 1M-customer lake a quarter less time and memory than SQL's
+    /// groupings on the text ids for one date, about half the time for seven.
     InMemory,
     /// SQL groupings, which keep to the session's memory limit (spilling) and run on the
     /// executors of a Ballista cluster.
