@@ -20,7 +20,7 @@ use chrono::NaiveDate;
 use churn_core::Lake;
 use churn_features::write::PartitionManifest;
 use churn_features::{
-    BtydInput, FeatureOptions, Grain, Scope, btyd_inputs, ensure_snapshot, snapshots_at_once,
+    BtydInput, FeatureOptions, Grain, Scope, beside_each_other, btyd_inputs, ensure_snapshot,
 };
 use churn_model::backtest::add_btyd_columns;
 use churn_model::btyd::{
@@ -321,19 +321,20 @@ pub async fn score(
         name,
     };
     let built_features = ensure_snapshot(lake, as_of, features).await?;
-    let read = async {
-        Ok::<_, churn_train::TrainError>(read_features(lake, as_of, &features.session).await?.frame)
-    };
-    let summarise = async {
-        Ok(btyd_inputs(lake, as_of, Grain::Day, &features.session, Scope::Everyone).await?)
-    };
     // The snapshot is read beside the BTYD summaries, whose scan numbers the customers on one
-    // core; under a memory limit (each session's pool has all of it) one after the other.
-    let (frame, inputs) = if snapshots_at_once(&features.session) > 1 {
-        futures::future::try_join(read, summarise).await?
-    } else {
-        (read.await?, summarise.await?)
-    };
+    // core.
+    let (frame, inputs) = beside_each_other(
+        &features.session,
+        async {
+            Ok::<_, churn_train::TrainError>(
+                read_features(lake, as_of, &features.session).await?.frame,
+            )
+        },
+        async {
+            Ok(btyd_inputs(lake, as_of, Grain::Day, &features.session, Scope::Everyone).await?)
+        },
+    )
+    .await?;
     let summaries: Vec<Summary> = inputs.iter().map(summary).collect();
     let params = BtydParameters::fit(&summaries, as_of)?;
     let outlooks = Outlooks::of(&inputs, &params, &model.stored.artifact.spec);

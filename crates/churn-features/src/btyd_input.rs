@@ -12,7 +12,6 @@ use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Date32Type, Decimal128Type, DecimalType, Float64Type, Int64Type};
 use chrono::NaiveDate;
 use churn_core::Lake;
-use churn_core::engine::Engine;
 use churn_core::session::SessionOptions;
 
 use crate::error::Result;
@@ -87,9 +86,10 @@ pub(crate) enum Method {
 impl Method {
     /// In memory on the in-process engine without a memory limit, as SQL otherwise.
     pub(crate) fn for_session(session: &SessionOptions) -> Method {
-        match (&session.engine, session.memory_limit_bytes) {
-            (Engine::InProcess, None) => Method::InMemory,
-            _ => Method::Sql,
+        if crate::build::in_process_without_limit(session) {
+            Method::InMemory
+        } else {
+            Method::Sql
         }
     }
 }
@@ -229,6 +229,18 @@ struct Window {
     unit: f64,
 }
 
+impl Window {
+    /// Frequency, recency and age (weeks) of a customer with `periods` purchase periods in
+    /// this window, the first and last of them `first` and `last`.
+    fn times(&self, periods: i64, first: i64, last: i64) -> [f64; 3] {
+        [
+            (periods - 1) as f64,
+            (last - first) as f64 / self.unit,
+            (self.last_period - first) as f64 / self.unit,
+        ]
+    }
+}
+
 /// The window of D at daily grain: the days before D.
 fn daily_window(as_of: NaiveDate) -> Window {
     let day = i64::from(Date32Type::from_naive_date(as_of));
@@ -358,12 +370,13 @@ impl PurchasePeriods {
                     continue;
                 }
                 let spend = self.spend_sum(&periods[..count], customer)?;
-                let last = periods[count - 1].0;
+                let [frequency, recency_weeks, age_weeks] =
+                    window.times(count as i64, first, periods[count - 1].0);
                 found[k].push(CustomerSummary {
                     customer,
-                    frequency: (count - 1) as f64,
-                    recency_weeks: (last - first) as f64 / window.unit,
-                    age_weeks: (window.last_period - first) as f64 / window.unit,
+                    frequency,
+                    recency_weeks,
+                    age_weeks,
                     monetary: 0.0,
                 });
                 repeats[k].push((spend - first_spend, count as i64 - 1));
@@ -617,11 +630,13 @@ fn window_inputs(batches: &[RecordBatch], k: usize, window: &Window) -> Result<V
             .collect();
         let monetary = repeat_spend_means(&repeats, |i| ids.value(i))?;
         for (i, monetary) in monetary.into_iter().enumerate() {
+            let [frequency, recency_weeks, age_weeks] =
+                window.times(periods.value(i), first.value(i), last.value(i));
             out.push(BtydInput {
                 customer_id: ids.value(i).to_string(),
-                frequency: (periods.value(i) - 1) as f64,
-                recency_weeks: (last.value(i) - first.value(i)) as f64 / window.unit,
-                age_weeks: (window.last_period - first.value(i)) as f64 / window.unit,
+                frequency,
+                recency_weeks,
+                age_weeks,
                 monetary,
             });
         }

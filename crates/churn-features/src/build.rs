@@ -450,9 +450,34 @@ pub async fn ensure_snapshot(
 /// 4.2 s one at a time); under a limit each session's pool would have the whole limit, and a
 /// cluster schedules its own work.
 pub fn snapshots_at_once(session: &SessionOptions) -> usize {
-    match (&session.engine, session.memory_limit_bytes) {
-        (Engine::InProcess, None) => 2,
-        _ => 1,
+    if in_process_without_limit(session) {
+        2
+    } else {
+        1
+    }
+}
+
+/// Whether `session` runs queries in this process without a memory limit: then work may
+/// hold what it needs in memory and run several sessions at once.
+pub(crate) fn in_process_without_limit(session: &SessionOptions) -> bool {
+    matches!(
+        (&session.engine, session.memory_limit_bytes),
+        (Engine::InProcess, None)
+    )
+}
+
+/// Runs `first` and `second` beside each other where [`snapshots_at_once`] is more than one,
+/// one after the other otherwise (under a memory limit each session's pool has the whole
+/// limit).
+pub async fn beside_each_other<A, B, E>(
+    session: &SessionOptions,
+    first: impl Future<Output = std::result::Result<A, E>>,
+    second: impl Future<Output = std::result::Result<B, E>>,
+) -> std::result::Result<(A, B), E> {
+    if snapshots_at_once(session) > 1 {
+        futures::future::try_join(first, second).await
+    } else {
+        Ok((first.await?, second.await?))
     }
 }
 

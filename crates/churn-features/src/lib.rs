@@ -17,8 +17,8 @@ pub mod write;
 pub use btyd_input::{BtydInput, BtydInputsAtDates, Grain, btyd_inputs, btyd_inputs_at_dates};
 pub use build::{
     CatalogueEntry, CustomerInputs, FeatureOptions, FeaturesSummary, SnapshotSummary,
-    build_features, build_snapshot, catalogue, ensure_snapshot, for_each_date, inputs_for,
-    snapshots_at_once,
+    beside_each_other, build_features, build_snapshot, catalogue, ensure_snapshot, for_each_date,
+    inputs_for, snapshots_at_once,
 };
 pub use dates::as_of_dates;
 pub use error::{FeatureError, Result};

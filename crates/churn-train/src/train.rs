@@ -11,8 +11,8 @@ use std::time::Instant;
 use chrono::NaiveDate;
 use churn_core::Lake;
 use churn_features::{
-    FeatureOptions, ensure_labels, ensure_snapshot, for_each_date, lake_transaction_days,
-    snapshots_at_once,
+    FeatureOptions, beside_each_other, ensure_labels, ensure_snapshot, for_each_date,
+    lake_transaction_days,
 };
 use churn_model::ModelSpec;
 use churn_model::artifact::Artifact;
@@ -429,14 +429,8 @@ pub async fn train(
         let test = read(&[schedule.test]).await?;
         Ok::<_, TrainError>((fit, calibration, test))
     };
-    // Beside each other only where snapshots are built several at once: under a memory
-    // limit each session's pool has the whole limit.
-    let ((fit, calibration, test), baseline) = if snapshots_at_once(&features.session) > 1 {
-        futures::future::try_join(read_slices, baseline).await?
-    } else {
-        let slices = read_slices.await?;
-        (slices, baseline.await?)
-    };
+    let ((fit, calibration, test), baseline) =
+        beside_each_other(&features.session, read_slices, baseline).await?;
     let slices = Slices {
         fit,
         calibration,
