@@ -1,7 +1,8 @@
 //! The gbdt learner's bins (forust-ml's `bin_matrix`, patched in `vendor/forust-ml`) checked
 //! against the weighted percentiles of each column computed exactly, in whole units of weight;
 //! and the partition of a node's rows by their bins (`pivot_on_split`, patched too) against
-//! the stable partition computed by filtering.
+//! the stable partition computed by filtering; and a fit on two threads against one on a
+//! single thread (the patched parallel steps must grow the same trees).
 //!
 //! The rows weigh 1 or 3 (as balanced class weights give two weights) and every column's
 //! non-missing rows weigh 2^k in all, so each row's share of the weight and every partial sum
@@ -225,4 +226,61 @@ fn a_nodes_rows_are_split_into_those_going_left_then_right_each_in_their_order()
             );
         }
     }
+}
+
+/// A fit on two threads takes the same steps as one on a single thread: the tiled fill's
+/// tasks, the leaf weights added to the training predictions in blocks of rows, the row
+/// index and the gradient sums. Enough rows for several of those blocks (65,536 rows each)
+/// and for the partition on several threads; a wrong block bound would change a row's
+/// prediction, then its gradient, then the next trees.
+#[test]
+fn a_gbdt_fit_on_several_threads_grows_the_trees_of_a_fit_on_one() {
+    use forust_ml::GradientBooster;
+    use forust_ml::objective::ObjectiveType;
+
+    let mut rng = SplitMix(11);
+    let rows = 3 * PARALLEL_PIVOT_MIN_ROWS + 4_321;
+    let cols = 6;
+    // Column-major values: few distinct values, many, and missing ones.
+    let mut values = Vec::with_capacity(rows * cols);
+    for col in 0..cols {
+        values.extend((0..rows).map(|_| match col % 3 {
+            0 => rng.below(4) as f64,
+            1 => rng.below(1_000_000) as f64 / 1000.0,
+            _ if rng.below(10) == 0 => f64::NAN,
+            _ => rng.below(300) as f64,
+        }));
+    }
+    let y: Vec<f64> = (0..rows)
+        .map(|r| {
+            let signal = values[r] + values[rows + r] / 250.0;
+            f64::from(signal + rng.below(3) as f64 > 4.0)
+        })
+        .collect();
+    let weights: Vec<f64> = y
+        .iter()
+        .map(|&l| if l == 1.0 { 3.0 } else { 1.0 })
+        .collect();
+    let data = Matrix::new(&values, rows, cols);
+    let fit = |parallel: bool| {
+        let mut booster = GradientBooster::default()
+            .set_objective_type(ObjectiveType::LogLoss)
+            .set_iterations(12)
+            .set_max_depth(4)
+            .set_parallel(parallel)
+            .set_tiled_histograms(true);
+        booster.fit(&data, &y, &weights, None).expect("fit");
+        let predictions = booster.predict(&data, false);
+        (booster.trees.len(), predictions)
+    };
+    let (serial_trees, serial) = fit(false);
+    let (parallel_trees, parallel) = fit(true);
+    assert_eq!(serial_trees, 12);
+    assert_eq!(parallel_trees, serial_trees);
+    let differing = serial
+        .iter()
+        .zip(&parallel)
+        .filter(|(a, b)| a.to_bits() != b.to_bits())
+        .count();
+    assert_eq!(differing, 0, "rows whose predictions differ");
 }

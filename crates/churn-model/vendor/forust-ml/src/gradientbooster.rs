@@ -31,6 +31,35 @@ pub type TrainingEvaluationData<'a> = (&'a Matrix<'a, f64>, &'a [f64], &'a [f64]
 type ImportanceFn = fn(&Tree, &mut HashMap<usize, (f32, usize)>);
 type GradHessFn = fn(&[f64], &[f64], &[f64]) -> (Vec<f32>, Vec<f32>);
 
+/// Rows per task when adding a tree's leaf weights to the predictions in parallel.
+const LEAF_WEIGHT_CHUNK_ROWS: usize = 65_536;
+
+/// Add each leaf's weight to the predictions of its rows. Every row is in one leaf at
+/// most, so each prediction gets one addition whatever the order. A leaf's rows are in
+/// increasing order when the fit started from increasing rows (its partitions are
+/// stable); then blocks of predictions are updated in parallel, each finding its rows
+/// in every leaf by binary search. Otherwise one leaf at a time.
+fn add_leaf_weights(yhat: &mut [f64], leaves: &[(&[usize], f64)], parallel: bool) {
+    let increasing = |rows: &[usize]| rows.par_windows(2).all(|w| w[0] < w[1]);
+    if !(parallel && leaves.iter().all(|(rows, _)| increasing(rows))) {
+        for (rows, weight) in leaves {
+            rows.iter().for_each(|&i| yhat[i] += weight);
+        }
+        return;
+    }
+    yhat.par_chunks_mut(LEAF_WEIGHT_CHUNK_ROWS)
+        .enumerate()
+        .for_each(|(block, out)| {
+            let first = block * LEAF_WEIGHT_CHUNK_ROWS;
+            let end = first + out.len();
+            for (rows, weight) in leaves {
+                let from = rows.partition_point(|&i| i < first);
+                let to = rows.partition_point(|&i| i < end);
+                rows[from..to].iter().for_each(|&i| out[i - first] += weight);
+            }
+        });
+}
+
 /// Rows per task when computing gradients and hessians in parallel.
 const GRAD_HESS_CHUNK_ROWS: usize = 16_384;
 
@@ -618,6 +647,11 @@ impl GradientBooster {
         hess: &mut [f32],
     ) -> (Vec<usize>, Vec<usize>) {
         match sample_method {
+            SampleMethod::None if self.parallel => {
+                let mut chosen = Vec::with_capacity(index.len());
+                index.par_iter().copied().collect_into_vec(&mut chosen);
+                (chosen, Vec::new())
+            }
             SampleMethod::None => (index.to_owned(), Vec::new()),
             SampleMethod::Random => {
                 RandomSampler::new(self.subsample).sample(rng, index, grad, hess)
@@ -958,11 +992,14 @@ impl GradientBooster {
             self.update_predictions_inplace(yhat, tree, data);
             return;
         };
-        for (rows, weight) in tree_rows.leaves(tree) {
-            match row_map {
-                Some(map) => rows.iter().for_each(|&i| yhat[map[i]] += weight),
-                None => rows.iter().for_each(|&i| yhat[i] += weight),
+        let leaves: Vec<(&[usize], f64)> = tree_rows.leaves(tree).collect();
+        match row_map {
+            Some(map) => {
+                for (rows, weight) in leaves {
+                    rows.iter().for_each(|&i| yhat[map[i]] += weight);
+                }
             }
+            None => add_leaf_weights(yhat, &leaves, self.parallel),
         }
         if !excluded.is_empty() {
             let predict = |&row: &usize| {

@@ -394,8 +394,11 @@ impl HistogramMatrix {
             sums
         };
         let n_tasks = plan.work.len() * plan.segments;
+        // One task per job: tiles differ in width, and with rayon's default split (halves
+        // until each thread has a few tasks) one thread was left with the wide tiles' last
+        // tasks while the other waited.
         let partials: Vec<Vec<(f64, f64)>> = if parallel {
-            (0..n_tasks).into_par_iter().map(fill).collect()
+            (0..n_tasks).into_par_iter().with_max_len(1).map(fill).collect()
         } else {
             (0..n_tasks).map(fill).collect()
         };
@@ -432,7 +435,7 @@ impl HistogramMatrix {
             }
         };
         if parallel {
-            tile_bins.into_par_iter().enumerate().for_each(add_segments);
+            tile_bins.into_par_iter().with_max_len(1).enumerate().for_each(add_segments);
         } else {
             tile_bins.into_iter().enumerate().for_each(add_segments);
         }

@@ -155,6 +155,10 @@ impl Tree {
         let (gradient_sum, hessian_sum, sort) = match sample_method {
             // We don't need to sort, if we are not sampling. This is because
             // the data is already sorted.
+            SampleMethod::None if parallel => {
+                let (g, h) = rayon::join(|| fast_f64_sum(grad), || fast_f64_sum(hess));
+                (g, h, false)
+            }
             SampleMethod::None => (fast_f64_sum(grad), fast_f64_sum(hess), false),
             _ => {
                 // Accumulate using f64 for numeric fidelity.
@@ -330,8 +334,9 @@ impl Tree {
             }
             let best_split =
                 |node: &SplittableNode| splitter.best_split(node, col_index, cuts, parallel);
+            // A level's nodes differ in size, so each is its own job (as in the tiled fill).
             let splits: Vec<Option<SplitInfo>> = if parallel {
-                level.par_iter().map(best_split).collect()
+                level.par_iter().with_max_len(1).map(best_split).collect()
             } else {
                 level.iter().map(best_split).collect()
             };
@@ -401,7 +406,7 @@ impl Tree {
                 children
             };
             let children: Vec<Vec<SplittableNode>> = if parallel {
-                work.into_par_iter().map(split_node).collect()
+                work.into_par_iter().with_max_len(1).map(split_node).collect()
             } else {
                 work.into_iter().map(split_node).collect()
             };
