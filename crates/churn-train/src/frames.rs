@@ -242,10 +242,14 @@ pub async fn read_labelled_snapshot(
     keep: Option<f64>,
 ) -> Result<ReadFrame> {
     let ctx = labelled_snapshot_session(lake, as_of, session).await?;
+    // The labels (two columns) first, so the hash join builds its table from them and streams
+    // the features past it; built from the features (40-odd columns), it gathered every
+    // feature value again for its output (on the 1M bench store the seven reads of a training
+    // run took 5.7 s instead of 5.2 s, the query alone 1.0-1.1 s instead of 0.8 s).
     let df = ctx
         .sql(
-            "SELECT f.*, CAST(l.churned AS DOUBLE) AS churned FROM f \
-             JOIN l ON f.customer_id = l.customer_id ORDER BY f.customer_id",
+            "SELECT f.*, CAST(l.churned AS DOUBLE) AS churned FROM l \
+             JOIN f ON f.customer_id = l.customer_id ORDER BY f.customer_id",
         )
         .await?;
     let batches = match keep {
