@@ -239,6 +239,31 @@ async fn create_record(lake: &Lake, record: &LeaseRecord) -> Result<bool> {
     }
 }
 
+/// Creates `record`'s generation and keeps it only while no newer generation exists; true
+/// when the caller holds the lake. The create alone is not enough: a writer whose look at
+/// the lease files is old can create a generation that a newer holder has already deleted
+/// (it took `n + 1` and removed `n`), and would then hold the lake beside that holder (seen
+/// as two lease files left by four `churn ingest`s started together). A generation is only
+/// deleted by a writer that created a newer one first, so a file newer than the one created
+/// is there to be found; the late writer removes its own file and looks again.
+async fn take_generation(lake: &Lake, record: &LeaseRecord) -> Result<bool> {
+    if !create_record(lake, record).await? {
+        return Ok(false);
+    }
+    let (_, generations) = lease_state(lake).await?;
+    if generations.last() > Some(&record.generation) {
+        tracing::debug!(
+            lake = %lake.display(),
+            generation = record.generation,
+            "a newer writer lease exists: giving this generation back"
+        );
+        lake.delete(&lake.path(&lease_file(record.generation)))
+            .await?;
+        return Ok(false);
+    }
+    Ok(true)
+}
+
 fn expiry(now: DateTime<Utc>, ttl: Duration) -> i64 {
     now.timestamp_millis()
         .saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX))
@@ -295,8 +320,8 @@ impl WriterLease {
                 expires_at_unix_ms: expiry(now, options.ttl),
                 released: false,
             };
-            if !create_record(lake, &record).await? {
-                // Another writer took this generation first: look again.
+            if !take_generation(lake, &record).await? {
+                // Another writer took this generation, or a newer one, first: look again.
                 continue;
             }
             for older in generations {
@@ -428,6 +453,42 @@ mod tests {
             .unwrap();
         assert_eq!(second.record().generation, 2);
         second.release().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_writer_late_to_a_generation_already_superseded_does_not_hold_the_lake() {
+        let lake = Lake::open("memory://lease-late").unwrap();
+        // Generation 1 was taken and released, then generation 2 taken (and 1 removed) by a
+        // writer that still holds the lake; a third writer that listed the lease files before
+        // any of this now creates generation 1, which no longer exists.
+        let first = WriterLease::acquire(&lake, &options("first", 60_000))
+            .await
+            .unwrap();
+        first.release().await.unwrap();
+        let holder = WriterLease::acquire(&lake, &options("holder", 60_000))
+            .await
+            .unwrap();
+        assert_eq!(holder.record().generation, 2);
+        let (_, generations) = lease_state(&lake).await.unwrap();
+        assert_eq!(generations, [2]);
+        let late = LeaseRecord {
+            generation: 1,
+            holder: "late".into(),
+            ..holder.record().clone()
+        };
+        assert!(!take_generation(&lake, &late).await.unwrap());
+        let (newest, generations) = lease_state(&lake).await.unwrap();
+        assert_eq!(generations, [2], "the late writer's file is removed");
+        assert_eq!(newest.unwrap().holder, "holder");
+        // Through `acquire`, the late writer waits for the holder like any other.
+        let err = WriterLease::acquire(&lake, &options("late", 60_000))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, CoreError::LakeBusy { holder, .. } if holder == "holder"),
+            "{err}"
+        );
+        holder.release().await.unwrap();
     }
 
     #[tokio::test]
