@@ -449,8 +449,10 @@ pub async fn train(
         Ok::<_, TrainError>(read)
     };
     // With BTYD columns, those of the scoring fit's dates too: one query gives them all.
+    // Under a memory limit (one after the other) the outlooks come first, so that their
+    // query does not run while the frames are held.
     let btyd = btyd_outlooks(lake, spec, &every_date, schedule.test, features);
-    let (read, outlooks) = beside_each_other(&features.session, read_dates, btyd).await?;
+    let (outlooks, read) = beside_each_other(&features.session, btyd, read_dates).await?;
     let mut reads = Reads {
         keep,
         outlooks,
