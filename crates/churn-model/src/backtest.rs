@@ -581,8 +581,8 @@ pub fn backtest(
     // What does not depend on the model (the baselines and the rows' fingerprint, about a
     // second of one core at 1M customers) is measured on a thread of its own beside the fit,
     // whose preprocessing leaves a core idle.
-    let (fitted, beside) = std::thread::scope(|scope| {
-        let beside = scope.spawn(|| -> Result<_> {
+    let (beside, fitted) = crate::parallel::beside(
+        || -> Result<_> {
             let rule = rule_baseline(&[fit, cal], test)?;
             let bgnbd: Vec<f64> = test
                 .customer_ids
@@ -595,13 +595,9 @@ pub fn backtest(
                 baseline_bgnbd,
                 fingerprint(&[fit, cal, test], &features),
             ))
-        });
-        let fitted = fit_artifact(spec, &features, fit, cal, descriptions);
-        let beside = beside
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        (fitted, beside)
-    });
+        },
+        || fit_artifact(spec, &features, fit, cal, descriptions),
+    );
     let Fitted { artifact, fit_ms } = fitted?;
     let (rule, baseline_bgnbd, data_fingerprint) = beside?;
     let preprocessor = &artifact.preprocessor;

@@ -19,7 +19,7 @@ pub mod explain;
 pub mod logistic;
 pub mod metrics;
 pub mod optim;
-mod parallel;
+pub mod parallel;
 pub mod spec;
 pub mod special;
 

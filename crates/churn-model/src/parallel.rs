@@ -65,6 +65,20 @@ pub(crate) fn for_row_blocks_mut<T: Send>(
     });
 }
 
+/// `first()` on a thread of its own while `second()` runs on this one, and both results: for
+/// two independent steps of which one alone would leave a core idle. A panic in `first` is
+/// resumed here as the panic it was.
+pub fn beside<A: Send, B>(first: impl FnOnce() -> A + Send, second: impl FnOnce() -> B) -> (A, B) {
+    std::thread::scope(|scope| {
+        let first = scope.spawn(first);
+        let second = second();
+        let first = first
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (first, second)
+    })
+}
+
 /// `f` of each item, in order, computed on all available cores.
 pub(crate) fn map<T: Sync, U: Send>(items: &[T], f: impl Fn(&T) -> U + Sync) -> Vec<U> {
     map_chunks(items, |chunk| chunk.iter().map(&f).collect::<Vec<U>>())
@@ -89,5 +103,16 @@ mod tests {
         assert_eq!(sums.iter().sum::<u64>(), items.iter().sum::<u64>());
         assert_eq!(sums[0], (0..CHUNK as u64).sum::<u64>());
         assert!(map(&[] as &[u64], |v| *v).is_empty());
+    }
+
+    #[test]
+    fn beside_returns_both_results_each_from_its_own_step() {
+        let items: Vec<u64> = (1..=100).collect();
+        let (sum, product) = beside(
+            || items.iter().sum::<u64>(),
+            || items[..10].iter().product::<u64>(),
+        );
+        assert_eq!(sum, 5050);
+        assert_eq!(product, 3_628_800);
     }
 }

@@ -137,21 +137,11 @@ pub fn frame_from_batches(batches: &[RecordBatch], as_of: NaiveDate) -> Result<R
     // The ids (a string allocated per row, about as long as all the numeric columns
     // together) on a thread of their own: a snapshot's conversion was 0.16-0.25 s on one
     // core, seven times in a 1M-customer training run.
-    let ids = std::thread::scope(|scope| {
-        let ids = schema
-            .fields()
-            .iter()
-            .any(|f| f.name() == "customer_id")
-            .then(|| scope.spawn(|| customer_ids(batches, rows)));
-        fill_columns(&mut frame, &mut unusable, batches, &schema, rows);
-        ids.map(|ids| {
-            ids.join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-        })
-    });
-    if let Some(ids) = ids {
-        frame.customer_ids = ids?;
-    }
+    let (ids, ()) = churn_model::parallel::beside(
+        || customer_ids(batches, rows),
+        || fill_columns(&mut frame, &mut unusable, batches, &schema, rows),
+    );
+    frame.customer_ids = ids?;
     frame.as_of = vec![as_of; frame.customer_ids.len()];
     Ok(ReadFrame {
         frame,
