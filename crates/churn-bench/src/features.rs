@@ -7,7 +7,7 @@ use std::process::Command;
 use churn_features::FeaturesSummary;
 use serde::Serialize;
 
-use crate::run::{measure, python_has};
+use crate::run::{measure, python_has, read_through};
 use crate::{BenchError, Measured, Result, Setup};
 
 /// The DuckDB reference of the feature contract, embedded so that the binary runs anywhere.
@@ -39,7 +39,8 @@ pub struct FeaturesFigures {
 }
 
 /// Times `churn features` for `as_of` on the store's lake (ingested first if needed), then
-/// the DuckDB reference when `setup.python` has DuckDB.
+/// the DuckDB reference when `setup.python` has DuckDB; each side reads the lake from the page
+/// cache.
 pub fn bench_features(
     setup: &Setup,
     as_of: &str,
@@ -53,6 +54,7 @@ pub fn bench_features(
     if let Some(limit) = memory_limit {
         cmd.args(["--memory-limit", limit]);
     }
+    read_through(&lake)?;
     let run = measure(&mut cmd)?;
     let summary: FeaturesSummary = run.json("the features summary")?;
     let rows = summary.snapshots.first().map_or(0, |s| s.customers);
@@ -66,6 +68,7 @@ pub fn bench_features(
             std::fs::write(&path, text).map_err(|e| BenchError::io(&path, e))?;
         }
         let out_csv = setup.work.join("duckdb-features.csv");
+        read_through(&lake)?;
         let run = measure(
             Command::new(&setup.python)
                 .arg(dir.join("run_reference.py"))
