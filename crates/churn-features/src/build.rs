@@ -228,12 +228,13 @@ fn query_error(file: &str, source: datafusion::error::DataFusionError) -> Featur
     }
 }
 
-/// Runs each feature view once and swaps the view for its result, checking that every row
-/// has a customer id (the one-row-per-customer grain is checked on the joined snapshot). One
-/// query at a time keeps memory bounded. In this process without a memory limit the results
-/// are held in memory; otherwise (under a limit, or on a cluster) each is written to staging
-/// Parquet and the final join reads those files. Writing and reading back the five built-in
-/// files' results was about a fifth of a 1M-customer snapshot.
+/// Runs each feature view once, one at a time, and swaps the view for its result, checking
+/// that every row has a customer id (the one-row-per-customer grain is checked on the joined
+/// snapshot). In this process without a memory limit the results are held in memory: writing
+/// them to staging Parquet and reading them back for the join took 0.6-1.0 s of a 1M-customer
+/// snapshot's 10.8 s, for 0.1 GB less peak memory. Under a limit or on a cluster each result
+/// is written to staging Parquet, so that memory holds one query's state at a time, and the
+/// final join reads those files.
 async fn materialize_features(
     ctx: &SessionContext,
     lake: &Lake,
