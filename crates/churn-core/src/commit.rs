@@ -159,7 +159,11 @@ async fn remove_staging(lake: &Lake, batch_id: &str) -> Result<()> {
     )
     .await?;
     lake.delete(&plan).await?;
-    // The job is committed whatever becomes of its empty folders.
+    // A job killed while it wrote a staged file left that file unlisted (only an abandoned
+    // job's staging can hold one). The job is committed whatever becomes of its folders.
+    if let Err(error) = lake.remove_interrupted_uploads(&dir).await {
+        tracing::warn!(batch_id, %error, "could not remove an interrupted write's file");
+    }
     if let Err(error) = lake.remove_empty_folders(&dir).await {
         tracing::warn!(batch_id, %error, "could not remove the empty staging folders");
     }

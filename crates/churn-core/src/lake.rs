@@ -311,6 +311,27 @@ impl Lake {
     /// folders behind (a demo run left a hundred) for every later listing of `_staging/` to
     /// walk. Files are never removed.
     pub async fn remove_empty_folders(&self, rel: &str) -> std::io::Result<()> {
+        self.on_local_folder(rel, remove_empty_tree).await
+    }
+
+    /// Removes the files that interrupted uploads left under `rel` (relative to the root) on a
+    /// lake on local disk. The local object store writes each file as `NAME#N` and renames it
+    /// into place, so a process killed mid-write leaves `NAME#N` behind, which listings never
+    /// show and so no delete of listed files reaches (CI: a `churn run` killed while
+    /// registering its model left `_models/churn/1/artifact.json#1` beside the version its
+    /// resume wrote). Call it only under the writer lease: an upload still under way would lose
+    /// its file. On object storage an unfinished upload leaves no object.
+    pub async fn remove_interrupted_uploads(&self, rel: &str) -> std::io::Result<()> {
+        self.on_local_folder(rel, remove_upload_leftovers).await
+    }
+
+    /// Runs `step` on a blocking thread on the folder `rel` (relative to the root) of a lake
+    /// on local disk; on object storage there is no folder to step through (nothing is done).
+    async fn on_local_folder(
+        &self,
+        rel: &str,
+        step: fn(&std::path::Path) -> std::io::Result<()>,
+    ) -> std::io::Result<()> {
         if self.root_url.scheme() != "file" {
             return Ok(());
         }
@@ -318,7 +339,7 @@ impl Lake {
             return Ok(());
         };
         let folder = root.join(rel);
-        tokio::task::spawn_blocking(move || remove_empty_tree(&folder))
+        tokio::task::spawn_blocking(move || step(&folder))
             .await
             .map_err(std::io::Error::other)?
     }
@@ -417,23 +438,58 @@ impl Lake {
     }
 }
 
+/// Whether `name` is the local object store's name for a file being uploaded: the final
+/// name, `#` and digits.
+fn is_upload_in_progress(name: &str) -> bool {
+    name.rsplit_once('#')
+        .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Removes the files under `folder` (at any depth) that [`is_upload_in_progress`] names.
+fn remove_upload_leftovers(folder: &std::path::Path) -> std::io::Result<()> {
+    let remove_leftover = |file: &std::fs::DirEntry| {
+        if !file.file_name().to_str().is_some_and(is_upload_in_progress) {
+            return Ok(());
+        }
+        match std::fs::remove_file(file.path()) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    };
+    visit_tree(folder, &remove_leftover, &|_| Ok(()))
+}
+
 /// Removes `folder` and the folders below it, deepest first, where they hold no file.
 fn remove_empty_tree(folder: &std::path::Path) -> std::io::Result<()> {
     use std::io::ErrorKind;
+    let remove_if_empty = |folder: &std::path::Path| match std::fs::remove_dir(folder) {
+        Err(e) if !matches!(e.kind(), ErrorKind::NotFound | ErrorKind::DirectoryNotEmpty) => Err(e),
+        _ => Ok(()),
+    };
+    visit_tree(folder, &|_| Ok(()), &remove_if_empty)
+}
+
+/// Visits the tree under `folder` depth first: `file` on each file, `done` on each folder
+/// once everything in it was visited (`folder` itself last). A folder that is not there is an
+/// empty tree.
+fn visit_tree(
+    folder: &std::path::Path,
+    file: &dyn Fn(&std::fs::DirEntry) -> std::io::Result<()>,
+    done: &dyn Fn(&std::path::Path) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     let entries = match std::fs::read_dir(folder) {
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         entries => entries?,
     };
     for entry in entries {
         let entry = entry?;
         if entry.file_type()?.is_dir() {
-            remove_empty_tree(&entry.path())?;
+            visit_tree(&entry.path(), file, done)?;
+        } else {
+            file(&entry)?;
         }
     }
-    match std::fs::remove_dir(folder) {
-        Err(e) if !matches!(e.kind(), ErrorKind::NotFound | ErrorKind::DirectoryNotEmpty) => Err(e),
-        _ => Ok(()),
-    }
+    done(folder)
 }
 
 /// Parquet settings used for every file churn writes.
@@ -604,5 +660,47 @@ mod tests {
     fn unsupported_schemes_are_named_in_the_error() {
         let err = Lake::open("ftp://host/x").unwrap_err();
         assert!(err.to_string().contains("ftp"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn an_interrupted_uploads_file_is_removed_and_other_files_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::open(dir.path().to_str().unwrap()).unwrap();
+        lake.put(&lake.path("m/1/artifact.json"), Bytes::from_static(b"{}"))
+            .await
+            .unwrap();
+        let version = dir.path().join("m/1");
+        // What the local object store leaves when killed mid-write, and names it does not.
+        for name in [
+            "artifact.json#1",
+            "deep/part.parquet#12",
+            "notes#draft",
+            "tag#",
+        ] {
+            let path = version.join(name);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, b"partial").unwrap();
+        }
+        lake.remove_interrupted_uploads("m/1").await.unwrap();
+        let mut left: Vec<String> = walk(&version);
+        left.sort();
+        assert_eq!(left, ["artifact.json", "notes#draft", "tag#"]);
+        // A folder that is not there is nothing to clean.
+        lake.remove_interrupted_uploads("m/9").await.unwrap();
+    }
+
+    /// The files under `folder`, by path relative to it.
+    fn walk(folder: &std::path::Path) -> Vec<String> {
+        let mut files = Vec::new();
+        for entry in std::fs::read_dir(folder).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                let sub = path.file_name().unwrap().to_string_lossy().to_string();
+                files.extend(walk(&path).into_iter().map(|f| format!("{sub}/{f}")));
+            } else {
+                files.push(path.file_name().unwrap().to_string_lossy().to_string());
+            }
+        }
+        files
     }
 }

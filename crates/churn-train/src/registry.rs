@@ -114,8 +114,14 @@ pub async fn versions(lake: &Lake, name: &str) -> Result<Vec<u32>> {
 /// there.
 pub async fn next_version(lake: &Lake, name: &str) -> Result<u32> {
     let next = versions(lake, name).await?.last().map_or(1, |v| v + 1);
-    for meta in lake.list(&version_dir(name, next)).await? {
+    let dir = version_dir(name, next);
+    for meta in lake.list(&dir).await? {
         lake.delete(&meta.location).await?;
+    }
+    // A file whose write was cut short is not listed; the version is written again whole,
+    // so such a file is only litter.
+    if let Err(error) = lake.remove_interrupted_uploads(&dir).await {
+        tracing::warn!(folder = %dir, %error, "could not remove an interrupted write's file");
     }
     Ok(next)
 }
@@ -314,5 +320,23 @@ mod tests {
         assert_eq!(next_version(&lake, "m").await.unwrap(), 2);
         assert!(lake.list("_models/m/2").await.unwrap().is_empty());
         assert_eq!(lake.list("_models/m/1").await.unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_write_cut_short_in_an_unfinished_version_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::open(dir.path().to_str().unwrap()).unwrap();
+        // Version 1 was being registered when its process was killed: metrics written, the
+        // artifact's upload under way (the local store's `NAME#N`), no manifest.
+        lake.put(
+            &lake.path("_models/m/1/metrics.json"),
+            Bytes::from_static(b"{}"),
+        )
+        .await
+        .unwrap();
+        let version = dir.path().join("_models/m/1");
+        std::fs::write(version.join("artifact.json#1"), b"{\"half").unwrap();
+        assert_eq!(next_version(&lake, "m").await.unwrap(), 1);
+        assert_eq!(std::fs::read_dir(&version).unwrap().count(), 0);
     }
 }
