@@ -19,7 +19,8 @@ use crate::btyd_input::{BtydInput, Grain, Method, btyd_inputs_in};
 use crate::error::{FeatureError, Result};
 use crate::history::EventHistory;
 use crate::snapshot::{
-    Scope, hold_population, register_empty_tables, register_snapshot_views, snapshot_session,
+    Scope, hold_population, hold_view, register_empty_tables, register_snapshot_views,
+    snapshot_session,
 };
 use crate::sqlfile::FeatureFile;
 use crate::write::{PartitionManifest, job_id, stage_partition, write_parquet};
@@ -247,21 +248,17 @@ async fn materialize_features(
         let origin = origin_of(files, name);
         let view = format!("feature_{name}");
         let started = Instant::now();
-        let df = ctx.table(&view).await?;
         let blame_file = |e: FeatureError| match e {
             FeatureError::DataFusion(source) => query_error(&origin, source),
             other => other,
         };
         let (rows, missing) = if in_process_without_limit(session) {
-            let schema = std::sync::Arc::new(df.schema().as_arrow().clone());
-            let batches = df.collect().await.map_err(|e| blame_file(e.into()))?;
-            let schema = batches.first().map_or(schema, |b| b.schema());
-            let (rows, missing) = rows_and_missing_ids_of(&batches);
-            ctx.deregister_table(&view)?;
-            let held = datafusion::datasource::MemTable::try_new(schema, vec![batches])?;
-            ctx.register_table(&view, std::sync::Arc::new(held))?;
-            (rows, missing)
+            let batches = hold_view(ctx, &view)
+                .await
+                .map_err(|e| blame_file(e.into()))?;
+            rows_and_missing_ids_of(&batches)
         } else {
+            let df = ctx.table(&view).await?;
             let rel = format!("{}/{view}.parquet", churn_core::commit::staging_dir(job));
             write_parquet(lake, df, &rel).await.map_err(blame_file)?;
             ctx.deregister_table(&view)?;

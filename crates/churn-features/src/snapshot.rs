@@ -266,13 +266,24 @@ pub async fn hold_population(ctx: &SessionContext, options: &SessionOptions) -> 
     if options.engine.is_ballista() {
         return Ok(());
     }
-    let df = ctx.table("population").await?;
-    let schema = Arc::new(df.schema().as_arrow().clone());
-    let batches = df.collect().await?;
-    ctx.deregister_table("population")?;
-    ctx.register_table(
-        "population",
-        Arc::new(MemTable::try_new(schema, vec![batches])?),
-    )?;
+    hold_view(ctx, "population").await?;
     Ok(())
+}
+
+/// Runs the view `name` once and registers its result in its place, held in memory; returns
+/// the held batches (sharing their buffers with the table). The table takes the batches' own
+/// schema: a feature file's plan can state another (`profile.sql`'s did, and the held table
+/// was refused).
+pub(crate) async fn hold_view(
+    ctx: &SessionContext,
+    name: &str,
+) -> datafusion::error::Result<Vec<arrow::array::RecordBatch>> {
+    let df = ctx.table(name).await?;
+    let planned = Arc::new(df.schema().as_arrow().clone());
+    let batches = df.collect().await?;
+    let schema = batches.first().map_or(planned, |b| b.schema());
+    ctx.deregister_table(name)?;
+    let held = MemTable::try_new(schema, vec![batches.clone()])?;
+    ctx.register_table(name, Arc::new(held))?;
+    Ok(batches)
 }

@@ -185,6 +185,8 @@ async fn btyd_outlooks(
 struct ReadFrames<'a> {
     taken: Vec<(NaiveDate, Frame)>,
     borrowed: Vec<(NaiveDate, &'a Frame)>,
+    /// Snapshots read from the lake already, without their BTYD columns yet.
+    fetched: Vec<(NaiveDate, ReadFrame)>,
 }
 
 impl<'a> ReadFrames<'a> {
@@ -198,6 +200,11 @@ impl<'a> ReadFrames<'a> {
     fn take(&mut self, as_of: NaiveDate) -> Option<Frame> {
         let at = self.taken.iter().position(|(d, _)| *d == as_of)?;
         Some(self.taken.swap_remove(at).1)
+    }
+
+    fn take_fetched(&mut self, as_of: NaiveDate) -> Option<ReadFrame> {
+        let at = self.fetched.iter().position(|(d, _)| *d == as_of)?;
+        Some(self.fetched.swap_remove(at).1)
     }
 }
 
@@ -241,7 +248,10 @@ async fn read_slice<'a>(
             frame.append(read.clone())?;
             continue;
         }
-        let read = read_date(lake, as_of, features, reads.keep).await?;
+        let read = match already_read.take_fetched(as_of) {
+            Some(read) => read,
+            None => read_date(lake, as_of, features, reads.keep).await?,
+        };
         frame.append(with_btyd_columns(lake, spec, as_of, read, features, reads).await?)?;
     }
     Ok(Cow::Owned(frame))
@@ -444,7 +454,7 @@ pub async fn train(
     let read_dates = async {
         let mut read = Vec::new();
         for &as_of in slice_dates.iter().copied().flatten() {
-            read.push(read_date(lake, as_of, features, keep).await?);
+            read.push((as_of, read_date(lake, as_of, features, keep).await?));
         }
         Ok::<_, TrainError>(read)
     };
@@ -459,14 +469,14 @@ pub async fn train(
         baseline_date: schedule.test,
         unusable: Vec::new(),
     };
-    let mut read = read.into_iter();
+    let mut read = ReadFrames {
+        fetched: read,
+        ..ReadFrames::default()
+    };
     let mut slice = async |dates: &[NaiveDate]| {
-        let mut frame = Frame::default();
-        for (&as_of, date_read) in dates.iter().zip(read.by_ref()) {
-            let date_frame = with_btyd_columns(lake, spec, as_of, date_read, features, &mut reads);
-            frame.append(date_frame.await?)?;
-        }
-        Ok::<_, TrainError>(frame)
+        read_slice(lake, spec, dates, &mut read, features, &mut reads)
+            .await
+            .map(Cow::into_owned)
     };
     let fit = slice(&schedule.fit).await?;
     let calibration = slice(&cal_dates).await?;
@@ -519,6 +529,7 @@ pub async fn train(
             .into_iter()
             .collect(),
         borrowed: vec![(schedule.test, &test)],
+        fetched: Vec::new(),
     };
     let refit = match register {
         Register::ScoringFit => {
