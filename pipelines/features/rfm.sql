@@ -62,12 +62,7 @@ per_customer as (
         sum(case when is_purchase and days_ago <= 365 then amount_exact end) as basket_sum_365d,
         sum(case when is_refund and days_ago <= 365 then 1 else 0 end) as returns_365d,
         sum(case when is_purchase and days_ago <= 365 and channel = 'online' then 1 else 0 end) as online_365d,
-        -- The distinct categories within the same grouping: a DISTINCT over (customer,
-        -- category) pairs and a second grouping cost twice as much. `array_agg` without
-        -- DISTINCT keeps its state per group in arrays, which spill to disk under a memory limit.
-        cardinality(array_distinct(
-            array_agg(product_category) filter (where is_purchase and days_ago <= 365 and product_category is not null)
-        )) as category_count_365d
+        count(distinct product_category) filter (where is_purchase and days_ago <= 365) as category_count_365d
     from history
     group by customer_id
 ),
@@ -87,7 +82,7 @@ final as (
         case when c.frequency_365d > 0 then cast(c.basket_sum_365d as double) / c.frequency_365d end as avg_basket_365d,
         cast(c.monetary_90d - c.net_91_180d as double) as spend_trend_90d,
         cast(c.returns_365d as bigint) as returns_365d,
-        cast(coalesce(c.category_count_365d, 0) as bigint) as category_count_365d,
+        c.category_count_365d,
         case when c.frequency_365d > 0 then cast(c.online_365d as double) / c.frequency_365d end as online_share_365d
     from population_ids i
     join per_customer c on c.customer_id = i.customer_id

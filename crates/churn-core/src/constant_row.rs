@@ -21,10 +21,16 @@ use datafusion::optimizer::optimizer::ApplyOrder;
 use datafusion::optimizer::{Optimizer, OptimizerConfig, OptimizerRule};
 
 /// DataFusion's logical optimizer rules with [`InlineConstantRow`] first, so that in each pass
-/// it runs before the filters are pushed down.
+/// it runs before the filters are pushed down, and
+/// [`crate::count_distinct_text::GroupedCountDistinctText`] last, so that DataFusion's own
+/// rewrite of a grouping whose only aggregates count one column's distinct values (into a
+/// grouping by that column) comes first.
 pub fn optimizer_rules() -> Vec<Arc<dyn OptimizerRule + Send + Sync>> {
     let mut rules: Vec<Arc<dyn OptimizerRule + Send + Sync>> = vec![Arc::new(InlineConstantRow)];
     rules.extend(Optimizer::new().rules);
+    rules.push(Arc::new(
+        crate::count_distinct_text::GroupedCountDistinctText,
+    ));
     rules
 }
 

@@ -6,6 +6,7 @@
 pub mod commit;
 pub mod committed;
 pub mod constant_row;
+pub mod count_distinct_text;
 pub mod engine;
 pub mod error;
 pub mod lake;

@@ -33,6 +33,7 @@ pub fn with_churn_functions(
     for function in churn_functions() {
         state.register_udf(function)?;
     }
+    state.register_udaf(crate::count_distinct_text::count_distinct_text())?;
     Ok(state)
 }
 
@@ -46,9 +47,9 @@ pub fn default_state_with_churn_functions() -> Result<datafusion::execution::Ses
     )
 }
 
-/// A Ballista executor's functions: every function a churn session has. Ballista's default
-/// registry leaves out DataFusion's array functions (`array_distinct`, `cardinality`, ...),
-/// which the built-in feature files call.
+/// A Ballista executor's functions: every function a churn session has (churn's own, which
+/// plans name, among them). Ballista's default registry leaves out DataFusion's array
+/// functions (`array_distinct`, `cardinality`, ...), which feature files may call.
 pub fn ballista_function_registry() -> Result<ballista_core::registry::BallistaFunctionRegistry> {
     Ok(ballista_core::registry::BallistaFunctionRegistry::from(
         &default_state_with_churn_functions()?,
