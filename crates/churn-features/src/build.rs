@@ -526,6 +526,12 @@ where
         .await
 }
 
+/// Runs `job` on a task of its own, so on another core than the caller's work, and cancels it
+/// when its result is no longer wanted.
+pub async fn on_own_task<T: Send + 'static>(job: impl Future<Output = T> + Send + 'static) -> T {
+    CancelOnDrop(tokio::spawn(job)).await
+}
+
 /// A spawned job that is cancelled when its result is no longer wanted.
 struct CancelOnDrop<T>(tokio::task::JoinHandle<T>);
 

@@ -18,7 +18,7 @@ pub use btyd_input::{BtydInput, BtydInputsAtDates, Grain, btyd_inputs, btyd_inpu
 pub use build::{
     CatalogueEntry, CustomerInputs, FeatureOptions, FeaturesSummary, SnapshotSummary,
     beside_each_other, build_features, build_snapshot, catalogue, ensure_snapshot, for_each_date,
-    inputs_for, snapshots_at_once,
+    inputs_for, on_own_task, snapshots_at_once,
 };
 pub use dates::as_of_dates;
 pub use error::{FeatureError, Result};

@@ -12,7 +12,7 @@ use chrono::NaiveDate;
 use churn_core::Lake;
 use churn_features::{
     FeatureOptions, beside_each_other, ensure_labels, ensure_snapshot, for_each_date,
-    lake_transaction_days,
+    lake_transaction_days, on_own_task,
 };
 use churn_model::ModelSpec;
 use churn_model::artifact::Artifact;
@@ -167,13 +167,11 @@ async fn btyd_outlooks(
         return outlooks_at_dates(lake, every_date, spec.horizon_days, &features.session).await;
     }
     // On a task of its own, so on a core of its own beside the reads.
-    let mut baseline = for_each_date(&[test], &features.session, |as_of| {
-        let (lake, session) = (lake.clone(), features.session.clone());
-        let horizon_days = spec.horizon_days;
-        async move { outlooks(&lake, as_of, horizon_days, false, &session).await }
-    })
-    .await?;
-    Ok(HashMap::from([(test, baseline.remove(0))]))
+    let (lake, session, horizon_days) = (lake.clone(), features.session.clone(), spec.horizon_days);
+    let baseline =
+        on_own_task(async move { outlooks(&lake, test, horizon_days, false, &session).await })
+            .await?;
+    Ok(HashMap::from([(test, baseline)]))
 }
 
 /// Frames of single snapshots this run has read already, by date, for the scoring fit: those
@@ -266,15 +264,13 @@ async fn read_date(
     keep: Option<f64>,
 ) -> Result<ReadFrame> {
     let reading = Instant::now();
-    // On a task of the runtime (for_each_date of the one date) rather than on the thread
-    // driving the run: there its conversion to a frame was a third thread beside the
-    // query's tasks on two cores (a scoring fit's read took 1.2-1.9 s, on a task 0.8 s).
-    let read = for_each_date(&[as_of], &features.session, |as_of| {
-        let (lake, session) = (lake.clone(), features.session.clone());
-        async move { read_labelled_snapshot(&lake, as_of, &session, keep).await }
-    })
-    .await?
-    .remove(0);
+    // On a task of the runtime rather than on the thread driving the run: there its
+    // conversion to a frame was a third thread beside the query's tasks on two cores (a
+    // scoring fit's read took 1.2-1.9 s, on a task 0.8 s).
+    let (lake, session) = (lake.clone(), features.session.clone());
+    let read =
+        on_own_task(async move { read_labelled_snapshot(&lake, as_of, &session, keep).await })
+            .await?;
     tracing::debug!(%as_of, rows = read.frame.customer_ids.len(), elapsed_ms = reading.elapsed().as_millis() as u64, "labelled snapshot read");
     Ok(read)
 }
