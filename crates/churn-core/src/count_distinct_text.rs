@@ -22,7 +22,7 @@ use std::hash::BuildHasher;
 use std::sync::{Arc, LazyLock};
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, Int64Array, ListArray, StringArray,
+    Array, ArrayRef, AsArray, BooleanArray, Int64Array, ListArray, StringArray, StringBuilder,
 };
 use datafusion::arrow::buffer::{OffsetBuffer, ScalarBuffer};
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
@@ -195,9 +195,10 @@ impl TextNumbers {
     /// The number of `text`, given it when new.
     fn number(&mut self, text: &str) -> Result<u32> {
         let hash = self.hash(text);
-        Ok(self
-            .number_below(hash, text, u32::MAX as usize)?
-            .expect("numbers below u32::MAX are given"))
+        match self.number_below(hash, text, usize::MAX)? {
+            Some(number) => Ok(number),
+            None => exec_err!("more than {} distinct texts to count", u32::MAX),
+        }
     }
 
     /// The number of `text` (whose hash is `hash`), given it when new and fewer than `limit`
@@ -374,17 +375,20 @@ struct GroupTexts {
     long: String,
 }
 
+/// The long text of `key` at `at` in `long`.
+fn long_text<'a>(long: &'a str, key: &TextKey, at: u32) -> &'a str {
+    &long[at as usize..at as usize + key.len as usize]
+}
+
 impl GroupTexts {
-    /// Adds `text` (whose hash is `hash`); whether it was new.
-    fn insert(&mut self, hash: u64, text: &str) -> Result<bool> {
+    /// Adds `text` (whose hash is `hash`) unless the group has it.
+    fn insert(&mut self, hash: u64, text: &str) -> Result<()> {
         let long = &self.long;
         let found = self.table.find(hash, |(key, at)| {
-            key.is_of(hash, text, || {
-                &long[*at as usize..*at as usize + key.len as usize]
-            })
+            key.is_of(hash, text, || long_text(long, key, *at))
         });
         if found.is_some() {
-            return Ok(false);
+            return Ok(());
         }
         let key = TextKey::new(hash, text)?;
         let at = if key.is_inline() {
@@ -398,7 +402,7 @@ impl GroupTexts {
         };
         self.table
             .insert_unique(hash, (key, at), |(key, _)| key.hash);
-        Ok(true)
+        Ok(())
     }
 
     fn texts(&self) -> impl Iterator<Item = &str> {
@@ -406,7 +410,7 @@ impl GroupTexts {
             if key.is_inline() {
                 key.inline_text()
             } else {
-                &self.long[*at as usize..*at as usize + key.len as usize]
+                long_text(&self.long, key, *at)
             }
         })
     }
@@ -496,7 +500,7 @@ impl GroupsAccumulator for GroupedDistinctTexts {
             .map(|number| self.low_numbers.text(number).to_string())
             .collect();
         let (low, high) = self.emit(emit_to);
-        let mut texts = datafusion::arrow::array::StringBuilder::new();
+        let mut texts = StringBuilder::new();
         let mut lengths = Vec::with_capacity(emitted);
         for (mut bits, high) in low.into_iter().zip(&high) {
             lengths.push(distinct_count(bits, high) as usize);
@@ -527,7 +531,7 @@ impl GroupsAccumulator for GroupedDistinctTexts {
         values: &[ArrayRef],
         opt_filter: Option<&BooleanArray>,
     ) -> Result<Vec<ArrayRef>> {
-        let mut texts = datafusion::arrow::array::StringBuilder::new();
+        let mut texts = StringBuilder::new();
         let mut lengths = vec![0; values[0].len()];
         for_each_text(&values[0], opt_filter, |row, text| {
             texts.append_value(text);
