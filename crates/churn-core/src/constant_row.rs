@@ -18,21 +18,7 @@ use datafusion::logical_expr::{
     EmptyRelation, Expr, Filter, Join, JoinType, LogicalPlan, Projection,
 };
 use datafusion::optimizer::optimizer::ApplyOrder;
-use datafusion::optimizer::{Optimizer, OptimizerConfig, OptimizerRule};
-
-/// DataFusion's logical optimizer rules with [`InlineConstantRow`] first, so that in each pass
-/// it runs before the filters are pushed down, and
-/// [`crate::count_distinct_text::GroupedCountDistinctText`] last, so that DataFusion's own
-/// rewrite of a grouping whose only aggregates count one column's distinct values (into a
-/// grouping by that column) comes first.
-pub fn optimizer_rules() -> Vec<Arc<dyn OptimizerRule + Send + Sync>> {
-    let mut rules: Vec<Arc<dyn OptimizerRule + Send + Sync>> = vec![Arc::new(InlineConstantRow)];
-    rules.extend(Optimizer::new().rules);
-    rules.push(Arc::new(
-        crate::count_distinct_text::GroupedCountDistinctText,
-    ));
-    rules
-}
+use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
 
 /// Inlines an inner join without keys whose one side is a single row of constants.
 #[derive(Debug, Default)]
@@ -160,7 +146,7 @@ mod tests {
     fn session(with_rule: bool) -> SessionContext {
         let mut state = datafusion::execution::SessionStateBuilder::new().with_default_features();
         if with_rule {
-            state = state.with_optimizer_rules(optimizer_rules());
+            state = state.with_optimizer_rules(crate::session::optimizer_rules());
         }
         let ctx = SessionContext::new_with_state(state.build());
         let batch = RecordBatch::try_from_iter([(

@@ -665,7 +665,7 @@ mod tests {
             .with_config(config)
             .with_default_features();
         if churns {
-            state = state.with_optimizer_rules(crate::constant_row::optimizer_rules());
+            state = state.with_optimizer_rules(crate::session::optimizer_rules());
         }
         let state = crate::sql_functions::with_churn_functions(state.build()).unwrap();
         let ctx = SessionContext::new_with_state(state);

@@ -15,6 +15,7 @@ use datafusion::execution::cache::default_cache::DefaultCache;
 use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::optimizer::{Optimizer, OptimizerRule};
 use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
 
 use crate::engine::{Engine, context_on};
@@ -208,10 +209,27 @@ pub async fn new_session(lake: &Lake, options: &SessionOptions) -> Result<Sessio
         .with_config(config)
         .with_runtime_env(runtime)
         .with_default_features()
-        .with_optimizer_rules(crate::constant_row::optimizer_rules())
+        .with_optimizer_rules(optimizer_rules())
         .build();
     let state = crate::sql_functions::with_churn_functions(state)?;
     context_on(&options.engine, state).await
+}
+
+/// DataFusion's logical optimizer rules with churn's: [`InlineConstantRow`] first, so that in
+/// each pass it runs before the filters are pushed down, and [`GroupedCountDistinctText`]
+/// last, so that DataFusion's own rewrite of a grouping whose only aggregates count one
+/// column's distinct values (into a grouping by that column) comes first.
+///
+/// [`InlineConstantRow`]: crate::constant_row::InlineConstantRow
+/// [`GroupedCountDistinctText`]: crate::count_distinct_text::GroupedCountDistinctText
+pub fn optimizer_rules() -> Vec<Arc<dyn OptimizerRule + Send + Sync>> {
+    let mut rules: Vec<Arc<dyn OptimizerRule + Send + Sync>> =
+        vec![Arc::new(crate::constant_row::InlineConstantRow)];
+    rules.extend(Optimizer::new().rules);
+    rules.push(Arc::new(
+        crate::count_distinct_text::GroupedCountDistinctText,
+    ));
+    rules
 }
 
 /// Registers one lake table in a session.
