@@ -720,7 +720,7 @@ async fn features_from_the_in_memory_history_equal_the_snapshot_and_follow_the_l
 }
 
 #[tokio::test]
-async fn sessions_scanning_the_lakes_files_work_in_larger_batches_unless_under_a_memory_budget() {
+async fn sessions_scanning_the_lakes_files_use_larger_batches_or_their_budgets_batches() {
     let (_tmp, lake) = lake_from(&repo_root().join("data/demo")).await;
     let scanning = SessionOptions {
         hold_tables_max_bytes: Some(0),
@@ -734,7 +734,8 @@ async fn sessions_scanning_the_lakes_files_work_in_larger_batches_unless_under_a
     for (options, batch_rows) in [
         (SessionOptions::default(), 8192),
         (scanning, churn_core::session::SCAN_BATCH_ROWS),
-        (budgeted, 1024),
+        // A row for every 64 KiB of the budget.
+        (budgeted, 4096),
     ] {
         let ctx = churn_core::session::new_session(&lake, &options)
             .await
