@@ -160,10 +160,10 @@ pub const MIN_BUDGET_BATCH_ROWS: usize = 1024;
 /// (so 1,024 up to 64 MiB, 4,096 at 256 MiB, 32,768 from 2 GiB). Small batches lower the
 /// least memory each of the many operators must hold before it can spill (the budget is
 /// shared fairly between them), which a small budget needs; a large one does not, and every
-/// operator pays per batch. A 1M-customer store's feature snapshot (release build) took
-/// 25.6 s with 1,024-row batches under an 8 GiB budget, 14.6 s with 8,192 and 13.2 s with
-/// 32,768 (10.6 s without a budget); under 256 MiB 25.6 s with 1,024 and 20.2 s with 4,096
-/// rows, at 401 and 402 MB peak.
+/// operator pays per batch. A 1M-customer store's feature snapshot (release builds
+/// alternating) took 23.1-23.9 s with 1,024-row batches under an 8 GiB budget and 13.2-13.4 s
+/// with 32,768 (8,192: 14.6 s; 10.6 s without a budget); under 256 MiB 25.9-26.8 s with 1,024
+/// and 19.7-20.8 s with 4,096 rows, at 384-393 and 422-449 MB peak.
 pub fn budget_batch_rows(limit_bytes: usize) -> usize {
     (limit_bytes / BUDGET_BYTES_PER_BATCH_ROW).clamp(MIN_BUDGET_BATCH_ROWS, SCAN_BATCH_ROWS)
 }
@@ -171,8 +171,8 @@ pub fn budget_batch_rows(limit_bytes: usize) -> usize {
 /// Sets `ctx`, a session made with `options` that scans the lake's files rather than tables
 /// held in memory (so a large lake), to batches of [`SCAN_BATCH_ROWS`] rows for its next
 /// queries, unless `options` set a memory budget (its sessions keep the batches that fit the
-/// budget, see [`budget_batch_rows`]). Small lakes keep DataFusion's default: with 32k-row batches for every
-/// session the demo took 2-3 % longer (dev build, six runs each alternately).
+/// budget, see [`budget_batch_rows`]). Small lakes keep DataFusion's default: with 32k-row
+/// batches for every session the demo took 2-3 % longer (dev build, six runs each alternately).
 pub fn use_scan_batches(ctx: &SessionContext, options: &SessionOptions) {
     if options.memory_limit_bytes.is_some() {
         return;
