@@ -4,12 +4,11 @@
 //! outputs are compared with the local engine's row for row by pandas reading both with
 //! DuckDB, so neither side's reader is ours.
 
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use churn_test_kit::{Churn, copy_dir, python_stdout, s, stderr};
+use churn_test_kit::{Churn, copy_dir, listens_on, python_stdout, s, stderr};
 
 const CHURN: Churn = Churn::new(env!("CARGO_BIN_EXE_churn"));
 
@@ -134,7 +133,7 @@ fn start(args: &[&str], port: u16) -> Process {
         .unwrap();
     let mut process = Process(child);
     let started = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+    while !listens_on(port) {
         assert!(
             process.0.try_wait().unwrap().is_none(),
             "churn engine {args:?} exited"

@@ -1,30 +1,12 @@
 //! Object storage for real: a local S3-compatible HTTP server (moto, started by the test)
 //! holds both the source files and the lake, and the same CLI commands work against it.
 
-use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use churn_test_kit::{Churn, python, s};
+use churn_test_kit::{Churn, listens_on, python, s};
 
 const CHURN: Churn = Churn::new(env!("CARGO_BIN_EXE_churn"));
-
-/// Whether a server on local `port` answers an HTTP request. A connection alone is not
-/// proof: a connect to a free port of the ephemeral range can, rarely, pick that same port as
-/// its source and connect to itself (a CI run saw boto refused right after such a check).
-fn answers_http(port: u16) -> bool {
-    use std::io::{Read, Write};
-    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-    let mut head = [0u8; 5];
-    stream
-        .write_all(b"GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
-        .is_ok()
-        && stream.read_exact(&mut head).is_ok()
-        && &head == b"HTTP/"
-}
 
 /// A moto S3 server on a free local port, stopped on drop.
 struct S3Server {
@@ -60,7 +42,7 @@ impl S3Server {
             .spawn()
             .expect("start moto (run the tests with tests/run.sh, which installs it)");
         let started = Instant::now();
-        while !answers_http(port) {
+        while !listens_on(port) {
             assert!(
                 started.elapsed() < Duration::from_secs(30),
                 "moto did not start (is moto[server] installed? use tests/run.sh)"

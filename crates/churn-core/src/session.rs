@@ -153,7 +153,7 @@ pub const SCAN_BATCH_ROWS: usize = 32 * 1024;
 const BUDGET_BYTES_PER_BATCH_ROW: usize = 64 * 1024;
 
 /// The fewest rows per batch of a session with a memory budget.
-pub const MIN_BUDGET_BATCH_ROWS: usize = 1024;
+const MIN_BUDGET_BATCH_ROWS: usize = 1024;
 
 /// Rows per batch of a session with a memory budget of `limit_bytes`: one row for every
 /// 64 KiB of the budget, at least [`MIN_BUDGET_BATCH_ROWS`] and at most [`SCAN_BATCH_ROWS`]

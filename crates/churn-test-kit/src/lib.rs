@@ -25,6 +25,16 @@ pub fn repo_root() -> PathBuf {
         .expect("the test kit sits two folders below the repository root")
 }
 
+/// Whether a server listens on local `port` (a port the test found free and gave to a server
+/// it started). A successful connect alone is not proof: a connect to a free port of the
+/// ephemeral range can, rarely, pick that same port as its source and connect to itself (a CI
+/// run saw an S3 client refused right after such a check), so that connection does not count.
+pub fn listens_on(port: u16) -> bool {
+    std::net::TcpStream::connect(("127.0.0.1", port))
+        .and_then(|stream| stream.local_addr())
+        .is_ok_and(|local| local.port() != port)
+}
+
 /// A path as the `&str` a command-line argument list wants (test paths are UTF-8).
 pub fn s(p: &Path) -> &str {
     p.to_str().expect("test paths are UTF-8")
