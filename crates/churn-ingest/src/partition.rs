@@ -6,11 +6,10 @@
 //! one buffer, the runs held, and one row group per spilled run and per day being written.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::sync::Arc;
 
-use arrow::array::{Array, AsArray, BooleanArray, Int32Array, RecordBatch, UInt64Array};
+use arrow::array::{Array, AsArray, BooleanArray, Int32Array, RecordBatch};
 use arrow::compute::filter_record_batch;
-use arrow::datatypes::{DataType, Date32Type, Field, Schema, SchemaRef, UInt64Type};
+use arrow::datatypes::{Date32Type, UInt64Type};
 use churn_core::parquet_io::{LakeParquetWriter, object_writer};
 use churn_core::{Lake, Table};
 use futures::StreamExt;
@@ -20,13 +19,9 @@ use object_store::ObjectMeta;
 use crate::dedup::{BatchKeys, Duplicates};
 use crate::error::{IngestError, Result};
 use crate::existing::{KeySet, files_keys, row_keys};
-use crate::rows::{HeldRows, day_order};
-use crate::runs::{read_run, write_run};
+use crate::rows::HeldRows;
+use crate::runs::{RunBlocks, SEQ_COLUMN, read_run, write_run};
 
-/// Columns a run adds after the table's: each row's sequence number in the batch (see
-/// [`crate::dedup`]) and its partition day, which comes last.
-const SEQ_COLUMN: &str = "__seq";
-const DAY_COLUMN: &str = "__day";
 /// Date partitions whose keys are read ahead of the merge.
 const KEY_READS_AHEAD: usize = 4;
 /// Date partitions' files written at once while the merge gathers the next day. Each is
@@ -74,8 +69,8 @@ type RunTask = tokio::task::JoinHandle<Result<(Vec<i32>, SortedRun, usize)>>;
 
 /// A day-sorted run of a batch's rows (with the sequence and day columns).
 enum SortedRun {
-    /// Held in memory.
-    Held(RecordBatch),
+    /// Held in memory, in batches of at most [`crate::runs::RUN_BATCH_ROWS`] rows.
+    Held(Vec<RecordBatch>),
     /// Spilled to staging, at this path relative to the lake root.
     Spilled(String),
 }
@@ -111,65 +106,10 @@ impl PartitionWriter {
         }
     }
 
-    /// The rows held, with their sequence numbers (from `first_seq`, in arrival order) and
-    /// days appended, sorted by day (stable: arrival order within a day), and the distinct
-    /// days among them in order.
-    ///
-    /// Each batch is put in day order on its own (blocks of CSV records come so already), then
-    /// the batches are merged by copying each one's run of rows of a day, day after day:
-    /// gathering the rows one value at a time from every batch was a fifth of a large
-    /// ingest's CPU time.
-    fn sorted_by_day(
-        schema: SchemaRef,
-        rows: &HeldRows,
-        first_seq: u64,
-    ) -> Result<(RecordBatch, Vec<i32>)> {
-        let mut sorted = Vec::with_capacity(rows.batches.len());
-        let mut start = 0;
-        for (batch, arrival) in rows.batches.iter().zip(&rows.arrival) {
-            let n = batch.num_rows();
-            sorted.push(DaySorted::of(
-                batch,
-                &rows.days[start..start + n],
-                arrival.as_deref(),
-                first_seq + start as u64,
-            )?);
-            start += n;
-        }
-        let mut days: Vec<i32> = sorted.iter().flat_map(|s| s.days.iter().copied()).collect();
-        days.sort_unstable();
-        days.dedup();
-        let mut slices = Vec::new();
-        let mut seqs = Vec::with_capacity(rows.days.len());
-        let mut row_days = Vec::with_capacity(rows.days.len());
-        let mut read = vec![0; sorted.len()];
-        for &day in &days {
-            for (batch, read) in sorted.iter().zip(read.iter_mut()) {
-                let from = *read;
-                let to = from + batch.days[from..].partition_point(|d| *d <= day);
-                if to > from {
-                    slices.push(batch.batch.slice(from, to - from));
-                    seqs.extend_from_slice(&batch.seqs[from..to]);
-                    row_days.extend_from_slice(&batch.days[from..to]);
-                    *read = to;
-                }
-            }
-        }
-        let merged = arrow::compute::concat_batches(&schema, &slices)?;
-        let mut fields: Vec<Arc<Field>> = schema.fields().iter().cloned().collect();
-        fields.push(Arc::new(Field::new(SEQ_COLUMN, DataType::UInt64, false)));
-        fields.push(Arc::new(Field::new(DAY_COLUMN, DataType::Int32, false)));
-        let mut columns = merged.columns().to_vec();
-        columns.push(Arc::new(UInt64Array::from(seqs)));
-        columns.push(Arc::new(Int32Array::from(row_days)));
-        let sorted = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?;
-        Ok((sorted, days))
-    }
-
-    /// Sorts a full buffer by day into a run, in the background: parsing goes on while the
-    /// run is sorted and, when the runs held would take more than the run memory with it,
-    /// spilled to staging. Runs written to staging and read back once were a large ingest's
-    /// most variable cost: 1.9 GB of 16.5M transactions went through the page cache twice.
+    /// Makes a full buffer a run, in the background: parsing goes on while the run is put in
+    /// day order and, when the runs held would take more than the run memory with it, spilled
+    /// to staging. Runs written to staging and read back once were a large ingest's most
+    /// variable cost: 1.9 GB of 16.5M transactions went through the page cache twice.
     pub async fn add_run(&mut self, rows: HeldRows) -> Result<()> {
         self.wait_for_run().await?;
         let first_seq = self.rows;
@@ -178,13 +118,14 @@ impl PartitionWriter {
         let room = self.run_memory_bytes.saturating_sub(self.held_bytes);
         let (lake, schema) = (self.lake.clone(), self.table.file_schema());
         self.in_flight = Some(tokio::spawn(async move {
-            let (sorted, days) = Self::sorted_by_day(schema, &rows, first_seq)?;
-            drop(rows);
-            let bytes = sorted.get_array_memory_size();
-            if bytes <= room {
-                return Ok((days, SortedRun::Held(sorted), bytes));
+            let run = RunBlocks::new(&schema, rows, first_seq)?;
+            let days = run.days().to_vec();
+            if run.memory_size() <= room {
+                let (batches, bytes) = run.gathered()?;
+                return Ok((days, SortedRun::Held(batches), bytes));
             }
-            write_run(&lake, &rel, &sorted).await?;
+            let run_schema = run.schema().clone();
+            write_run(&lake, &rel, &run_schema, run.into_batches()).await?;
             Ok((days, SortedRun::Spilled(rel), 0))
         }));
         Ok(())
@@ -229,9 +170,9 @@ impl PartitionWriter {
         });
         self.wait_for_run().await?;
         if !last.days.is_empty() {
-            let (sorted, days) = Self::sorted_by_day(self.table.file_schema(), &last, self.rows)?;
-            self.days.extend(days);
-            self.runs.push(SortedRun::Held(sorted));
+            let run = RunBlocks::new(&self.table.file_schema(), last, self.rows)?;
+            self.days.extend(run.days().iter().copied());
+            self.runs.push(SortedRun::Held(run.gathered()?.0));
         }
         let (duplicates, took) = finding.await?;
         tracing::debug!(
@@ -246,8 +187,8 @@ impl PartitionWriter {
         let mut spilled = Vec::new();
         for run in std::mem::take(&mut self.runs) {
             cursors.push(match run {
-                SortedRun::Held(batch) => {
-                    RunCursor::new(futures::stream::iter([Ok(batch)]).boxed())
+                SortedRun::Held(batches) => {
+                    RunCursor::new(futures::stream::iter(batches.into_iter().map(Ok)).boxed())
                 }
                 SortedRun::Spilled(rel) => {
                     let cursor = RunCursor::new(read_run(&self.lake, &rel).await?);
@@ -392,41 +333,6 @@ impl PartitionWriter {
     }
 }
 
-/// One batch of held rows in day order, with each row's day and sequence number.
-struct DaySorted {
-    batch: RecordBatch,
-    days: Vec<i32>,
-    seqs: Vec<u64>,
-}
-
-impl DaySorted {
-    /// `batch` in day order (stable). `days` are its rows' days, `arrival` where its rows came
-    /// in arrival order (`None`: as they are), `first_seq` the sequence number of the first of
-    /// them to arrive.
-    fn of(
-        batch: &RecordBatch,
-        days: &[i32],
-        arrival: Option<&[u32]>,
-        first_seq: u64,
-    ) -> Result<DaySorted> {
-        let seq = |row: usize| first_seq + arrival.map_or(row, |a| a[row] as usize) as u64;
-        if days.is_sorted() {
-            return Ok(DaySorted {
-                batch: batch.clone(),
-                days: days.to_vec(),
-                seqs: (0..days.len()).map(seq).collect(),
-            });
-        }
-        let order = day_order(days);
-        let indices = arrow::array::UInt32Array::from(order.clone());
-        Ok(DaySorted {
-            batch: arrow::compute::take_record_batch(batch, &indices)?,
-            days: order.iter().map(|&row| days[row as usize]).collect(),
-            seqs: order.iter().map(|&row| seq(row as usize)).collect(),
-        })
-    }
-}
-
 /// The dedup keys the lake holds in the partitions a batch writes to, read a few days ahead
 /// of the merge, each day on its own task, so that reading them overlaps merging and writing.
 struct LakeKeyReads {
@@ -557,7 +463,9 @@ struct RunCursor {
 impl RunCursor {
     fn new(stream: BoxStream<'static, Result<RecordBatch>>) -> Self {
         Self {
-            stream,
+            // Asked for its next batch again after its end (the merge asks every run for its
+            // next day until all are done).
+            stream: stream.fuse().boxed(),
             batch: None,
             offset: 0,
         }
@@ -606,50 +514,5 @@ impl RunCursor {
         }
         self.offset = end;
         Ok(Some(batch.slice(start, end - start)))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use arrow::array::StringArray;
-
-    use super::*;
-
-    fn batch(schema: &SchemaRef, ids: &[&str]) -> RecordBatch {
-        let ids = StringArray::from(ids.to_vec());
-        RecordBatch::try_new(schema.clone(), vec![Arc::new(ids)]).unwrap()
-    }
-
-    #[test]
-    fn held_rows_sort_by_day_in_arrival_order_with_their_sequence_numbers() {
-        let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Utf8, false)]));
-        // Rows a0..a3 arrived in that order on days 5, 3, 5, 3 and are held in day order;
-        // b0..b2 arrived after them on days 4, 3, 5, held as they came.
-        let rows = HeldRows {
-            batches: vec![
-                batch(&schema, &["a1", "a3", "a0", "a2"]),
-                batch(&schema, &["b0", "b1", "b2"]),
-            ],
-            days: vec![3, 3, 5, 5, 4, 3, 5],
-            arrival: vec![Some(vec![1, 3, 0, 2]), None],
-        };
-        let (sorted, distinct_days) = PartitionWriter::sorted_by_day(schema, &rows, 100).unwrap();
-        let column = |name: &str| sorted.column_by_name(name).unwrap().clone();
-        let ids = column("id");
-        let ids: Vec<&str> = ids.as_string::<i32>().iter().flatten().collect();
-        assert_eq!(ids, ["a1", "a3", "b1", "b0", "a0", "a2", "b2"]);
-        let seqs = column(SEQ_COLUMN);
-        assert_eq!(
-            seqs.as_primitive::<UInt64Type>().values().to_vec(),
-            [101, 103, 105, 104, 100, 102, 106]
-        );
-        let days = column(DAY_COLUMN);
-        assert_eq!(
-            days.as_primitive::<arrow::datatypes::Int32Type>()
-                .values()
-                .to_vec(),
-            [3, 3, 3, 4, 5, 5, 5]
-        );
-        assert_eq!(distinct_days, [3, 4, 5]);
     }
 }

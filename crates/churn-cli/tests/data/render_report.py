@@ -10,6 +10,7 @@ usage: render_report.py REPORT.html SCREENSHOT.png
 import base64
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -125,6 +126,9 @@ def main():
             height = int.from_bytes(png[20:24], "big")
         finally:
             call(base, "DELETE", s)
+            # The browser has quit with the session: its profile is left behind otherwise
+            # (2 MB in the temporary folder per report rendered).
+            shutil.rmtree(profile, ignore_errors=True)
         print(json.dumps({
             "url": url,
             "console": [{"level": e["level"], "message": e["message"]} for e in console],
