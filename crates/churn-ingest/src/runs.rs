@@ -72,9 +72,9 @@ pub struct RunBlocks {
     days: Vec<i32>,
 }
 
-/// One block of a held run, in day order.
+/// One block of a run, in day order (its arrays are in [`RunBlocks::column_data`]).
 struct DaySortedBlock {
-    batch: RecordBatch,
+    rows: usize,
     /// Where its rows' days start in [`RunBlocks::row_days`].
     start: usize,
     /// The sequence number of the block's first row to arrive.
@@ -107,17 +107,13 @@ impl RunBlocks {
             arrival,
         } = rows;
         let mut blocks = Vec::with_capacity(batches.len());
+        let mut column_data: Vec<Vec<ArrayData>> = vec![Vec::new(); table_schema.fields().len()];
         let mut start = 0;
         for (batch, arrival) in batches.into_iter().zip(arrival) {
             let n = batch.num_rows();
             let block_days = &mut row_days[start..start + n];
-            let block = if block_days.is_sorted() {
-                DaySortedBlock {
-                    batch,
-                    start,
-                    first_seq: first_seq + start as u64,
-                    arrival,
-                }
+            let (batch, arrival) = if block_days.is_sorted() {
+                (batch, arrival)
             } else {
                 let order = day_order(block_days);
                 let sorted_days: Vec<i32> = order.iter().map(|&k| block_days[k as usize]).collect();
@@ -126,14 +122,18 @@ impl RunBlocks {
                     .iter()
                     .map(|&k| arrival.as_ref().map_or(k, |a| a[k as usize]))
                     .collect();
-                DaySortedBlock {
-                    batch: arrow::compute::take_record_batch(&batch, &UInt32Array::from(order))?,
-                    start,
-                    first_seq: first_seq + start as u64,
-                    arrival: Some(arrival),
-                }
+                let batch = arrow::compute::take_record_batch(&batch, &UInt32Array::from(order))?;
+                (batch, Some(arrival))
             };
-            blocks.push(block);
+            for (c, column) in batch.columns().iter().enumerate() {
+                column_data[c].push(column.to_data());
+            }
+            blocks.push(DaySortedBlock {
+                rows: n,
+                start,
+                first_seq: first_seq + start as u64,
+                arrival,
+            });
             start += n;
         }
         // Each block's distinct days come in order, one scan each: sorting every row's day (a
@@ -141,7 +141,7 @@ impl RunBlocks {
         let mut days: Vec<i32> = blocks
             .iter()
             .flat_map(|b| {
-                let block_days = &row_days[b.start..b.start + b.batch.num_rows()];
+                let block_days = &row_days[b.start..b.start + b.rows];
                 block_days
                     .iter()
                     .enumerate()
@@ -151,9 +151,6 @@ impl RunBlocks {
             .collect();
         days.sort_unstable();
         days.dedup();
-        let column_data = (0..table_schema.fields().len())
-            .map(|c| blocks.iter().map(|b| b.batch.column(c).to_data()).collect())
-            .collect();
         Ok(RunBlocks {
             schema: run_schema(table_schema),
             blocks,
@@ -175,14 +172,18 @@ impl RunBlocks {
 
     /// Bytes the run holds in memory.
     pub fn memory_size(&self) -> usize {
-        let blocks: usize = self
+        let arrays: usize = self
+            .column_data
+            .iter()
+            .flatten()
+            .map(ArrayData::get_array_memory_size)
+            .sum();
+        let arrival: usize = self
             .blocks
             .iter()
-            .map(|b| {
-                b.batch.get_array_memory_size() + b.arrival.as_ref().map_or(0, |a| a.len() * 4)
-            })
+            .map(|b| b.arrival.as_ref().map_or(0, Vec::len))
             .sum();
-        blocks + (self.row_days.len() + self.days.len()) * std::mem::size_of::<i32>()
+        arrays + (arrival + self.row_days.len() + self.days.len()) * std::mem::size_of::<u32>()
     }
 
     /// The run's rows gathered in day order ([`RunBlocks::into_batches`]), and the bytes they
@@ -227,8 +228,7 @@ impl DayOrderBatches {
             let before = seqs.len();
             for (b, (block, read)) in run.blocks.iter().zip(self.read.iter_mut()).enumerate() {
                 let from = *read;
-                let block_days =
-                    &run.row_days[block.start + from..block.start + block.batch.num_rows()];
+                let block_days = &run.row_days[block.start + from..block.start + block.rows];
                 let of_day = block_days.partition_point(|d| *d <= day);
                 let take = of_day.min(RUN_BATCH_ROWS - seqs.len());
                 if take == 0 {
