@@ -1,10 +1,12 @@
 //! Object storage for real: a local S3-compatible HTTP server (moto, started by the test)
 //! holds both the source files and the lake, and the same CLI commands work against it.
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, ChildStderr, Command, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
 
-use churn_test_kit::{Churn, listens_on, python, s};
+use churn_test_kit::{Churn, python, s};
 
 const CHURN: Churn = Churn::new(env!("CARGO_BIN_EXE_churn"));
 
@@ -12,6 +14,26 @@ const CHURN: Churn = Churn::new(env!("CARGO_BIN_EXE_churn"));
 struct S3Server {
     child: Child,
     endpoint: String,
+    /// Moto's log lines so far (its requests and any error), for failure messages.
+    output: Arc<Mutex<Vec<String>>>,
+}
+
+/// The port moto prints in its `Running on http://127.0.0.1:PORT` line, waited for up to 30 s;
+/// its stderr is read to the end on a thread of its own (so a full pipe never blocks moto)
+/// into `output`.
+fn listening_port(stderr: ChildStderr, output: Arc<Mutex<Vec<String>>>) -> Option<u16> {
+    const RUNNING_ON: &str = "Running on http://127.0.0.1:";
+    let (port_tx, port_rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some((_, rest)) = line.split_once(RUNNING_ON) {
+                let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                let _ = port_tx.send(digits.parse::<u16>().ok());
+            }
+            output.lock().unwrap().push(line);
+        }
+    });
+    port_rx.recv_timeout(Duration::from_secs(30)).ok().flatten()
 }
 
 impl S3Server {
@@ -22,36 +44,28 @@ impl S3Server {
         server
     }
 
+    /// Starts moto on a port it picks itself (port 0), read from the address it prints once it
+    /// listens: a port the test picked and freed could be taken by anything before moto binds it.
     fn start() -> S3Server {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(python())
-            .args([
-                "-m",
-                "moto.server",
-                "-H",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-            ])
+        let mut child = Command::new(python())
+            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", "0"])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("start moto (run the tests with tests/run.sh, which installs it)");
-        let started = Instant::now();
-        while !listens_on(port) {
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "moto did not start (is moto[server] installed? use tests/run.sh)"
+        let output = Arc::new(Mutex::new(Vec::new()));
+        let port = listening_port(child.stderr.take().unwrap(), Arc::clone(&output));
+        let Some(port) = port else {
+            let _ = child.kill();
+            panic!(
+                "moto did not start (is moto[server] installed? use tests/run.sh): {}",
+                output.lock().unwrap().join("\n")
             );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        };
         S3Server {
             child,
             endpoint: format!("http://127.0.0.1:{port}"),
+            output,
         }
     }
 
@@ -101,9 +115,16 @@ impl S3Server {
             .unwrap();
         assert!(
             out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+            "{}\nmoto's last log lines:\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.last_log_lines()
         );
+    }
+
+    /// The last 20 lines moto logged.
+    fn last_log_lines(&self) -> String {
+        let output = self.output.lock().unwrap();
+        output[output.len().saturating_sub(20)..].join("\n")
     }
 }
 
