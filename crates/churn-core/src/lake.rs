@@ -534,7 +534,8 @@ pub fn writer_properties_for_rows(rows: usize) -> WriterProperties {
 /// text columns' statistics, the ingest's CPU time 19.5 -> 17.5 s (the files 282 -> 283 MB)
 /// and a feature snapshot of the lake about 6 % faster (three alternating pairs); then the
 /// times delta-encoded and they and the dictionary columns uncompressed, the ingest 0.35-0.55
-/// s faster (of 9; 0.6-1.0 CPU-s less, the files 282 -> 280 MB), a feature snapshot the same.
+/// s faster (of 9; 0.6-1.0 CPU-s less, the files 282 -> 280 MB), a feature snapshot the same;
+/// then the ids delta-encoded (see [`Table::columns_delta_encoded`]).
 pub fn table_writer_properties(table: crate::Table, rows: usize) -> WriterProperties {
     use parquet::basic::Encoding;
     use parquet::file::properties::EnabledStatistics;
@@ -548,8 +549,17 @@ pub fn table_writer_properties(table: crate::Table, rows: usize) -> WriterProper
             .set_column_statistics_enabled(ColumnPath::from(*column), EnabledStatistics::None);
     }
     for column in table.columns_delta_encoded() {
-        properties = properties
-            .set_column_encoding(ColumnPath::from(*column), Encoding::DELTA_BINARY_PACKED);
+        let kind = table
+            .columns()
+            .iter()
+            .find(|c| c.name == *column)
+            .map(|c| c.kind);
+        // Parquet's delta encoding of text is prefix sharing; of integers, differences.
+        let encoding = match kind {
+            Some(crate::ColumnKind::Id | crate::ColumnKind::Text) => Encoding::DELTA_BYTE_ARRAY,
+            _ => Encoding::DELTA_BINARY_PACKED,
+        };
+        properties = properties.set_column_encoding(ColumnPath::from(*column), encoding);
     }
     for column in table.columns_uncompressed() {
         properties =
@@ -682,6 +692,12 @@ mod tests {
                     .encodings()
                     .any(|e| e == Encoding::RLE_DICTIONARY)
             );
+        }
+        for name in ["transaction_id", "customer_id"] {
+            let delta = chunk(name)
+                .encodings()
+                .any(|e| e == Encoding::DELTA_BYTE_ARRAY);
+            assert!(delta, "{name}");
         }
         for name in [
             "transaction_id",

@@ -237,12 +237,17 @@ impl Table {
         }
     }
 
-    /// Columns written with Parquet's delta encoding instead of plain values: a day's
+    /// Columns written with Parquet's delta encodings instead of plain values: a day's
     /// transaction times lie within one day, so the differences between neighbours take 37
-    /// bits or fewer (far fewer for a till export in time order) instead of 64.
+    /// bits or fewer (far fewer for a till export in time order) instead of 64; an id is
+    /// written as the length of the prefix it shares with the one before and the rest, which
+    /// in a file sorted by customer (a CRM's export) is most of it. 16.5M transactions sorted
+    /// by customer: the files 280 -> 250 MB, the ingest no slower (8.52-8.89 s against
+    /// 8.52-9.04 s alternating); the same rows in time order: the same size and time either
+    /// way; a feature snapshot of either lake the same time.
     pub fn columns_delta_encoded(self) -> &'static [&'static str] {
         match self {
-            Table::Transactions => &["ts"],
+            Table::Transactions => &["transaction_id", "customer_id", "ts"],
             Table::Customers | Table::CampaignEvents => &[],
         }
     }
