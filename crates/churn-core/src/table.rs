@@ -254,7 +254,7 @@ impl Table {
 
     /// Columns whose pages are not compressed even in a file that is: the delta-encoded times,
     /// which ZSTD shrank no further than the encoding does (16.5M transactions: 81.6 MB with
-    /// plain values and ZSTD, 78 MB delta-encoded alone), and the dictionary-encoded columns,
+    /// plain values and ZSTD, 75.0 MB delta-encoded alone), and the dictionary-encoded columns,
     /// whose pages of small dictionary indices ZSTD shrank by a tenth (a few MB in all) at the
     /// cost of a compressor set up for each column of every day's file.
     pub fn columns_uncompressed(self) -> &'static [&'static str] {
