@@ -27,8 +27,10 @@ pub fn repo_root() -> PathBuf {
 
 /// Whether a server listens on local `port` (a port the test found free and gave to a server
 /// it started). A successful connect alone is not proof: a connect to a free port of the
-/// ephemeral range can, rarely, pick that same port as its source and connect to itself (a CI
-/// run saw an S3 client refused right after such a check), so that connection does not count.
+/// ephemeral range can, rarely, pick that same port as its source and connect to itself, so
+/// that connection does not count. Nor does this check close the window between the test
+/// finding the port free and the server binding it, in which anything may take it: a server
+/// that can pick its own port and say which (moto in the S3 tests) should be left to.
 pub fn listens_on(port: u16) -> bool {
     std::net::TcpStream::connect(("127.0.0.1", port))
         .and_then(|stream| stream.local_addr())
