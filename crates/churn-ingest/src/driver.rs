@@ -10,7 +10,7 @@ use arrow::datatypes::DataType;
 use chrono_tz::Tz;
 use churn_core::parquet_io::{ObjectStoreReader, object_writer};
 use churn_core::{Lake, Table};
-use futures::{StreamExt, TryStreamExt};
+use futures::TryStreamExt;
 use parquet::arrow::ParquetRecordBatchStreamBuilder;
 use serde::{Deserialize, Serialize};
 
@@ -20,7 +20,9 @@ use crate::dedup::BatchKeys;
 use crate::error::{IngestError, Result};
 use crate::existing::file_batches;
 use crate::partition::{PartitionWriter, StagedFile};
-use crate::reader::{CsvRecord, CsvSplitter, InputFile, decode_lossy, read_chunks, resolve_inputs};
+use crate::reader::{
+    Chunk, CsvRecord, CsvSplitter, FileChunks, InputFile, decode_lossy, resolve_inputs,
+};
 use crate::rows::{QuarantineBuilder, Reject, RowParser, TableBuilder};
 use crate::upsert::{LatestProfiles, not_replaced};
 use crate::value::TimestampParser;
@@ -411,15 +413,15 @@ impl Run<'_> {
     }
 
     async fn read_csv(&mut self, input: &InputFile) -> Result<()> {
-        let mut stream = read_chunks(input);
+        let mut chunks = FileChunks::open(input);
         let mut splitter = CsvSplitter::new(self.cfg.delimiter);
         let mut header: Option<CsvHeader> = None;
         let mut full_blocks: Vec<CsvBlock> = Vec::new();
         let mut parsing: VecDeque<tokio::task::JoinHandle<ParsedBlock>> = VecDeque::new();
         loop {
-            let chunk = match stream.next().await {
+            let chunk = match chunks.next().await {
                 Some(c) => c.map_err(|e| self.file_error(input, e))?,
-                None => bytes::Bytes::new(),
+                None => Chunk::Owned(Vec::new()),
             };
             let at_end = chunk.is_empty();
             splitter.feed(&chunk, |record: CsvRecord<'_>| -> Result<()> {
@@ -447,6 +449,7 @@ impl Run<'_> {
                 }
                 Ok(())
             })?;
+            chunks.give_back(chunk);
             if let Some((mapping, _, block)) = &mut header {
                 if !block.is_empty() {
                     full_blocks.push(block.take());
@@ -546,12 +549,12 @@ impl Run<'_> {
     }
 
     async fn read_ndjson(&mut self, input: &InputFile) -> Result<()> {
-        let mut stream = read_chunks(input);
+        let mut chunks = FileChunks::open(input);
         let mut buffer: Vec<u8> = Vec::new();
         let mut line_no = 0u64;
         let mut first = true;
         loop {
-            let chunk: Option<bytes::Bytes> = stream
+            let chunk = chunks
                 .next()
                 .await
                 .transpose()
@@ -559,6 +562,7 @@ impl Run<'_> {
             let at_end = chunk.is_none();
             if let Some(chunk) = chunk {
                 buffer.extend_from_slice(&chunk);
+                chunks.give_back(chunk);
             }
             let mut consumed = 0;
             while let Some(pos) = buffer[consumed..]

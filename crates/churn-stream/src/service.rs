@@ -735,6 +735,7 @@ mod tests {
             size,
             last_modified: chrono::Utc::now(),
             e_tag: None,
+            local_path: None,
         }
     }
 
