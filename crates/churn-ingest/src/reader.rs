@@ -67,14 +67,11 @@ pub async fn resolve_inputs(cfg: &SourceConfig) -> Result<Vec<InputFile>> {
         }
     };
     let format_of = |name: &str| cfg.format.or_else(|| Format::from_file_name(name));
+    let local_files = (root_url.scheme() == "file").then(object_store::local::LocalFileSystem::new);
     let local_path_of = |p: &Path| {
-        (root_url.scheme() == "file")
-            .then(|| {
-                object_store::local::LocalFileSystem::new()
-                    .path_to_filesystem(p)
-                    .ok()
-            })
-            .flatten()
+        local_files
+            .as_ref()
+            .and_then(|fs| fs.path_to_filesystem(p).ok())
     };
 
     let mut files = Vec::new();
