@@ -176,7 +176,7 @@ pub struct FileChunks {
 }
 
 enum ChunkSource {
-    Store(futures::stream::BoxStream<'static, Result<bytes::Bytes, object_store::Error>>),
+    Store(futures::stream::BoxStream<'static, std::io::Result<bytes::Bytes>>),
     Local {
         filled: tokio::sync::mpsc::Receiver<std::io::Result<Vec<u8>>>,
         free: std::sync::mpsc::Sender<Vec<u8>>,
@@ -224,13 +224,7 @@ impl FileChunks {
     pub async fn next(&mut self) -> Option<std::io::Result<Chunk>> {
         use futures::StreamExt;
         match &mut self.source {
-            ChunkSource::Store(stream) => Some(
-                stream
-                    .next()
-                    .await?
-                    .map(Chunk::Shared)
-                    .map_err(std::io::Error::other),
-            ),
+            ChunkSource::Store(stream) => Some(stream.next().await?.map(Chunk::Shared)),
             ChunkSource::Local { filled, .. } => Some(filled.recv().await?.map(Chunk::Owned)),
         }
     }
@@ -265,7 +259,12 @@ fn read_local_file(
         buffer.clear();
         buffer.reserve_exact(READ_CHUNK_BYTES as usize);
         // Read into the buffer's room as it is: a `File` is not handed memory to zero first.
-        match (&mut file).take(READ_CHUNK_BYTES).read_to_end(&mut buffer) {
+        let read = (&mut file).take(READ_CHUNK_BYTES).read_to_end(&mut buffer);
+        match read {
+            Ok(0) if file.limit() > 0 => {
+                let _ = filled.blocking_send(Err(shorter_than_listed(size - file.limit(), size)));
+                return;
+            }
             Ok(0) => return,
             Ok(_) => {
                 if filled.blocking_send(Ok(buffer)).is_err() {
@@ -284,7 +283,7 @@ fn read_local_file(
 /// the current one is parsed.
 fn store_chunks(
     input: &InputFile,
-) -> futures::stream::BoxStream<'static, Result<bytes::Bytes, object_store::Error>> {
+) -> futures::stream::BoxStream<'static, std::io::Result<bytes::Bytes>> {
     use futures::StreamExt;
     let (store, path, size) = (input.store.clone(), input.path.clone(), input.size);
     let ranges: Vec<std::ops::Range<u64>> = (0..size.div_ceil(READ_CHUNK_BYTES))
@@ -293,10 +292,27 @@ fn store_chunks(
     futures::stream::iter(ranges)
         .map(move |range| {
             let (store, path) = (store.clone(), path.clone());
-            async move { store.get_range(&path, range).await }
+            async move {
+                let bytes = store
+                    .get_range(&path, range.clone())
+                    .await
+                    .map_err(std::io::Error::other)?;
+                // A local store hands back what the file still has of a range.
+                if (bytes.len() as u64) < range.end - range.start {
+                    return Err(shorter_than_listed(range.start + bytes.len() as u64, size));
+                }
+                Ok(bytes)
+            }
         })
         .buffered(2)
         .boxed()
+}
+
+/// The error of a file that ended after `read` of the `size` bytes it was listed with: an
+/// error rather than an early end, which would take its rows as all there were.
+fn shorter_than_listed(read: u64, size: u64) -> std::io::Error {
+    let message = format!("the file ended after {read} of the {size} bytes it was listed with");
+    std::io::Error::new(std::io::ErrorKind::UnexpectedEof, message)
 }
 
 /// One CSV record: its first line number (1-based), its raw bytes without the line
@@ -626,24 +642,26 @@ pub fn decode_lossy(bytes: &[u8], encoding: Encoding) -> String {
 mod tests {
     use super::*;
 
-    /// Every chunk of `input` as `FileChunks` hands them on, each buffer given back.
-    async fn read_all(input: &InputFile) -> Vec<Vec<u8>> {
+    /// Every chunk of `input` as `FileChunks` hands them on, each buffer given back, with the
+    /// addresses of the chunks' bytes; the first error instead.
+    async fn read_all(input: &InputFile) -> std::io::Result<(Vec<Vec<u8>>, Vec<usize>)> {
         let mut chunks = FileChunks::open(input);
-        let mut read = Vec::new();
+        let (mut read, mut addresses) = (Vec::new(), Vec::new());
         while let Some(chunk) = chunks.next().await {
-            let chunk = chunk.unwrap();
+            let chunk = chunk?;
             read.push(chunk.to_vec());
+            addresses.push(chunk.as_ptr() as usize);
             chunks.give_back(chunk);
         }
-        read
+        Ok((read, addresses))
     }
 
     #[tokio::test]
     async fn a_local_file_is_read_in_chunks_up_to_its_listed_size_through_reused_buffers() {
         let dir = tempfile::tempdir().unwrap();
         let chunk = READ_CHUNK_BYTES as usize;
-        // Two whole chunks and a part of a third, bytes that differ from place to place.
-        let bytes: Vec<u8> = (0..2 * chunk + 1_000).map(|i| (i % 251) as u8).collect();
+        // Four whole chunks and a part of a fifth, bytes that differ from place to place.
+        let bytes: Vec<u8> = (0..4 * chunk + 1_000).map(|i| (i % 251) as u8).collect();
         let path = dir.path().join("tx.csv");
         std::fs::write(&path, &bytes).unwrap();
         let cfg = crate::SourceSpec {
@@ -658,10 +676,13 @@ mod tests {
         let input = inputs.pop().unwrap();
         assert_eq!(input.local_path.as_deref(), Some(path.as_path()));
 
-        let read = read_all(&input).await;
+        let (read, addresses) = read_all(&input).await.unwrap();
         let sizes: Vec<usize> = read.iter().map(Vec::len).collect();
-        assert_eq!(sizes, [chunk, chunk, 1_000]);
+        assert_eq!(sizes, [chunk, chunk, chunk, chunk, 1_000]);
         assert_eq!(read.concat(), bytes);
+        // Five chunks in the three buffers handed back and filled again.
+        let buffers: std::collections::BTreeSet<usize> = addresses.into_iter().collect();
+        assert!(buffers.len() <= LOCAL_READ_BUFFERS, "{buffers:?}");
 
         // A file that grew after it was listed is read as listed (a landing file being
         // appended to is taken as it was seen).
@@ -669,14 +690,39 @@ mod tests {
             size: chunk as u64 + 10,
             ..input.clone()
         };
-        assert_eq!(read_all(&listed).await.concat(), bytes[..chunk + 10]);
+        assert_eq!(
+            read_all(&listed).await.unwrap().0.concat(),
+            bytes[..chunk + 10]
+        );
+
+        // A file shorter than it was listed is an error, through the store too.
+        let shrunk = InputFile {
+            size: bytes.len() as u64 + 5,
+            ..input.clone()
+        };
+        let error = read_all(&shrunk).await.unwrap_err();
+        assert_eq!(error.kind(), std::io::ErrorKind::UnexpectedEof);
+        assert!(
+            error.to_string().contains(&format!(
+                "after {} of the {} bytes",
+                bytes.len(),
+                bytes.len() + 5
+            )),
+            "{error}"
+        );
+        let through_store = InputFile {
+            local_path: None,
+            ..shrunk
+        };
+        let error = read_all(&through_store).await.unwrap_err();
+        assert_eq!(error.kind(), std::io::ErrorKind::UnexpectedEof);
 
         // Through the store, the same bytes.
         let through_store = InputFile {
             local_path: None,
             ..input
         };
-        assert_eq!(read_all(&through_store).await.concat(), bytes);
+        assert_eq!(read_all(&through_store).await.unwrap().0.concat(), bytes);
     }
 
     fn split(chunks: &[&[u8]]) -> Vec<(u64, String, Vec<String>)> {
