@@ -87,7 +87,7 @@ pub fn bench_all(
     progress: &dyn Fn(&str),
 ) -> Result<AllFigures> {
     progress("bench all: ingest");
-    let ingest = bench_ingest(setup, IngestMemory::default(), progress)?;
+    let ingest = bench_ingest(setup, IngestMemory::default(), 1, progress)?;
     progress("bench all: features");
     let features = bench_features(setup, FEATURES_AS_OF, None, progress)?;
     progress("bench all: btyd");

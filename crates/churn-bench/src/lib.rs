@@ -25,7 +25,7 @@ pub use all::{AllFigures, StreamFiles, SummaryRow, bench_all};
 pub use btyd::{BtydFigures, BtydModelFigures, bench_btyd};
 pub use error::BenchError;
 pub use features::{FeaturesFigures, bench_features};
-pub use ingest::{IngestFigures, IngestMemory, bench_ingest};
+pub use ingest::{IngestFigures, IngestMemory, IngestRound, bench_ingest};
 pub use run::python_has;
 pub use stream::{LiveLatency, StreamFigures, bench_stream};
 pub use train::{TrainFigures, TrainResults, bench_train};

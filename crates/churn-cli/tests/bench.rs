@@ -10,6 +10,16 @@ fn csv_rows(path: &std::path::Path) -> u64 {
     csv::Reader::from_path(path).unwrap().records().count() as u64
 }
 
+/// The run of median wall time among `runs` (JSON of measured runs), computed here on its own.
+fn median_by_wall(runs: &[&serde_json::Value]) -> serde_json::Value {
+    let mut runs: Vec<&serde_json::Value> = runs.to_vec();
+    runs.sort_by(|a, b| {
+        let wall = |m: &serde_json::Value| m["wall_seconds"].as_f64().unwrap();
+        wall(a).partial_cmp(&wall(b)).unwrap()
+    });
+    runs[(runs.len() - 1) / 2].clone()
+}
+
 #[test]
 fn bench_ingest_times_churn_with_the_memory_settings_given_and_duckdb_on_every_transaction() {
     let work = tempfile::tempdir().unwrap();
@@ -24,7 +34,32 @@ fn bench_ingest_times_churn_with_the_memory_settings_given_and_duckdb_on_every_t
         s(work.path()),
         "--python",
         &python,
+        "--repeat",
+        "3",
     ]);
+    // Three rounds, each side's figure its median round, the ratio the medians'.
+    let rounds = figures["rounds"].as_array().unwrap();
+    assert_eq!(rounds.len(), 3, "{figures}");
+    let side =
+        |name: &str| -> Vec<&serde_json::Value> { rounds.iter().map(|r| &r[name]).collect() };
+    assert_eq!(
+        figures["churn"],
+        median_by_wall(&side("churn")),
+        "{figures}"
+    );
+    assert_eq!(
+        figures["duckdb"],
+        median_by_wall(&side("duckdb")),
+        "{figures}"
+    );
+    for round in rounds {
+        let ratio = round["churn"]["rows_per_second"].as_f64().unwrap()
+            / round["duckdb"]["rows_per_second"].as_f64().unwrap();
+        let reported = round["throughput_ratio_churn_over_duckdb"]
+            .as_f64()
+            .unwrap();
+        assert!((ratio - reported).abs() < 1e-9 * ratio, "{figures}");
+    }
     let transactions = csv_rows(&work.path().join("store-300-1/transactions.csv"));
     assert!(transactions > 1000);
     assert_eq!(figures["kind"], "bench_ingest");

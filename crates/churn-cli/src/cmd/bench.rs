@@ -137,6 +137,11 @@ struct IngestArgs {
     /// How much of the batch the timed ingest holds in memory, as for `churn ingest`.
     #[command(flatten)]
     memory: super::ingest::MemoryArgs,
+    /// Rounds of churn's ingest then DuckDB's COPY; each side's figure is its median round
+    /// (by wall time), and every round is listed. On a machine whose speed varies, one
+    /// round's ratio is as much the machine as the tools.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    repeat: u32,
 }
 
 impl StoreArgs {
@@ -182,6 +187,32 @@ fn print_ingest(f: &IngestFigures) {
         println!("throughput ratio churn / duckdb: {r:.2}");
     }
     println!("sorted runs churn spilled to staging: {}", f.spilled_runs);
+    if f.rounds.len() > 1 {
+        println!(
+            "each side's median of {} rounds above; every round, in order:",
+            f.rounds.len()
+        );
+        println!(
+            "{:<6} {:>14} {:>15} {:>16}",
+            "round", "churn wall s", "duckdb wall s", "throughput ratio"
+        );
+        for (k, round) in f.rounds.iter().enumerate() {
+            let duckdb = round
+                .duckdb
+                .as_ref()
+                .map_or("-".to_string(), |d| format!("{:.2}", d.wall_seconds));
+            let ratio = round
+                .throughput_ratio_churn_over_duckdb
+                .map_or("-".to_string(), |r| format!("{r:.2}"));
+            println!(
+                "{:<6} {:>14.2} {:>15} {:>16}",
+                k + 1,
+                round.churn.wall_seconds,
+                duckdb,
+                ratio
+            );
+        }
+    }
 }
 
 fn print_features(f: &FeaturesFigures, customers: u64) {
@@ -382,8 +413,12 @@ pub async fn run(args: Args, json: bool) -> anyhow::Result<()> {
             print_all(&figures);
         }
         What::Ingest(a) => {
-            let figures =
-                churn_bench::bench_ingest(&a.store.setup()?, a.memory.bench(), &progress)?;
+            let figures = churn_bench::bench_ingest(
+                &a.store.setup()?,
+                a.memory.bench(),
+                a.repeat as usize,
+                &progress,
+            )?;
             if json {
                 return print_json(&figures);
             }
