@@ -102,13 +102,13 @@ fn features_labels_and_scores_on_ballista_standalone_equal_the_local_engines_row
     }
 }
 
-/// A free loopback port.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// `N` distinct free loopback ports. Their listeners are held until all are chosen: taken
+/// one at a time, the system could hand out a port just let go again.
+fn free_ports<const N: usize>() -> [u16; N] {
+    let listeners: Vec<std::net::TcpListener> = (0..N)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    std::array::from_fn(|k| listeners[k].local_addr().unwrap().port())
 }
 
 /// A `churn engine …` process, killed on drop.
@@ -151,10 +151,9 @@ fn start(args: &[&str], port: u16) -> Process {
 fn features_on_a_scheduler_and_an_executor_in_their_own_processes_equal_the_local_engines() {
     let dir = tempfile::tempdir().unwrap();
     let lake = CHURN.demo_lake(dir.path());
-    let scheduler_port = free_port();
+    let [scheduler_port, flight, grpc] = free_ports();
     let scheduler = format!("127.0.0.1:{scheduler_port}");
     let _scheduler = start(&["scheduler", "--bind", &scheduler], scheduler_port);
-    let (flight, grpc) = (free_port(), free_port());
     let _executor = start(
         &[
             "executor",
@@ -192,7 +191,8 @@ fn features_on_a_scheduler_and_an_executor_in_their_own_processes_equal_the_loca
 fn a_scheduler_nobody_answers_at_is_a_config_error_naming_it_and_nothing_is_written() {
     let dir = tempfile::tempdir().unwrap();
     let lake = CHURN.demo_lake(dir.path());
-    let unanswered = format!("ballista://127.0.0.1:{}", free_port());
+    let [port] = free_ports();
+    let unanswered = format!("ballista://127.0.0.1:{port}");
     for (engine, named) in [
         (unanswered.as_str(), unanswered.as_str()),
         ("spark://x:1", "ballista://HOST:PORT"),
