@@ -9,6 +9,10 @@ use crate::{
     TrainResults, bench_btyd, bench_features, bench_ingest, bench_stream, bench_train,
 };
 
+/// Rounds of the ingest benchmark, each side's median round in the summary: its ratio is the
+/// one nearest 1, and this machine's speed from minute to minute moved one round's by 0.86-1.04
+/// in five rounds (2026-12-08).
+pub const INGEST_ROUNDS: usize = 3;
 /// Snapshot the feature benchmark builds (the store spans 2024-11-01 to 2026-10-31).
 pub const FEATURES_AS_OF: &str = "2026-06-01";
 /// End of calibration of the BTYD fits.
@@ -87,7 +91,7 @@ pub fn bench_all(
     progress: &dyn Fn(&str),
 ) -> Result<AllFigures> {
     progress("bench all: ingest");
-    let ingest = bench_ingest(setup, IngestMemory::default(), 1, progress)?;
+    let ingest = bench_ingest(setup, IngestMemory::default(), INGEST_ROUNDS, progress)?;
     progress("bench all: features");
     let features = bench_features(setup, FEATURES_AS_OF, None, progress)?;
     progress("bench all: btyd");

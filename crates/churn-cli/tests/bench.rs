@@ -241,6 +241,13 @@ fn bench_all_summarises_every_step_with_the_figures_its_benchmark_measured() {
         &figures["ingest"]["churn"]["wall_seconds"],
         &figures["ingest"]["duckdb"]["wall_seconds"],
     );
+    // The ingest's figures are each side's median of three rounds.
+    let rounds = figures["ingest"]["rounds"].as_array().unwrap();
+    assert_eq!(rounds.len(), 3, "{figures}");
+    let side =
+        |name: &str| -> Vec<&serde_json::Value> { rounds.iter().map(|r| &r[name]).collect() };
+    assert_eq!(figures["ingest"]["churn"], median_by_wall(&side("churn")));
+    assert_eq!(figures["ingest"]["duckdb"], median_by_wall(&side("duckdb")));
     same(
         row("features"),
         &figures["features"]["churn"]["wall_seconds"],
