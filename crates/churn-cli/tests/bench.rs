@@ -20,6 +20,17 @@ fn median_by_wall(runs: &[&serde_json::Value]) -> serde_json::Value {
     runs[(runs.len() - 1) / 2].clone()
 }
 
+/// Checks that an ingest benchmark's figures have `rounds` rounds and that each side's figure
+/// is its median round.
+fn assert_each_side_is_its_median_round(ingest: &serde_json::Value, rounds: usize) {
+    let done = ingest["rounds"].as_array().unwrap();
+    assert_eq!(done.len(), rounds, "{ingest}");
+    for side in ["churn", "duckdb"] {
+        let runs: Vec<&serde_json::Value> = done.iter().map(|round| &round[side]).collect();
+        assert_eq!(ingest[side], median_by_wall(&runs), "{side}: {ingest}");
+    }
+}
+
 #[test]
 fn bench_ingest_times_churn_with_the_memory_settings_given_and_duckdb_on_every_transaction() {
     let work = tempfile::tempdir().unwrap();
@@ -37,22 +48,9 @@ fn bench_ingest_times_churn_with_the_memory_settings_given_and_duckdb_on_every_t
         "--repeat",
         "3",
     ]);
-    // Three rounds, each side's figure its median round, the ratio the medians'.
-    let rounds = figures["rounds"].as_array().unwrap();
-    assert_eq!(rounds.len(), 3, "{figures}");
-    let side =
-        |name: &str| -> Vec<&serde_json::Value> { rounds.iter().map(|r| &r[name]).collect() };
-    assert_eq!(
-        figures["churn"],
-        median_by_wall(&side("churn")),
-        "{figures}"
-    );
-    assert_eq!(
-        figures["duckdb"],
-        median_by_wall(&side("duckdb")),
-        "{figures}"
-    );
-    for round in rounds {
+    // Three rounds, each side's figure its median round, the ratio the medians' (below).
+    assert_each_side_is_its_median_round(&figures, 3);
+    for round in figures["rounds"].as_array().unwrap() {
         let ratio = round["churn"]["rows_per_second"].as_f64().unwrap()
             / round["duckdb"]["rows_per_second"].as_f64().unwrap();
         let reported = round["throughput_ratio_churn_over_duckdb"]
@@ -242,12 +240,7 @@ fn bench_all_summarises_every_step_with_the_figures_its_benchmark_measured() {
         &figures["ingest"]["duckdb"]["wall_seconds"],
     );
     // The ingest's figures are each side's median of three rounds.
-    let rounds = figures["ingest"]["rounds"].as_array().unwrap();
-    assert_eq!(rounds.len(), 3, "{figures}");
-    let side =
-        |name: &str| -> Vec<&serde_json::Value> { rounds.iter().map(|r| &r[name]).collect() };
-    assert_eq!(figures["ingest"]["churn"], median_by_wall(&side("churn")));
-    assert_eq!(figures["ingest"]["duckdb"], median_by_wall(&side("duckdb")));
+    assert_each_side_is_its_median_round(&figures["ingest"], 3);
     same(
         row("features"),
         &figures["features"]["churn"]["wall_seconds"],
