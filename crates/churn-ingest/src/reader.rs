@@ -160,9 +160,6 @@ pub async fn resolve_inputs(cfg: &SourceConfig) -> Result<Vec<InputFile>> {
 /// Bytes read per request: large enough that reading costs little next to parsing.
 const READ_CHUNK_BYTES: u64 = 8 << 20;
 
-/// Buffers a local file is read into: one being parsed, one being filled, one waiting.
-const LOCAL_READ_BUFFERS: usize = 3;
-
 /// A file's bytes, a chunk of [`READ_CHUNK_BYTES`] at a time, the next chunk read while the
 /// current one is parsed.
 ///
@@ -210,9 +207,6 @@ impl FileChunks {
         };
         let (filled_tx, filled) = tokio::sync::mpsc::channel(1);
         let (free, free_rx) = std::sync::mpsc::channel();
-        for _ in 0..LOCAL_READ_BUFFERS {
-            free.send(Vec::new()).expect("the receiver is held above");
-        }
         let size = input.size;
         tokio::task::spawn_blocking(move || read_local_file(&local, size, &filled_tx, &free_rx));
         Self {
@@ -229,7 +223,8 @@ impl FileChunks {
         }
     }
 
-    /// Hands a chunk's buffer back to be filled again.
+    /// Hands a chunk's buffer back to be filled again (a chunk not handed back is only not
+    /// reused: the reader then reads into a new buffer).
     pub fn give_back(&mut self, chunk: Chunk) {
         if let (ChunkSource::Local { free, .. }, Chunk::Owned(buffer)) = (&self.source, chunk) {
             // The reading thread is gone once the file is read: the buffer is then freed.
@@ -239,8 +234,10 @@ impl FileChunks {
 }
 
 /// Reads the first `size` bytes of the local file at `path` into the buffers `free` hands
-/// over, and sends each filled one to `filled`; stops at the end of those bytes, at the first
-/// error (which it sends), or when the reader is gone.
+/// back (a new one when none is back), and sends each filled one to `filled`; stops at the end
+/// of those bytes, at the first error (which it sends), or when the reader is gone. With one
+/// chunk waiting in `filled`, a reader that hands each chunk back before it takes the next
+/// keeps three buffers going: the one it parses, the one waiting and the one being filled.
 fn read_local_file(
     path: &std::path::Path,
     size: u64,
@@ -255,7 +252,12 @@ fn read_local_file(
             return;
         }
     };
-    while let Ok(mut buffer) = free.recv() {
+    loop {
+        let mut buffer = match free.try_recv() {
+            Ok(buffer) => buffer,
+            Err(std::sync::mpsc::TryRecvError::Empty) => Vec::new(),
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => return,
+        };
         buffer.clear();
         buffer.reserve_exact(READ_CHUNK_BYTES as usize);
         // Read into the buffer's room as it is: a `File` is not handed memory to zero first.
@@ -682,7 +684,7 @@ mod tests {
         assert_eq!(read.concat(), bytes);
         // Five chunks in the three buffers handed back and filled again.
         let buffers: std::collections::BTreeSet<usize> = addresses.into_iter().collect();
-        assert!(buffers.len() <= LOCAL_READ_BUFFERS, "{buffers:?}");
+        assert!(buffers.len() <= 3, "{buffers:?}");
 
         // A file that grew after it was listed is read as listed (a landing file being
         // appended to is taken as it was seen).
