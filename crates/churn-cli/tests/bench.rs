@@ -20,6 +20,17 @@ fn median_by_wall(runs: &[&serde_json::Value]) -> serde_json::Value {
     runs[(runs.len() - 1) / 2].clone()
 }
 
+/// Checks that the throughput ratio of ingest figures (or of one round) is churn's rows per
+/// second over DuckDB's.
+fn assert_ratio_is_churn_over_duckdb(figures: &serde_json::Value) {
+    let ratio = figures["churn"]["rows_per_second"].as_f64().unwrap()
+        / figures["duckdb"]["rows_per_second"].as_f64().unwrap();
+    let reported = figures["throughput_ratio_churn_over_duckdb"]
+        .as_f64()
+        .unwrap();
+    assert!((ratio - reported).abs() < 1e-9 * ratio, "{figures}");
+}
+
 /// Checks that an ingest benchmark's figures have `rounds` rounds and that each side's figure
 /// is its median round.
 fn assert_each_side_is_its_median_round(ingest: &serde_json::Value, rounds: usize) {
@@ -51,24 +62,14 @@ fn bench_ingest_times_churn_with_the_memory_settings_given_and_duckdb_on_every_t
     // Three rounds, each side's figure its median round, the ratio the medians' (below).
     assert_each_side_is_its_median_round(&figures, 3);
     for round in figures["rounds"].as_array().unwrap() {
-        let ratio = round["churn"]["rows_per_second"].as_f64().unwrap()
-            / round["duckdb"]["rows_per_second"].as_f64().unwrap();
-        let reported = round["throughput_ratio_churn_over_duckdb"]
-            .as_f64()
-            .unwrap();
-        assert!((ratio - reported).abs() < 1e-9 * ratio, "{figures}");
+        assert_ratio_is_churn_over_duckdb(round);
     }
     let transactions = csv_rows(&work.path().join("store-300-1/transactions.csv"));
     assert!(transactions > 1000);
     assert_eq!(figures["kind"], "bench_ingest");
     assert_eq!(figures["churn"]["rows"], transactions);
     assert_eq!(figures["duckdb"]["rows"], transactions);
-    let ratio = figures["churn"]["rows_per_second"].as_f64().unwrap()
-        / figures["duckdb"]["rows_per_second"].as_f64().unwrap();
-    let reported = figures["throughput_ratio_churn_over_duckdb"]
-        .as_f64()
-        .unwrap();
-    assert!((ratio - reported).abs() < 1e-9 * ratio, "{figures}");
+    assert_ratio_is_churn_over_duckdb(&figures);
     assert_eq!(figures["spilled_runs"], 0, "{figures}");
 
     // The ingest's memory settings reach the timed ingest: with small buffers and no run
